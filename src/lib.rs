@@ -1,0 +1,8 @@
+//! uprise: an event-driven init daemon and job supervisor that speaks Upstart's job language.
+//! See docs/ARCHITECTURE.md for the map of the code.
+
+pub mod ctl;
+pub mod lua;
+pub mod model;
+pub mod syntax;
+pub mod temporal;

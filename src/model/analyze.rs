@@ -1,0 +1,325 @@
+//! Analysis: what the grammar cannot say. Values that need the world (time zones, cron
+//! fields, Lua syntax, pool capacities), combinations of stanzas, and the "not yet enforced"
+//! warnings. Collects every finding; never stops at the first.
+
+use std::collections::BTreeMap;
+
+use jiff::tz::TimeZone;
+
+use crate::syntax::ast::*;
+use crate::temporal;
+
+use super::diagnostic::{Diagnostic, Sources};
+use super::enforcement::{self, Enforcement};
+use super::job::{Job, event_matches, temporals};
+use super::load::{DEFAULT_POOL_MAX, Origin, Pool};
+
+/// The highest signal number on Linux (SIGRTMAX).
+const MAX_SIGNAL: i32 = 64;
+
+/// Checks each stanza of a parsed file on its own.
+pub fn check_stanzas(file: &str, ast: &FileAst, pools: &BTreeMap<String, Pool>, sources: &Sources) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let all = ast
+        .stanzas
+        .iter()
+        .chain(ast.blocks.iter().flat_map(|block| block.stanzas.iter()));
+    for stanza in all {
+        check_stanza(file, stanza, pools, sources, &mut out);
+    }
+    out
+}
+
+fn check_stanza(
+    file: &str,
+    stanza: &Spanned<Stanza>,
+    pools: &BTreeMap<String, Pool>,
+    sources: &Sources,
+    out: &mut Vec<Diagnostic>,
+) {
+    let span = Some(stanza.span);
+    if let Some(Enforcement::Planned(feature)) = enforcement::of(&stanza.node) {
+        out.push(Diagnostic::warning(
+            file,
+            span,
+            format!("{feature} is parsed but not yet enforced"),
+        ));
+    }
+    match &stanza.node {
+        Stanza::StartOn(expr) | Stanza::StopOn(expr) => {
+            temporals(expr, &mut |timer, timer_span| {
+                if let Err(message) = temporal::schedule(timer, &TimeZone::UTC) {
+                    out.push(Diagnostic::error(file, Some(timer_span), message));
+                }
+            });
+            event_matches(expr, &mut |event| {
+                if event.name == "every" && !event.args.is_empty() {
+                    out.push(
+                        Diagnostic::warning(file, Some(event.span), "this is an event named `every`, not a schedule")
+                            .with_help("a schedule is `every DURATION`, `every day|week|month|mon,fri… [at HH:MM]` or `every cron \"…\"`"),
+                    );
+                }
+                if event.name.contains(['*', '?', '[']) {
+                    out.push(
+                        Diagnostic::warning(
+                            file,
+                            Some(event.span),
+                            format!("event name `{}` is matched literally, not as a glob", event.name),
+                        )
+                        .with_help("only values are globs; event names must be equal"),
+                    );
+                }
+            });
+        }
+        Stanza::Timezone(zone) => {
+            if let Err(message) = temporal::resolve_zone(Some(zone), &TimeZone::UTC) {
+                out.push(Diagnostic::error(file, span, message));
+            }
+        }
+        Stanza::KillSignal(signal) | Stanza::ReloadSignal(signal) if signal.number > MAX_SIGNAL => {
+            out.push(Diagnostic::error(
+                file,
+                span,
+                format!("no such signal: {}", signal.number),
+            ));
+        }
+        Stanza::NormalExit(items) => {
+            for item in items {
+                if let ExitItem::Status(status) = item
+                    && *status > 255
+                {
+                    out.push(
+                        Diagnostic::warning(
+                            file,
+                            span,
+                            format!("exit status {status} can never happen; statuses go to 255"),
+                        )
+                        .with_help("a status above 255 is what a shell reports for a signal: name the signal instead"),
+                    );
+                }
+            }
+        }
+        Stanza::Process(kind, command) if command.is_lua() => {
+            if let Command::Script { body, .. } = command {
+                // The body starts on the line after `script lua`.
+                let first_line = sources
+                    .get(file)
+                    .map_or(1, |text| line_of(text, stanza.span.lo as usize) + 1);
+                check_lua(
+                    file,
+                    body,
+                    first_line,
+                    &format!("{} script", kind.keyword()),
+                    sources,
+                    out,
+                );
+            }
+        }
+        Stanza::GateLua(code) => check_lua(file, &code.code, code.line, "gate", sources, out),
+        Stanza::Hook(_, code) => check_lua(file, &code.code, code.line, "hook", sources, out),
+        Stanza::Requires(_, path) | Stanza::PidFile(path) if !is_absolute_or_variable(path) => {
+            out.push(Diagnostic::error(
+                file,
+                span,
+                format!("`{path}` is not an absolute path"),
+            ));
+        }
+        Stanza::Chdir(path) | Stanza::Chroot(path) if !is_absolute_or_variable(path) => {
+            out.push(Diagnostic::warning(
+                file,
+                span,
+                format!("`{path}` is relative; it resolves against `/`"),
+            ));
+        }
+        Stanza::Uses(pool, Amount::Fixed(amount)) => {
+            let (max, declared) = match pools.get(pool) {
+                Some(declared) => (declared.max, declared.declared_in.clone()),
+                None => (DEFAULT_POOL_MAX, None),
+            };
+            if *amount > max {
+                let origin = match declared {
+                    Some(daemon_file) => format!("declared in {daemon_file}"),
+                    None => "the default for an undeclared pool".to_string(),
+                };
+                out.push(
+                    Diagnostic::error(file, span, format!("the job uses {amount} of pool `{pool}`, whose maximum is {max} ({origin}): it could never start"))
+                        .with_help(format!("declare a larger pool with `resource {pool} {amount}` in the daemon file")),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_absolute_or_variable(path: &str) -> bool {
+    path.starts_with('/') || path.starts_with('$')
+}
+
+fn line_of(text: &str, offset: usize) -> u32 {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count() as u32
+        + 1
+}
+
+/// Byte offset of the start of a 1-based line, and that line's length.
+fn line_span(text: &str, line: u32) -> Option<Span> {
+    let mut start = 0usize;
+    for _ in 1..line {
+        start += text[start..].find('\n')? + 1;
+    }
+    let end = text[start..].find('\n').map_or(text.len(), |at| start + at);
+    let indent = text[start..end].len() - text[start..end].trim_start().len();
+    Some(Span::new(start + indent, end))
+}
+
+fn check_lua(file: &str, code: &str, first_line: u32, what: &str, sources: &Sources, out: &mut Vec<Diagnostic>) {
+    let Err(error) = crate::lua::check_syntax(code, what) else {
+        return;
+    };
+    let file_line = error.line.map(|line| first_line + line.saturating_sub(1));
+    let span = file_line.and_then(|line| sources.get(file).and_then(|text| line_span(text, line)));
+    out.push(Diagnostic::error(
+        file,
+        span,
+        format!("Lua syntax error in {what}: {}", error.message),
+    ));
+}
+
+/// Checks a merged job: combinations of stanzas.
+pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let at = |keyword: &str| origins.iter().rev().find(|origin| origin.keyword == keyword);
+    let mut warn = |keyword: &str, message: String, help: Option<&str>| {
+        let (file, span) = match at(keyword) {
+            Some(origin) => (origin.file.as_str(), Some(origin.span)),
+            None => (job.file.as_str(), None),
+        };
+        let mut diagnostic = Diagnostic::warning(file, span, format!("job `{}`: {message}", job.name));
+        if let Some(help) = help {
+            diagnostic = diagnostic.with_help(help);
+        }
+        out.push(diagnostic);
+    };
+    if job.watershed && !job.task {
+        warn(
+            "watershed",
+            "`watershed` only applies to tasks".into(),
+            Some("add `task`"),
+        );
+    }
+    if !job.respawn {
+        if at("respawn limit").is_some() {
+            warn(
+                "respawn limit",
+                "`respawn limit` has no effect without `respawn`".into(),
+                None,
+            );
+        }
+        if job.respawn_delay.is_some() {
+            warn(
+                "respawn delay",
+                "`respawn delay` has no effect without `respawn`".into(),
+                None,
+            );
+        }
+    }
+    let gate_options = job.gate.hold.is_some() || job.gate.wait.is_some() || job.gate.expire.is_some();
+    if gate_options && job.gate.condition.is_none() && job.gate.lua.is_none() {
+        let keyword = ["gate hold", "gate wait", "gate expire"]
+            .into_iter()
+            .find(|k| at(k).is_some())
+            .unwrap_or("gate");
+        warn(
+            keyword,
+            "gate options without a `gate` condition have no effect".into(),
+            None,
+        );
+    }
+    let mut timed = false;
+    if let Some(expr) = &job.start_on {
+        temporals(expr, &mut |_, _| timed = true);
+    }
+    if !timed {
+        if job.catch_up {
+            warn(
+                "catch up",
+                "`catch up` has no effect without a time in `start on`".into(),
+                None,
+            );
+        }
+        if job.jitter.is_some() {
+            warn(
+                "jitter",
+                "`jitter` has no effect without a time in `start on`".into(),
+                None,
+            );
+        }
+    }
+    if job.expect == Expect::Notify && job.pid_file.is_some() {
+        warn(
+            "pid file",
+            "`pid file` and `expect notify` both decide readiness; the pid file wins".into(),
+            None,
+        );
+    }
+    if let Some(expr) = &job.start_on {
+        let defined: Vec<&str> = job.env.iter().map(|entry| entry.key.as_str()).collect();
+        event_matches(expr, &mut |event| {
+            for value in event.args.iter().map(|arg| match arg {
+                EventArg::Positional { value } | EventArg::Equal { value, .. } | EventArg::NotEqual { value, .. } => {
+                    value
+                }
+            }) {
+                for name in variables_in(value) {
+                    if !defined.contains(&name) {
+                        warn(
+                            "start on",
+                            format!("`start on` uses ${name}, which no `env` stanza sets: that value can never match"),
+                            Some("`start on` values expand the job's `env` defaults"),
+                        );
+                    }
+                }
+            }
+        });
+    }
+    out
+}
+
+/// Names of the `$VAR` / `${VAR…}` references in a value.
+fn variables_in(value: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        let braced = rest.starts_with('{');
+        let body = if braced { &rest[1..] } else { rest };
+        let len = body
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(body.len());
+        if len > 0 && !body.starts_with(|c: char| c.is_ascii_digit()) {
+            names.push(&body[..len]);
+        }
+        rest = &body[len..];
+    }
+    names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_variables() {
+        assert_eq!(variables_in("$A-${B:-x}/$1 $_C"), vec!["A", "B", "_C"]);
+        assert!(variables_in("plain").is_empty());
+    }
+
+    #[test]
+    fn line_spans() {
+        let text = "a\n  bc\nd";
+        assert_eq!(line_span(text, 2), Some(Span::new(4, 6)));
+        assert_eq!(line_span(text, 4), None);
+    }
+}

@@ -1,0 +1,54 @@
+//! Which stanzas the daemon enforces today. A stanza that parses but whose semantics are not
+//! built yet is reported by `uprisectl check` and by the daemon as "parsed but not yet
+//! enforced", so nothing is ignored silently. Update this table when a feature lands.
+
+use crate::syntax::ast::{Command, Console, EventExpr, Expect, Stanza};
+
+/// Whether a stanza takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Its semantics are planned but not built; the text names the feature.
+    Planned(&'static str),
+}
+
+fn has_temporal(expr: &EventExpr) -> bool {
+    match expr {
+        EventExpr::And { left, right } | EventExpr::Or { left, right } => has_temporal(left) || has_temporal(right),
+        EventExpr::Event(_) => false,
+        EventExpr::Temporal { .. } => true,
+    }
+}
+
+fn has_interpreter(command: &Command) -> bool {
+    matches!(command, Command::Script { interpreter, .. } if !interpreter.is_empty())
+}
+
+/// `None` when the stanza is enforced (or is Upstart's and belongs to the daemon's contract).
+pub fn of(stanza: &Stanza) -> Option<Enforcement> {
+    let feature = match stanza {
+        Stanza::StartOn(expr) | Stanza::StopOn(expr) if has_temporal(expr) => "a time-based event",
+        Stanza::Process(_, command) if has_interpreter(command) => "a script interpreter",
+        Stanza::ProcessTimeout(..) => "a stage `timeout`",
+        Stanza::Watershed => "`watershed`",
+        Stanza::RespawnDelay(_) => "`respawn delay`",
+        Stanza::Expect(Expect::Notify) => "`expect notify`",
+        Stanza::PidFile(_) => "`pid file`",
+        Stanza::PidTimeout(_) => "`pid timeout`",
+        Stanza::KillAbandon(_) => "`kill abandon`",
+        Stanza::Reload(_) => "`reload exec|script`",
+        Stanza::StopAction(_) => "`stop exec|script`",
+        Stanza::Action(..) => "`action`",
+        Stanza::Console(Console::Inherit | Console::Auto) => "this `console` mode",
+        Stanza::Gate(_) | Stanza::GateLua(_) | Stanza::GateHold(_) | Stanza::GateWait(_) | Stanza::GateExpire(_) => {
+            "`gate`"
+        }
+        Stanza::Uses(..) => "`uses`",
+        Stanza::Requires(..) => "`requires`",
+        Stanza::Hook(..) => "`hook`",
+        Stanza::CatchUp => "`catch up`",
+        Stanza::Jitter(_) => "`jitter`",
+        Stanza::Timezone(_) => "`timezone`",
+        _ => return None,
+    };
+    Some(Enforcement::Planned(feature))
+}

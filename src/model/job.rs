@@ -1,0 +1,372 @@
+//! `Job`: one job class with its stanzas merged, the way the daemon and `check --json` see it.
+//!
+//! Merging follows Upstart: scalar stanzas are last-wins; `env`, `export`, `emits`,
+//! `normal exit`, `cgroup` and `limit` (per resource) accumulate; `manual` discards the
+//! `start on` seen before it. The extensions follow the same two rules (documented per stanza
+//! in docs/language.md).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::syntax::ast::*;
+
+/// How `reload` acts on a running job.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Reload {
+    Signal { signal: i32 },
+    Command { command: Command },
+}
+
+/// Admission gate settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Gate {
+    pub condition: Option<GateExpr>,
+    pub lua: Option<LuaCode>,
+    pub hold: Option<Seconds>,
+    pub wait: Option<Seconds>,
+    pub expire: Option<GateExpire>,
+}
+
+impl Gate {
+    pub fn is_empty(&self) -> bool {
+        *self == Gate::default()
+    }
+}
+
+/// A Lua hook on job events.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Hook {
+    pub events: Vec<HookEvent>,
+    pub lua: LuaCode,
+}
+
+/// A file that must exist before the job may start.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Requirement {
+    pub kind: PathKind,
+    pub path: String,
+}
+
+/// Upstart's default respawn limit: 10 respawns in 5 seconds.
+pub const DEFAULT_RESPAWN_LIMIT: RespawnLimit = RespawnLimit::Limit {
+    count: 10,
+    interval_secs: 5,
+};
+
+/// One job class.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Job {
+    /// Path-derived name, e.g. `net/apache`, or `stack/web` for a block in `stack.conf`.
+    pub name: String,
+    /// The `.conf` file it came from.
+    pub file: String,
+    /// The `.override` file merged into it, if any.
+    pub override_file: Option<String>,
+    pub description: Option<String>,
+    pub author: Option<String>,
+    pub version: Option<String>,
+    pub usage: Option<String>,
+    /// Instance name template; empty for a singleton.
+    pub instance: String,
+    pub start_on: Option<EventExpr>,
+    pub stop_on: Option<EventExpr>,
+    pub processes: BTreeMap<ProcessKind, Command>,
+    pub process_timeouts: BTreeMap<ProcessKind, Seconds>,
+    pub task: bool,
+    pub watershed: bool,
+    pub respawn: bool,
+    pub respawn_limit: RespawnLimit,
+    pub respawn_delay: Option<RespawnDelay>,
+    pub normal_exit: Vec<ExitItem>,
+    pub env: Vec<EnvEntry>,
+    pub export: Vec<String>,
+    pub emits: Vec<String>,
+    pub expect: Expect,
+    pub pid_file: Option<String>,
+    pub pid_timeout: Seconds,
+    pub kill_timeout: Seconds,
+    pub kill_signal: i32,
+    pub kill_abandon: Option<Seconds>,
+    pub reload: Reload,
+    pub stop_action: Option<Command>,
+    pub actions: BTreeMap<String, Command>,
+    pub console: Console,
+    pub umask: u32,
+    pub nice: Option<i32>,
+    pub oom_score: Option<i32>,
+    pub limits: BTreeMap<Rlimit, (LimitValue, LimitValue)>,
+    pub chroot: Option<String>,
+    pub chdir: Option<String>,
+    pub setuid: Option<String>,
+    pub setgid: Option<String>,
+    pub apparmor_load: Option<String>,
+    pub apparmor_switch: Option<String>,
+    pub cgroups: Vec<Vec<String>>,
+    pub debug: bool,
+    pub gate: Gate,
+    pub uses: BTreeMap<String, Amount>,
+    pub requires: Vec<Requirement>,
+    pub hooks: Vec<Hook>,
+    pub catch_up: bool,
+    pub jitter: Option<Seconds>,
+    pub timezone: Option<String>,
+}
+
+impl Job {
+    /// A job with Upstart's defaults.
+    pub fn new(name: String, file: String) -> Job {
+        Job {
+            name,
+            file,
+            override_file: None,
+            description: None,
+            author: None,
+            version: None,
+            usage: None,
+            instance: String::new(),
+            start_on: None,
+            stop_on: None,
+            processes: BTreeMap::new(),
+            process_timeouts: BTreeMap::new(),
+            task: false,
+            watershed: false,
+            respawn: false,
+            respawn_limit: DEFAULT_RESPAWN_LIMIT,
+            respawn_delay: None,
+            normal_exit: Vec::new(),
+            env: Vec::new(),
+            export: Vec::new(),
+            emits: Vec::new(),
+            expect: Expect::None,
+            pid_file: None,
+            pid_timeout: Seconds::from_secs(10),
+            kill_timeout: Seconds::from_secs(5),
+            kill_signal: 15,
+            kill_abandon: None,
+            reload: Reload::Signal { signal: 1 },
+            stop_action: None,
+            actions: BTreeMap::new(),
+            console: Console::Auto,
+            umask: 0o022,
+            nice: None,
+            oom_score: None,
+            limits: BTreeMap::new(),
+            chroot: None,
+            chdir: None,
+            setuid: None,
+            setgid: None,
+            apparmor_load: None,
+            apparmor_switch: None,
+            cgroups: Vec::new(),
+            debug: false,
+            gate: Gate::default(),
+            uses: BTreeMap::new(),
+            requires: Vec::new(),
+            hooks: Vec::new(),
+            catch_up: false,
+            jitter: None,
+            timezone: None,
+        }
+    }
+
+    /// Applies one stanza with Upstart's merge rules.
+    pub fn apply(&mut self, stanza: &Stanza) {
+        match stanza.clone() {
+            Stanza::StartOn(expr) => self.start_on = Some(expr),
+            Stanza::StopOn(expr) => self.stop_on = Some(expr),
+            Stanza::Manual => self.start_on = None,
+            Stanza::Process(kind, command) => {
+                self.processes.insert(kind, command);
+            }
+            Stanza::ProcessTimeout(kind, timeout) => {
+                self.process_timeouts.insert(kind, timeout);
+            }
+            Stanza::Task => self.task = true,
+            Stanza::Watershed => self.watershed = true,
+            Stanza::Respawn => self.respawn = true,
+            Stanza::RespawnLimit(limit) => self.respawn_limit = limit,
+            Stanza::RespawnDelay(delay) => self.respawn_delay = Some(delay),
+            Stanza::NormalExit(items) => self.normal_exit.extend(items),
+            Stanza::Instance(template) => self.instance = template,
+            Stanza::Description(text) => self.description = Some(text),
+            Stanza::Author(text) => self.author = Some(text),
+            Stanza::Version(text) => self.version = Some(text),
+            Stanza::Usage(text) => self.usage = Some(text),
+            Stanza::Emits(names) => self.emits.extend(names),
+            Stanza::Env(entry) => self.env.push(entry),
+            Stanza::Export(names) => self.export.extend(names),
+            Stanza::Expect(expect) => self.expect = expect,
+            Stanza::PidFile(path) => self.pid_file = Some(path),
+            Stanza::PidTimeout(timeout) => self.pid_timeout = timeout,
+            Stanza::KillTimeout(timeout) => self.kill_timeout = timeout,
+            Stanza::KillSignal(signal) => self.kill_signal = signal.number,
+            Stanza::KillAbandon(after) => self.kill_abandon = Some(after),
+            Stanza::ReloadSignal(signal) => self.reload = Reload::Signal { signal: signal.number },
+            Stanza::Reload(command) => self.reload = Reload::Command { command },
+            Stanza::StopAction(command) => self.stop_action = Some(command),
+            Stanza::Action(name, command) => {
+                self.actions.insert(name, command);
+            }
+            Stanza::Console(console) => self.console = console,
+            Stanza::Umask(mask) => self.umask = mask,
+            Stanza::Nice(nice) => self.nice = Some(nice),
+            Stanza::OomScore(score) => self.oom_score = Some(score),
+            Stanza::Limit(resource, soft, hard) => {
+                self.limits.insert(resource, (soft, hard));
+            }
+            Stanza::Chroot(dir) => self.chroot = Some(dir),
+            Stanza::Chdir(dir) => self.chdir = Some(dir),
+            Stanza::Setuid(user) => self.setuid = Some(user),
+            Stanza::Setgid(group) => self.setgid = Some(group),
+            Stanza::ApparmorLoad(profile) => self.apparmor_load = Some(profile),
+            Stanza::ApparmorSwitch(profile) => self.apparmor_switch = Some(profile),
+            Stanza::Cgroup(words) => self.cgroups.push(words),
+            Stanza::Debug => self.debug = true,
+            Stanza::Gate(expr) => self.gate.condition = Some(expr),
+            Stanza::GateLua(code) => self.gate.lua = Some(code),
+            Stanza::GateHold(hold) => self.gate.hold = Some(hold),
+            Stanza::GateWait(wait) => self.gate.wait = Some(wait),
+            Stanza::GateExpire(expire) => self.gate.expire = Some(expire),
+            Stanza::Uses(pool, amount) => {
+                self.uses.insert(pool, amount);
+            }
+            Stanza::Requires(kind, path) => self.requires.push(Requirement { kind, path }),
+            Stanza::Hook(events, lua) => self.hooks.push(Hook { events, lua }),
+            Stanza::CatchUp => self.catch_up = true,
+            Stanza::Jitter(jitter) => self.jitter = Some(jitter),
+            Stanza::Timezone(zone) => self.timezone = Some(zone),
+        }
+    }
+}
+
+/// Visits every temporal operand of an expression.
+pub fn temporals(expr: &EventExpr, visit: &mut impl FnMut(&Temporal, Span)) {
+    match expr {
+        EventExpr::And { left, right } | EventExpr::Or { left, right } => {
+            temporals(left, visit);
+            temporals(right, visit);
+        }
+        EventExpr::Event(_) => {}
+        EventExpr::Temporal { timer, span } => visit(timer, *span),
+    }
+}
+
+/// Visits every event match of an expression, including those inside `DURATION after EVENT`.
+pub fn event_matches<'e>(expr: &'e EventExpr, visit: &mut impl FnMut(&'e EventMatch)) {
+    match expr {
+        EventExpr::And { left, right } | EventExpr::Or { left, right } => {
+            event_matches(left, visit);
+            event_matches(right, visit);
+        }
+        EventExpr::Event(event) => visit(event),
+        EventExpr::Temporal {
+            timer: Temporal::After { event, .. },
+            ..
+        } => visit(event),
+        EventExpr::Temporal { .. } => {}
+    }
+}
+
+/// Upstart's fully bracketed rendering of an expression (`show-config`).
+pub fn render_expr(expr: &EventExpr) -> String {
+    match expr {
+        EventExpr::And { left, right } => format!("({} and {})", render_expr(left), render_expr(right)),
+        EventExpr::Or { left, right } => format!("({} or {})", render_expr(left), render_expr(right)),
+        EventExpr::Event(event) => render_event(event),
+        EventExpr::Temporal { timer, .. } => render_temporal(timer),
+    }
+}
+
+fn render_event(event: &EventMatch) -> String {
+    let mut out = event.name.clone();
+    for arg in &event.args {
+        out.push(' ');
+        match arg {
+            EventArg::Positional { value } => out.push_str(value),
+            EventArg::Equal { key, value } => out.push_str(&format!("{key}={value}")),
+            EventArg::NotEqual { key, value } => out.push_str(&format!("{key}!={value}")),
+        }
+    }
+    out
+}
+
+/// Renders a duration the way it is written (`1h30m`).
+pub fn render_duration(duration: Seconds) -> String {
+    let mut millis = duration.millis;
+    if millis == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    for (unit, size) in [
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
+        if millis >= size {
+            out.push_str(&format!("{}{unit}", millis / size));
+            millis %= size;
+        }
+    }
+    out
+}
+
+/// Renders a temporal operand in its canonical written form.
+pub fn render_temporal(timer: &Temporal) -> String {
+    match timer {
+        Temporal::After { delay, event } => format!("{} after {}", render_duration(*delay), render_event(event)),
+        Temporal::Every { interval } => format!("every {}", render_duration(*interval)),
+        Temporal::Cron { expr, zone } => {
+            let mut out = format!("every cron \"{expr}\"");
+            if let Some(zone) = zone {
+                out.push_str(&format!(" {zone}"));
+            }
+            out
+        }
+        Temporal::Calendar(calendar) => {
+            const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+            let period = match &calendar.period {
+                Period::Minute => "minute".to_string(),
+                Period::Hour => "hour".to_string(),
+                Period::Day => "day".to_string(),
+                Period::Week => "week".to_string(),
+                Period::Month(days) if days.is_empty() => "month".to_string(),
+                Period::Month(days) => format!(
+                    "month on {}",
+                    days.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
+                ),
+                Period::Weekdays(days) => days
+                    .iter()
+                    .map(|day| DAYS[usize::from(*day) % 7])
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            let mut out = format!("every {period}");
+            if !calendar.times.is_empty() {
+                let times: Vec<String> = calendar
+                    .times
+                    .iter()
+                    .map(|time| {
+                        let mut text = match time.hour {
+                            Some(hour) => format!("{hour:02}:{:02}", time.minute),
+                            None => format!(":{:02}", time.minute),
+                        };
+                        if time.second != 0 {
+                            text.push_str(&format!(":{:02}", time.second));
+                        }
+                        text
+                    })
+                    .collect();
+                out.push_str(&format!(" at {}", times.join(",")));
+            }
+            if let Some(zone) = &calendar.zone {
+                out.push_str(&format!(" {zone}"));
+            }
+            out
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Loading configuration: job dirs and files → `Config` (jobs, pools, diagnostics).
+//!
+//! Owns job naming (path relative to the job dir, without `.conf`), `.override` merging,
+//! multi-job files, the daemon file `DIR.conf` beside a job dir, and the rule that a file with
+//! an error defines no job while every other file still loads. It reads files; it never
+//! starts anything.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::syntax::{self, DaemonStanza, FileAst, JobBlock, Spanned, Stanza};
+
+use super::analyze;
+use super::diagnostic::{Diagnostic, Severity, Sources};
+use super::job::Job;
+
+/// A resource pool's capacity.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Pool {
+    pub max: f64,
+    /// The daemon file that declared it; `None` for the implicit maximum of 1.0.
+    pub declared_in: Option<String>,
+}
+
+/// The maximum of a pool that no daemon file declares.
+pub const DEFAULT_POOL_MAX: f64 = 1.0;
+
+/// Everything read from a set of job dirs and files.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub jobs: Vec<Job>,
+    pub pools: BTreeMap<String, Pool>,
+    pub diagnostics: Vec<Diagnostic>,
+    pub sources: Sources,
+    /// Job files read (`.conf`), whether or not they were valid.
+    pub files_read: usize,
+}
+
+/// Where to read jobs from.
+#[derive(Clone, Debug)]
+pub enum ConfigSource {
+    /// A job dir, walked recursively; `DIR.conf` beside it is its daemon file.
+    Dir(PathBuf),
+    /// One job file; its job is named after the file.
+    File(PathBuf),
+}
+
+impl ConfigSource {
+    /// A path as given on a command line: a dir or a file.
+    pub fn from_path(path: &Path) -> ConfigSource {
+        if path.is_dir() {
+            ConfigSource::Dir(path.to_path_buf())
+        } else {
+            ConfigSource::File(path.to_path_buf())
+        }
+    }
+}
+
+/// Names a backup, editor or package-manager file that must not define a job.
+fn is_ignored(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".swp")
+        || [".dpkg-", ".rpmnew", ".rpmsave", ".ucf-", ".bak"]
+            .iter()
+            .any(|part| name.contains(part))
+}
+
+/// The daemon file of a job dir: `/etc/init` → `/etc/init.conf`.
+pub fn daemon_file_of(dir: &Path) -> PathBuf {
+    let trimmed = dir.to_string_lossy().trim_end_matches('/').to_string();
+    PathBuf::from(format!("{trimmed}.conf"))
+}
+
+impl Config {
+    /// Loads every source in order; the first source to define a job name owns it.
+    pub fn load(sources: &[ConfigSource]) -> Config {
+        let mut config = Config::default();
+        let mut files: Vec<(String, PathBuf)> = Vec::new();
+        for source in sources {
+            match source {
+                ConfigSource::Dir(dir) => {
+                    config.load_daemon_file(&daemon_file_of(dir));
+                    let mut found = Vec::new();
+                    config.walk(dir, dir, &mut found);
+                    files.extend(found);
+                }
+                ConfigSource::File(path) => {
+                    let name = path
+                        .file_name()
+                        .map(|name| name.to_string_lossy().trim_end_matches(".conf").to_string())
+                        .unwrap_or_default();
+                    files.push((name, path.clone()));
+                }
+            }
+        }
+        for (name, path) in files {
+            for job in config.load_job_file(&name, &path).unwrap_or_default() {
+                if config.jobs.iter().any(|known| known.name == job.name) {
+                    config.diagnostics.push(Diagnostic::warning(
+                        &job.file,
+                        None,
+                        format!(
+                            "job `{}` is already defined by an earlier file; this one is ignored",
+                            job.name
+                        ),
+                    ));
+                    continue;
+                }
+                config.jobs.push(job);
+            }
+        }
+        config
+    }
+
+    /// Orders the diagnostics from `first` on by file and position, as a reader expects them.
+    fn sort_from(&mut self, first: usize) {
+        self.diagnostics[first..]
+            .sort_by_key(|diagnostic| (diagnostic.file.clone(), diagnostic.span.map(|span| span.lo)));
+    }
+
+    fn error_count_in(&self, file: &str) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|diagnostic| diagnostic.severity == Severity::Error && diagnostic.file == file)
+            .count()
+    }
+
+    /// True when no diagnostic is an error.
+    pub fn is_valid(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .all(|diagnostic| diagnostic.severity != Severity::Error)
+    }
+
+    pub fn count(&self, severity: Severity) -> usize {
+        self.diagnostics
+            .iter()
+            .filter(|diagnostic| diagnostic.severity == severity)
+            .count()
+    }
+
+    fn walk(&mut self, root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>) {
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                self.diagnostics.push(Diagnostic::error(
+                    &dir.display().to_string(),
+                    None,
+                    format!("Error while reading configuration directory: {error}"),
+                ));
+                return;
+            }
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let file_name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if is_ignored(&file_name) {
+                continue;
+            }
+            // Symbolic links are followed (Upstart ignored them).
+            let Ok(metadata) = fs::metadata(&path) else { continue };
+            if metadata.is_dir() {
+                self.walk(root, &path, found);
+            } else if metadata.is_file() && file_name.ends_with(".conf") {
+                let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+                let name = relative.trim_start_matches('/').trim_end_matches(".conf").to_string();
+                found.push((name, path));
+            }
+        }
+    }
+
+    fn read(&mut self, path: &Path) -> Option<Arc<str>> {
+        let file = path.display().to_string();
+        match fs::read(path) {
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => {
+                    let text: Arc<str> = Arc::from(text);
+                    self.sources.insert(&file, text.clone());
+                    Some(text)
+                }
+                Err(error) => {
+                    self.diagnostics.push(Diagnostic::error(
+                        &file,
+                        None,
+                        format!(
+                            "Error while loading configuration file: not valid UTF-8 at byte {}",
+                            error.utf8_error().valid_up_to()
+                        ),
+                    ));
+                    None
+                }
+            },
+            Err(error) => {
+                self.diagnostics.push(Diagnostic::error(
+                    &file,
+                    None,
+                    format!("Error while loading configuration file: {error}"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn load_daemon_file(&mut self, path: &Path) {
+        if !path.is_file() {
+            return;
+        }
+        let Some(text) = self.read(path) else { return };
+        let file = path.display().to_string();
+        let (stanzas, errors) = syntax::parse_daemon_file(&text);
+        for error in &errors {
+            self.diagnostics.push(Diagnostic::from_parse(&file, error));
+        }
+        if !errors.is_empty() {
+            return;
+        }
+        for stanza in stanzas {
+            let DaemonStanza::Resource { name, max } = stanza.node;
+            if let Some(previous) = self.pools.get(&name)
+                && previous.declared_in.as_deref() == Some(file.as_str())
+            {
+                self.diagnostics.push(Diagnostic::warning(
+                    &file,
+                    Some(stanza.span),
+                    format!("pool `{name}` is declared twice; the last one wins"),
+                ));
+            }
+            self.pools.insert(
+                name,
+                Pool {
+                    max,
+                    declared_in: Some(file.clone()),
+                },
+            );
+        }
+    }
+
+    /// Loads one job file from memory, as if read from `file` (tests, fuzzing, benchmarks).
+    pub fn from_text(name: &str, file: &str, text: &str) -> Config {
+        let mut config = Config {
+            files_read: 1,
+            ..Config::default()
+        };
+        config.sources.insert(file, Arc::from(text));
+        if let Some(jobs) = config.load_job_text(name, file, text, None) {
+            config.jobs = jobs;
+        }
+        config
+    }
+
+    /// Parses one `.conf` (and its `.override`) into jobs, or records why it defines none.
+    fn load_job_file(&mut self, name: &str, path: &Path) -> Option<Vec<Job>> {
+        self.files_read += 1;
+        let file = path.display().to_string();
+        let text = self.read(path)?;
+        let override_path = path.with_extension("override");
+        let mut override_source = None;
+        if override_path.is_file()
+            && let Some(override_text) = self.read(&override_path)
+        {
+            override_source = Some((override_path.display().to_string(), override_text));
+        }
+        self.load_job_text(name, &file, &text, override_source)
+    }
+
+    fn load_job_text(
+        &mut self,
+        name: &str,
+        file: &str,
+        text: &str,
+        override_source: Option<(String, Arc<str>)>,
+    ) -> Option<Vec<Job>> {
+        let first = self.diagnostics.len();
+        let jobs = self.parse_and_build(name, file, text, override_source);
+        self.sort_from(first);
+        jobs
+    }
+
+    fn parse_and_build(
+        &mut self,
+        name: &str,
+        file: &str,
+        text: &str,
+        override_source: Option<(String, Arc<str>)>,
+    ) -> Option<Vec<Job>> {
+        let file = file.to_string();
+        let (ast, errors) = syntax::parse_file(text);
+        for error in &errors {
+            self.diagnostics.push(Diagnostic::from_parse(&file, error));
+        }
+        let mut override_ast = None;
+        if let Some((override_file, override_text)) = override_source {
+            let (ast, override_errors) = syntax::parse_file(&override_text);
+            for error in &override_errors {
+                self.diagnostics.push(Diagnostic::from_parse(&override_file, error));
+            }
+            if override_errors.is_empty() {
+                override_ast = Some((override_file, ast));
+            }
+        }
+        // Stanzas that parsed are checked even when others did not, so one run shows all.
+        let errors_before = self.error_count_in(&file);
+        let mut findings = analyze::check_stanzas(&file, &ast, &self.pools, &self.sources);
+        if let Some((override_file, override_ast)) = &override_ast {
+            findings.extend(analyze::check_stanzas(
+                override_file,
+                override_ast,
+                &self.pools,
+                &self.sources,
+            ));
+        }
+        self.diagnostics.extend(findings);
+        if !errors.is_empty() {
+            return None;
+        }
+        let jobs = self.build_jobs(name, &file, &ast, override_ast.as_ref())?;
+        let mut accepted = Vec::new();
+        for (job, origins) in jobs {
+            self.diagnostics.extend(analyze::check_job(&job, &origins));
+            accepted.push(job);
+        }
+        let override_file = override_ast.as_ref().map(|(file, _)| file.as_str());
+        let errors_after = self.error_count_in(&file) + override_file.map_or(0, |file| self.error_count_in(file));
+        (errors_after == errors_before).then_some(accepted)
+    }
+
+    fn build_jobs(
+        &mut self,
+        name: &str,
+        file: &str,
+        ast: &FileAst,
+        override_ast: Option<&(String, FileAst)>,
+    ) -> Option<Vec<(Job, Vec<Origin>)>> {
+        if ast.blocks.is_empty() {
+            if let Some((override_file, override_ast)) = override_ast
+                && let Some(block) = override_ast.blocks.first()
+            {
+                self.diagnostics.push(Diagnostic::error(
+                    override_file,
+                    Some(block.name.span),
+                    format!(
+                        "`{}` has no job blocks, so its override cannot name `job {}`",
+                        file, block.name.node
+                    ),
+                ));
+                return None;
+            }
+            let mut job = Job::new(name.to_string(), file.to_string());
+            let mut origins = Vec::new();
+            apply_all(&mut job, &mut origins, file, &ast.stanzas);
+            if let Some((override_file, override_ast)) = override_ast {
+                apply_all(&mut job, &mut origins, override_file, &override_ast.stanzas);
+                job.override_file = Some(override_file.clone());
+            }
+            return Some(vec![(job, origins)]);
+        }
+        let mut seen: BTreeMap<&str, &JobBlock> = BTreeMap::new();
+        for block in &ast.blocks {
+            if seen.insert(&block.name.node, block).is_some() {
+                self.diagnostics.push(Diagnostic::error(
+                    file,
+                    Some(block.name.span),
+                    format!("job block `{}` is defined twice in this file", block.name.node),
+                ));
+                return None;
+            }
+        }
+        if let Some((override_file, override_ast)) = override_ast {
+            for block in &override_ast.blocks {
+                if !seen.contains_key(block.name.node.as_str()) {
+                    self.diagnostics.push(Diagnostic::error(
+                        override_file,
+                        Some(block.name.span),
+                        format!("`{file}` has no job block `{}`", block.name.node),
+                    ));
+                    return None;
+                }
+            }
+        }
+        let mut jobs = Vec::new();
+        for block in &ast.blocks {
+            let mut job = Job::new(format!("{name}/{}", block.name.node), file.to_string());
+            let mut origins = Vec::new();
+            apply_all(&mut job, &mut origins, file, &ast.stanzas);
+            apply_all(&mut job, &mut origins, file, &block.stanzas);
+            if let Some((override_file, override_ast)) = override_ast {
+                apply_all(&mut job, &mut origins, override_file, &override_ast.stanzas);
+                for override_block in override_ast.blocks.iter().filter(|b| b.name.node == block.name.node) {
+                    apply_all(&mut job, &mut origins, override_file, &override_block.stanzas);
+                }
+                job.override_file = Some(override_file.clone());
+            }
+            jobs.push((job, origins));
+        }
+        Some(jobs)
+    }
+}
+
+/// Where a stanza that shaped a job was written, for job-level diagnostics.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub file: String,
+    pub keyword: &'static str,
+    pub span: syntax::Span,
+}
+
+fn apply_all(job: &mut Job, origins: &mut Vec<Origin>, file: &str, stanzas: &[Spanned<Stanza>]) {
+    for stanza in stanzas {
+        job.apply(&stanza.node);
+        origins.push(Origin {
+            file: file.to_string(),
+            keyword: stanza.node.keyword(),
+            span: stanza.span,
+        });
+    }
+}
