@@ -5,7 +5,7 @@
 //! an error defines no job while every other file still loads. It reads files; it never
 //! starts anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -96,9 +96,10 @@ impl Config {
                 }
             }
         }
+        let mut names = HashSet::new();
         for (name, path) in files {
             for job in config.load_job_file(&name, &path).unwrap_or_default() {
-                if config.jobs.iter().any(|known| known.name == job.name) {
+                if !names.insert(job.name.clone()) {
                     config.diagnostics.push(Diagnostic::warning(
                         &job.file,
                         None,
@@ -119,13 +120,6 @@ impl Config {
     fn sort_from(&mut self, first: usize) {
         self.diagnostics[first..]
             .sort_by_key(|diagnostic| (diagnostic.file.clone(), diagnostic.span.map(|span| span.lo)));
-    }
-
-    fn error_count_in(&self, file: &str) -> usize {
-        self.diagnostics
-            .iter()
-            .filter(|diagnostic| diagnostic.severity == Severity::Error && diagnostic.file == file)
-            .count()
     }
 
     /// True when no diagnostic is an error.
@@ -280,9 +274,27 @@ impl Config {
         override_source: Option<(String, Arc<str>)>,
     ) -> Option<Vec<Job>> {
         let first = self.diagnostics.len();
-        let jobs = self.parse_and_build(name, file, text, override_source);
+        // An override that does not parse is reported and ignored: the job loads without it.
+        let mut override_ast = None;
+        let mut ignored_errors = 0;
+        if let Some((override_file, override_text)) = override_source {
+            let (ast, override_errors) = syntax::parse_file(&override_text);
+            for error in &override_errors {
+                self.diagnostics.push(Diagnostic::from_parse(&override_file, error));
+            }
+            ignored_errors = override_errors.len();
+            if override_errors.is_empty() {
+                override_ast = Some((override_file, ast));
+            }
+        }
+        let jobs = self.parse_and_build(name, file, text, override_ast);
         self.sort_from(first);
-        jobs
+        // Everything from `first` on is about this file or its override.
+        let errors = self.diagnostics[first..]
+            .iter()
+            .filter(|diagnostic| diagnostic.severity == Severity::Error)
+            .count();
+        jobs.filter(|_| errors == ignored_errors)
     }
 
     fn parse_and_build(
@@ -290,25 +302,14 @@ impl Config {
         name: &str,
         file: &str,
         text: &str,
-        override_source: Option<(String, Arc<str>)>,
+        override_ast: Option<(String, FileAst)>,
     ) -> Option<Vec<Job>> {
         let file = file.to_string();
         let (ast, errors) = syntax::parse_file(text);
         for error in &errors {
             self.diagnostics.push(Diagnostic::from_parse(&file, error));
         }
-        let mut override_ast = None;
-        if let Some((override_file, override_text)) = override_source {
-            let (ast, override_errors) = syntax::parse_file(&override_text);
-            for error in &override_errors {
-                self.diagnostics.push(Diagnostic::from_parse(&override_file, error));
-            }
-            if override_errors.is_empty() {
-                override_ast = Some((override_file, ast));
-            }
-        }
         // Stanzas that parsed are checked even when others did not, so one run shows all.
-        let errors_before = self.error_count_in(&file);
         let mut findings = analyze::check_stanzas(&file, &ast, &self.pools, &self.sources);
         if let Some((override_file, override_ast)) = &override_ast {
             findings.extend(analyze::check_stanzas(
@@ -328,9 +329,7 @@ impl Config {
             self.diagnostics.extend(analyze::check_job(&job, &origins));
             accepted.push(job);
         }
-        let override_file = override_ast.as_ref().map(|(file, _)| file.as_str());
-        let errors_after = self.error_count_in(&file) + override_file.map_or(0, |file| self.error_count_in(file));
-        (errors_after == errors_before).then_some(accepted)
+        Some(accepted)
     }
 
     fn build_jobs(
