@@ -287,6 +287,45 @@ pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
     out
 }
 
+/// Checks `start on`/`stop on` references to other jobs (`started db`, `stopping JOB=db`)
+/// against the jobs loaded together, as Upstart's `check-config` did.
+pub fn check_job_references(jobs: &[Job]) -> Vec<Diagnostic> {
+    const JOB_EVENTS: [&str; 4] = ["starting", "started", "stopping", "stopped"];
+    let names: std::collections::HashSet<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
+    let mut out = Vec::new();
+    for job in jobs {
+        for (keyword, expr) in [("start on", &job.start_on), ("stop on", &job.stop_on)] {
+            let Some(expr) = expr else { continue };
+            event_matches(expr, &mut |event| {
+                if !JOB_EVENTS.contains(&event.name.as_str()) {
+                    return;
+                }
+                let named = event.args.iter().find_map(|arg| match arg {
+                    EventArg::Equal { key, value } if key == "JOB" => Some(value),
+                    _ => None,
+                });
+                let positional = match event.args.first() {
+                    Some(EventArg::Positional { value }) => Some(value),
+                    _ => None,
+                };
+                let Some(target) = named.or(positional) else { return };
+                let literal = !target.contains(['*', '?', '[', '$']);
+                if literal && !names.contains(target.as_str()) {
+                    out.push(Diagnostic::warning(
+                        &job.file,
+                        Some(event.span),
+                        format!(
+                            "job `{}`: `{keyword}` refers to job `{target}`, which is not defined",
+                            job.name
+                        ),
+                    ));
+                }
+            });
+        }
+    }
+    out
+}
+
 /// Names of the `$VAR` / `${VAR…}` references in a value.
 fn variables_in(value: &str) -> Vec<&str> {
     let mut names = Vec::new();

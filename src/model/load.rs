@@ -113,6 +113,10 @@ impl Config {
                 config.jobs.push(job);
             }
         }
+        // References to other jobs mean something only for a whole job set.
+        if sources.iter().any(|source| matches!(source, ConfigSource::Dir(_))) {
+            config.diagnostics.extend(analyze::check_job_references(&config.jobs));
+        }
         config
     }
 

@@ -46,7 +46,7 @@ fn one_bad_file_does_not_stop_the_others() {
         .iter()
         .map(|job| job["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["also-good", "good"]);
+    assert_eq!(names, ["also-good", "good", "refs"]);
     assert_eq!(report["valid"], false);
     assert_eq!(report["diagnostics"][0]["line"], 2);
     assert_eq!(report["diagnostics"][0]["message"], "Unknown stanza");
