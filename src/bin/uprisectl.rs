@@ -1,41 +1,37 @@
 //! `uprisectl`: the uprise client, `initctl`-compatible. Offline commands (`check`,
-//! `next-elapse`) work without a daemon.
+//! `next-elapse`) work without a daemon; the others talk to it over the control socket.
+//!
+//! Invoked through a link named `start`, `stop`, `restart`, `reload`, `status` or `telinit`,
+//! the command is implied by the name; as `uprisectl` or `initctl` it is the first argument.
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use uprise::ctl::{commands, offline};
 
 const PROGRAM: &str = "uprisectl";
 
-fn usage() {
-    println!("Usage: {PROGRAM} COMMAND [OPTION...] [ARG...]");
-    println!();
-    println!("Offline commands:");
-    println!("  check FILE|DIR...          check job files; exit 1 if any is invalid");
-    println!("  next-elapse EXPRESSION...  print when a temporal expression fires next");
-    println!("  version                    print the version");
-}
-
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        usage();
-        return ExitCode::from(2);
-    };
-    let code = match command.as_str() {
-        "check" => uprise::ctl::offline::check(PROGRAM, rest),
-        "next-elapse" => uprise::ctl::offline::next_elapse(PROGRAM, rest),
-        "version" | "--version" => {
-            println!("uprisectl (uprise {})", env!("CARGO_PKG_VERSION"));
-            0
+    let mut argv = std::env::args();
+    let program = argv
+        .next()
+        .as_deref()
+        .and_then(|argv0| Path::new(argv0).file_name())
+        .and_then(|name| name.to_str())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(PROGRAM)
+        .to_string();
+    let mut args: Vec<String> = argv.collect();
+    let code = match commands::implied_command(&program) {
+        Some(command) => {
+            args.insert(0, command.to_string());
+            commands::run(&program, &args)
         }
-        "help" | "--help" | "-h" => {
-            usage();
-            0
-        }
-        other => {
-            eprintln!("{PROGRAM}: unknown command: {other}");
-            eprintln!("Try '{PROGRAM} --help' for more information.");
-            2
-        }
+        None => match args.split_first() {
+            Some((command, rest)) if command == "check" => offline::check(&program, rest),
+            Some((command, rest)) if command == "next-elapse" => offline::next_elapse(&program, rest),
+            _ => commands::run(&program, &args),
+        },
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

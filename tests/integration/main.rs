@@ -2,6 +2,8 @@
 
 mod cli;
 mod corpus;
+mod e2e;
 mod golden;
+mod harness;
 mod props;
 mod tidy;

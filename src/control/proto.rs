@@ -1,0 +1,244 @@
+//! The control protocol: requests and replies on the control socket.
+//!
+//! **API boundary.** These types are the wire format between `uprisectl` (or any client) and
+//! the daemon; they are documented in `docs/protocol.md`. A field may be added (with a serde
+//! default); nothing is removed or renamed without bumping `PROTOCOL_VERSION`.
+//!
+//! Framing: a Unix stream socket carrying JSON documents, one per line (`\n`-terminated).
+//! A client sends one `Request` line and reads `Reply` lines until a final one (`Done` or
+//! `Error`); `Monitor` replies stream until the client closes. Lines are limited to
+//! `MAX_LINE` bytes.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a change is not backward compatible.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The longest line either side accepts; a longer request gets an error and the connection ends.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// A request from a client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum Request {
+    /// Start an instance of `job`. `env` holds `KEY=VALUE` strings; `instance`, when given,
+    /// names the instance directly (used by `start` from inside a job).
+    Start {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    Stop {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    Restart {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    /// Send the job's reload signal (or run its reload command).
+    Reload {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    Status {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    List,
+    Emit {
+        event: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default = "yes")]
+        wait: bool,
+    },
+    ReloadConfiguration,
+    Version,
+    /// Get (`priority` absent) or set the log priority.
+    LogPriority {
+        #[serde(default)]
+        priority: Option<String>,
+    },
+    Usage {
+        job: String,
+    },
+    /// Stop every job and exit (user mode) or halt/reboot/poweroff (system mode).
+    Shutdown {
+        #[serde(default)]
+        action: ShutdownAction,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShutdownAction {
+    #[default]
+    Halt,
+    Poweroff,
+    Reboot,
+}
+
+/// One process of an instance, as `status` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    /// `main`, `pre-start`, `post-start`, `pre-stop` or `post-stop`.
+    pub kind: String,
+    pub pid: i32,
+}
+
+/// The status of one instance (or of a class with no instance: goal stop, state waiting).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub job: String,
+    /// Empty for a singleton.
+    pub instance: String,
+    /// `start` or `stop`; `respawn` while a respawn is under way.
+    pub goal: String,
+    /// Upstart's state names: `waiting`, `starting`, `pre-start`, `spawned`, `post-start`,
+    /// `running`, `pre-stop`, `stopping`, `killed`, `post-stop`.
+    pub state: String,
+    /// Live processes, in Upstart's order: main, pre-start, post-start, pre-stop, post-stop.
+    pub processes: Vec<ProcessStatus>,
+    /// Why the instance is where it is, for `status -v` (never part of the plain line).
+    #[serde(default)]
+    pub detail: Vec<String>,
+}
+
+/// A reply line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "kebab-case")]
+pub enum Reply {
+    /// Statuses (of `start`, `stop`, `restart`, `status`, `list`).
+    Status { instances: Vec<InstanceStatus> },
+    /// A text answer (`version`, `log-priority`, `usage`).
+    Text { text: String },
+    /// The request finished successfully; the final line.
+    Done,
+    /// The request failed; the final line. `message` is shown as `uprisectl: MESSAGE`.
+    Error { message: String },
+}
+
+/// Formats one status line exactly as Upstart's `initctl` does:
+/// `JOB[ (INSTANCE)] GOAL/STATE[, process PID]`, followed by tab-indented lines for further
+/// processes.
+pub fn status_line(status: &InstanceStatus) -> String {
+    let mut out = status.job.clone();
+    if !status.instance.is_empty() {
+        out.push_str(&format!(" ({})", status.instance));
+    }
+    out.push_str(&format!(" {}/{}", status.goal, status.state));
+    let mut processes = status.processes.iter();
+    if let Some(first) = processes.next() {
+        if matches!(first.kind.as_str(), "main" | "pre-start" | "post-stop") {
+            out.push_str(&format!(", process {}", first.pid));
+        } else {
+            out.push_str(&format!(", ({}) process {}", first.kind, first.pid));
+        }
+    }
+    for process in processes {
+        out.push_str(&format!("\n\t{} process {}", process.kind, process.pid));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(instance: &str, goal: &str, state: &str, processes: &[(&str, i32)]) -> InstanceStatus {
+        InstanceStatus {
+            job: "test".into(),
+            instance: instance.into(),
+            goal: goal.into(),
+            state: state.into(),
+            processes: processes
+                .iter()
+                .map(|(kind, pid)| ProcessStatus {
+                    kind: kind.to_string(),
+                    pid: *pid,
+                })
+                .collect(),
+            detail: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn status_lines_match_initctl() {
+        assert_eq!(status_line(&status("", "stop", "waiting", &[])), "test stop/waiting");
+        assert_eq!(
+            status_line(&status("", "start", "running", &[("main", 3648)])),
+            "test start/running, process 3648"
+        );
+        assert_eq!(
+            status_line(&status("beetroot", "start", "running", &[("main", 3648)])),
+            "test (beetroot) start/running, process 3648"
+        );
+        assert_eq!(
+            status_line(&status("", "start", "post-start", &[("main", 1), ("post-start", 2137)])),
+            "test start/post-start, process 1\n\tpost-start process 2137"
+        );
+        assert_eq!(
+            status_line(&status("", "start", "post-start", &[("post-start", 2137)])),
+            "test start/post-start, (post-start) process 2137"
+        );
+        assert_eq!(
+            status_line(&status("", "start", "pre-start", &[("pre-start", 1014)])),
+            "test start/pre-start, process 1014"
+        );
+        assert_eq!(
+            status_line(&status("", "stop", "post-stop", &[("post-stop", 9764)])),
+            "test stop/post-stop, process 9764"
+        );
+        assert_eq!(
+            status_line(&status("", "stop", "pre-stop", &[("pre-stop", 7864)])),
+            "test stop/pre-stop, (pre-stop) process 7864"
+        );
+        assert_eq!(status_line(&status("", "start", "running", &[])), "test start/running");
+    }
+
+    #[test]
+    fn requests_round_trip_and_default_wait() {
+        let request: Request = serde_json::from_str(r#"{"method":"start","job":"web"}"#).unwrap();
+        assert_eq!(
+            request,
+            Request::Start {
+                job: "web".into(),
+                env: vec![],
+                instance: None,
+                wait: true
+            }
+        );
+        let line = serde_json::to_string(&Request::Emit {
+            event: "up".into(),
+            env: vec!["A=1".into()],
+            wait: false,
+        })
+        .unwrap();
+        assert_eq!(line, r#"{"method":"emit","event":"up","env":["A=1"],"wait":false}"#);
+    }
+}

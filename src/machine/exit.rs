@@ -1,0 +1,161 @@
+//! What a process exit means: failure, respawn or a normal end. Pure: the caller passes the
+//! job's settings, the instance's goal and state, and the current time.
+
+use crate::syntax::ast::{ExitItem, RespawnLimit};
+
+use super::state::{Goal, State};
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    pub fn is_success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// Listed in `normal exit`: a status, or a signal.
+    pub fn is_listed(self, normal_exit: &[ExitItem]) -> bool {
+        normal_exit.iter().any(|item| match (item, self) {
+            (ExitItem::Status(listed), ExitStatus::Code(code)) => *listed == code,
+            (ExitItem::Signal(listed), ExitStatus::Signal(signal)) => *listed == signal,
+            _ => false,
+        })
+    }
+}
+
+/// The verdict on a main process that ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MainExit {
+    /// uprise was stopping it (`killed`) or is stopping anyway: carry on.
+    Expected,
+    /// It ended on its own without failing: the instance stops, `RESULT=ok`.
+    Finished,
+    /// It failed and the job does not respawn: the instance stops, `RESULT=failed`.
+    Failed,
+    /// It failed (or, for a respawning service, ended) and will be respawned.
+    Respawn,
+}
+
+/// Upstart's rule: in `killed` or `stopping` an exit is expected. Otherwise, with goal start,
+/// a non-zero exit — or any exit of a respawning service — is a failure unless `normal exit`
+/// lists it; a failure respawns when the job has `respawn`.
+pub fn classify_main_exit(
+    state: State,
+    goal: Goal,
+    status: ExitStatus,
+    task: bool,
+    respawn: bool,
+    normal_exit: &[ExitItem],
+) -> MainExit {
+    if matches!(state, State::Killed | State::Stopping) || goal == Goal::Stop {
+        return MainExit::Expected;
+    }
+    let failure = (!status.is_success() || (respawn && !task)) && !status.is_listed(normal_exit);
+    match (failure, respawn) {
+        (false, _) => MainExit::Finished,
+        (true, true) => MainExit::Respawn,
+        (true, false) => MainExit::Failed,
+    }
+}
+
+/// Counts respawns in a window, as Upstart's `respawn limit COUNT INTERVAL`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RespawnWindow {
+    /// Start of the current window, in seconds of the daemon's monotonic clock.
+    pub started: Option<u64>,
+    pub count: u32,
+}
+
+impl RespawnWindow {
+    /// Records a respawn at `now`; false when that is one too many for the limit.
+    pub fn allow(&mut self, limit: RespawnLimit, now: u64) -> bool {
+        let RespawnLimit::Limit { count, interval_secs } = limit else {
+            return true;
+        };
+        if count == 0 || interval_secs == 0 {
+            return true;
+        }
+        match self.started {
+            Some(started) if now < started + u64::from(interval_secs) => {
+                self.count += 1;
+                self.count <= count
+            }
+            _ => {
+                self.started = Some(now);
+                self.count = 1;
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExitStatus::*;
+    use MainExit::*;
+
+    #[test]
+    fn exits_while_stopping_are_expected() {
+        for state in [State::Killed, State::Stopping] {
+            assert_eq!(
+                classify_main_exit(state, Goal::Start, Code(1), false, true, &[]),
+                Expected
+            );
+        }
+        assert_eq!(
+            classify_main_exit(State::Running, Goal::Stop, Code(1), false, false, &[]),
+            Expected
+        );
+    }
+
+    #[test]
+    fn upstart_failure_rules() {
+        let run = |status, task, respawn, normal: &[ExitItem]| {
+            classify_main_exit(State::Running, Goal::Start, status, task, respawn, normal)
+        };
+        assert_eq!(run(Code(0), false, false, &[]), Finished);
+        assert_eq!(run(Code(1), false, false, &[]), Failed);
+        assert_eq!(run(Signal(15), false, false, &[]), Failed);
+        // A respawning service that exits 0 is respawned; a respawning task is done.
+        assert_eq!(run(Code(0), false, true, &[]), Respawn);
+        assert_eq!(run(Code(0), true, true, &[]), Finished);
+        assert_eq!(run(Code(3), true, true, &[]), Respawn);
+        // `normal exit` exempts statuses and signals.
+        assert_eq!(run(Code(2), false, false, &[ExitItem::Status(2)]), Finished);
+        assert_eq!(run(Signal(15), false, true, &[ExitItem::Signal(15)]), Finished);
+        assert_eq!(run(Code(15), false, false, &[ExitItem::Signal(15)]), Failed);
+    }
+
+    #[test]
+    fn respawn_limit_counts_within_the_window() {
+        let limit = RespawnLimit::Limit {
+            count: 2,
+            interval_secs: 5,
+        };
+        let mut window = RespawnWindow::default();
+        assert!(window.allow(limit, 100));
+        assert!(window.allow(limit, 101));
+        assert!(!window.allow(limit, 102));
+        // A new window after the interval.
+        let mut window = RespawnWindow::default();
+        assert!(window.allow(limit, 100));
+        assert!(window.allow(limit, 104));
+        assert!(window.allow(limit, 106));
+        assert!(RespawnWindow::default().allow(RespawnLimit::Unlimited, 0));
+        let mut unlimited_by_zero = RespawnWindow::default();
+        for now in 0..100 {
+            assert!(unlimited_by_zero.allow(
+                RespawnLimit::Limit {
+                    count: 0,
+                    interval_secs: 5
+                },
+                now
+            ));
+        }
+    }
+}

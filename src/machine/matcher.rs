@@ -1,0 +1,376 @@
+//! Matching events against a `start on`/`stop on` expression, with memory.
+//!
+//! Each leaf remembers the first event that matched it (and so holds it: the event does not
+//! finish while a leaf holds it). When the whole expression becomes true, the caller takes
+//! the events of its *true part* and only those leaves are reset.
+//!
+//! Difference from Upstart: Upstart reset the whole tree on firing, so with
+//! `A and (B or C)`, after A+B fired, a later A+C did not fire unless A came again
+//! (its documented bug). Here each firing consumes only the events that made the expression
+//! true; partial matches elsewhere in the tree survive.
+
+use crate::syntax::ast::{EventArg, EventExpr, EventMatch};
+
+use super::environ::{expand, get, glob_match};
+
+/// Identifies an event for the duration of its life in the daemon.
+pub type EventId = u64;
+
+/// An event as the matcher sees it: a name and its ordered `KEY=VALUE` environment.
+#[derive(Clone, Copy, Debug)]
+pub struct EventRef<'a> {
+    pub id: EventId,
+    pub name: &'a str,
+    pub env: &'a [String],
+}
+
+#[derive(Clone, Debug)]
+enum Node {
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+    Leaf {
+        pattern: EventMatch,
+        matched: Option<EventId>,
+    },
+    /// A time-based operand; fed by timers, never by named events.
+    Timer {
+        matched: Option<EventId>,
+    },
+}
+
+/// The matching state of one expression.
+#[derive(Clone, Debug)]
+pub struct Matcher {
+    root: Node,
+}
+
+fn build(expr: &EventExpr) -> Node {
+    match expr {
+        EventExpr::And { left, right } => Node::And(Box::new(build(left)), Box::new(build(right))),
+        EventExpr::Or { left, right } => Node::Or(Box::new(build(left)), Box::new(build(right))),
+        EventExpr::Event(pattern) => Node::Leaf {
+            pattern: pattern.clone(),
+            matched: None,
+        },
+        EventExpr::Temporal { .. } => Node::Timer { matched: None },
+    }
+}
+
+/// Upstart's rule for one leaf: equal names; positional values against the values of the
+/// event's entries in order; `KEY=VALUE` anywhere; a missing key never matches, not even
+/// `!=`. Values are globs after `$VAR` expansion; an unknown variable means no match.
+pub fn event_matches(pattern: &EventMatch, event: &EventRef<'_>, vars: &[String]) -> bool {
+    if pattern.name != event.name {
+        return false;
+    }
+    let mut position = 0;
+    for arg in &pattern.args {
+        let (value, wanted, equal) = match arg {
+            EventArg::Positional { value } => {
+                let Some(entry) = event.env.get(position) else {
+                    return false;
+                };
+                position += 1;
+                let actual = entry.split_once('=').map_or(entry.as_str(), |(_, value)| value);
+                (value, actual, true)
+            }
+            EventArg::Equal { key, value } | EventArg::NotEqual { key, value } => {
+                let Some(actual) = get(event.env, key) else {
+                    return false;
+                };
+                (value, actual, matches!(arg, EventArg::Equal { .. }))
+            }
+        };
+        let Ok(pattern) = expand(value, vars) else { return false };
+        if glob_match(&pattern, wanted) != equal {
+            return false;
+        }
+    }
+    true
+}
+
+impl Node {
+    fn value(&self) -> bool {
+        match self {
+            Node::And(left, right) => left.value() && right.value(),
+            Node::Or(left, right) => left.value() || right.value(),
+            Node::Leaf { matched, .. } | Node::Timer { matched } => matched.is_some(),
+        }
+    }
+
+    fn offer(&mut self, event: &EventRef<'_>, vars: &[String]) -> bool {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => {
+                let took_left = left.offer(event, vars);
+                let took_right = right.offer(event, vars);
+                took_left || took_right
+            }
+            Node::Leaf { pattern, matched } => {
+                if matched.is_none() && event_matches(pattern, event, vars) {
+                    *matched = Some(event.id);
+                    return true;
+                }
+                false
+            }
+            Node::Timer { .. } => false,
+        }
+    }
+
+    /// Collects (and resets) the events of the true part, in tree order.
+    fn take_true_part(&mut self, out: &mut Vec<EventId>) {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => {
+                if left.value() {
+                    left.take_true_part(out);
+                }
+                if right.value() {
+                    right.take_true_part(out);
+                }
+            }
+            Node::Leaf { matched, .. } | Node::Timer { matched } => {
+                if let Some(id) = matched.take()
+                    && !out.contains(&id)
+                {
+                    out.push(id);
+                }
+            }
+        }
+    }
+
+    fn held(&self, out: &mut Vec<EventId>) {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => {
+                left.held(out);
+                right.held(out);
+            }
+            Node::Leaf { matched, .. } | Node::Timer { matched } => out.extend(*matched),
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => {
+                left.clear();
+                right.clear();
+            }
+            Node::Leaf { matched, .. } | Node::Timer { matched } => *matched = None,
+        }
+    }
+
+    fn names<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => {
+                left.names(out);
+                right.names(out);
+            }
+            Node::Leaf { pattern, .. } => out.push(&pattern.name),
+            Node::Timer { .. } => {}
+        }
+    }
+}
+
+/// What happened when an event was offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offer {
+    /// A leaf took the event (and now holds it).
+    pub taken: bool,
+    /// The whole expression is true.
+    pub fired: bool,
+}
+
+impl Matcher {
+    pub fn new(expr: &EventExpr) -> Matcher {
+        Matcher { root: build(expr) }
+    }
+
+    /// Offers an event; `vars` expands `$VAR` in the expression's values.
+    pub fn offer(&mut self, event: &EventRef<'_>, vars: &[String]) -> Offer {
+        let taken = self.root.offer(event, vars);
+        Offer {
+            taken,
+            fired: taken && self.root.value(),
+        }
+    }
+
+    pub fn is_true(&self) -> bool {
+        self.root.value()
+    }
+
+    /// After firing: the events that made the expression true, in tree order; their leaves
+    /// are reset, other partial matches stay.
+    pub fn take_fired(&mut self) -> Vec<EventId> {
+        let mut out = Vec::new();
+        self.root.take_true_part(&mut out);
+        out
+    }
+
+    /// Every event a leaf holds.
+    pub fn held(&self) -> Vec<EventId> {
+        let mut out = Vec::new();
+        self.root.held(&mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Forgets every partial match; returns the events that were held.
+    pub fn reset(&mut self) -> Vec<EventId> {
+        let held = self.held();
+        self.root.clear();
+        held
+    }
+
+    /// The event names the expression can match, for the dispatch index.
+    pub fn event_names(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.root.names(&mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syntax::{Stanza, parse_file};
+
+    fn matcher(expr: &str) -> Matcher {
+        let (ast, errors) = parse_file(&format!("start on {expr}\n"));
+        assert!(errors.is_empty(), "{errors:?}");
+        match &ast.stanzas[0].node {
+            Stanza::StartOn(expr) => Matcher::new(expr),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn env(entries: &[&str]) -> Vec<String> {
+        entries.iter().map(|entry| entry.to_string()).collect()
+    }
+
+    fn offer(matcher: &mut Matcher, id: EventId, name: &str, entries: &[&str]) -> Offer {
+        let env = env(entries);
+        matcher.offer(&EventRef { id, name, env: &env }, &[])
+    }
+
+    #[test]
+    fn positional_named_negated_and_missing_keys() {
+        let pattern = |expr: &str| match matcher(expr).root {
+            Node::Leaf { pattern, .. } => pattern,
+            other => panic!("{other:?}"),
+        };
+        let ev = |name, entries: &[&str]| (name, env(entries));
+        let check = |expr: &str, (name, entries): (&str, Vec<String>)| {
+            event_matches(
+                &pattern(expr),
+                &EventRef {
+                    id: 1,
+                    name,
+                    env: &entries,
+                },
+                &[],
+            )
+        };
+        assert!(check("stopped rc", ev("stopped", &["JOB=rc", "INSTANCE="])));
+        assert!(check(
+            "stopped rc RUNLEVEL=[2345]",
+            ev("stopped", &["JOB=rc", "RUNLEVEL=2"])
+        ));
+        assert!(!check(
+            "stopped rc RUNLEVEL=[2345]",
+            ev("stopped", &["JOB=rc", "RUNLEVEL=6"])
+        ));
+        assert!(!check("started db", ev("stopped", &["JOB=db"])));
+        assert!(check("net-up IFACE!=lo", ev("net-up", &["IFACE=eth0"])));
+        assert!(!check("net-up IFACE!=lo", ev("net-up", &["IFACE=lo"])));
+        // A missing key never matches, not even with !=.
+        assert!(!check("net-up IFACE!=lo", ev("net-up", &[])));
+        // More positional values than entries: no match.
+        assert!(!check("started db x", ev("started", &["JOB=db"])));
+        assert!(check("runlevel [!016]", ev("runlevel", &["RUNLEVEL=2", "PREVLEVEL=N"])));
+        assert!(check("started foo bar", ev("started", &["JOB=foo", "INSTANCE=bar"])));
+    }
+
+    #[test]
+    fn variables_expand_from_the_given_table_and_unknown_ones_never_match() {
+        let mut m = matcher("device-removed DEVPATH=$DEVPATH");
+        let event_env = env(&["DEVPATH=/dev/sda"]);
+        let event = EventRef {
+            id: 1,
+            name: "device-removed",
+            env: &event_env,
+        };
+        assert!(!m.clone().offer(&event, &[]).fired);
+        assert!(!m.clone().offer(&event, &env(&["DEVPATH=/dev/sdb"])).fired);
+        assert!(m.offer(&event, &env(&["DEVPATH=/dev/sda"])).fired);
+    }
+
+    #[test]
+    fn and_holds_a_partial_match_until_the_other_side_comes() {
+        let mut m = matcher("a and b");
+        assert_eq!(
+            offer(&mut m, 1, "a", &[]),
+            Offer {
+                taken: true,
+                fired: false
+            }
+        );
+        assert_eq!(m.held(), [1]);
+        // A second `a` is ignored while the leaf holds the first.
+        assert_eq!(
+            offer(&mut m, 2, "a", &[]),
+            Offer {
+                taken: false,
+                fired: false
+            }
+        );
+        assert_eq!(
+            offer(&mut m, 3, "b", &[]),
+            Offer {
+                taken: true,
+                fired: true
+            }
+        );
+        assert_eq!(m.take_fired(), [1, 3]);
+        assert!(m.held().is_empty());
+    }
+
+    #[test]
+    fn the_a_and_b_or_c_bug_is_fixed() {
+        let mut m = matcher("a and (b or c)");
+        offer(&mut m, 1, "a", &[]);
+        assert!(offer(&mut m, 2, "b", &[]).fired);
+        assert_eq!(m.take_fired(), [1, 2]);
+        offer(&mut m, 3, "a", &[]);
+        // Upstart would not fire here unless `a` came again; uprise does.
+        assert!(offer(&mut m, 4, "c", &[]).fired);
+        assert_eq!(m.take_fired(), [3, 4]);
+    }
+
+    #[test]
+    fn a_firing_keeps_unrelated_partial_matches() {
+        let mut m = matcher("(a and b) or c");
+        offer(&mut m, 1, "a", &[]);
+        assert!(offer(&mut m, 2, "c", &[]).fired);
+        assert_eq!(m.take_fired(), [2]);
+        assert_eq!(m.held(), [1]);
+        assert!(offer(&mut m, 3, "b", &[]).fired);
+        assert_eq!(m.take_fired(), [1, 3]);
+    }
+
+    #[test]
+    fn one_event_can_satisfy_two_leaves() {
+        let mut m = matcher("started x or started JOB=x");
+        assert!(offer(&mut m, 7, "started", &["JOB=x"]).fired);
+        assert_eq!(m.take_fired(), [7]);
+    }
+
+    #[test]
+    fn names_index_and_reset() {
+        let mut m = matcher("(a and b) or starting c or 5m after d");
+        assert_eq!(m.event_names(), ["a", "b", "starting"]);
+        offer(&mut m, 1, "a", &[]);
+        assert_eq!(m.reset(), [1]);
+        assert!(m.held().is_empty());
+    }
+}

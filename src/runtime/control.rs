@@ -1,0 +1,398 @@
+//! The daemon side of the control socket: accepting clients, reading request lines,
+//! dispatching them, and writing replies without ever blocking the loop.
+//!
+//! A malformed or oversized request gets an error reply and the daemon carries on. A client
+//! may wait (start/stop/emit with wait) while the daemon serves others; if it goes away, the
+//! jobs it waited for carry on.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+use calloop::generic::Generic;
+use calloop::{Interest, Mode, PostAction, RegistrationToken};
+use log::{debug, warn};
+
+use crate::control::proto::{MAX_LINE, Reply, Request};
+
+use super::daemon::{Daemon, Outgoing};
+use super::jobs::ClientId;
+
+/// One connected client.
+pub struct Conn {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    write_token: Option<RegistrationToken>,
+    /// A request is in progress; further lines wait.
+    busy: bool,
+    /// Close once the output is written.
+    closing: bool,
+    uid: u32,
+}
+
+/// The table of connected clients.
+#[derive(Default)]
+pub struct Clients {
+    conns: HashMap<ClientId, Conn>,
+    next: ClientId,
+}
+
+/// Binds the control socket: the parent dir is created private, a stale socket replaced.
+pub fn bind(path: &Path) -> io::Result<UnixListener> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
+    let listener = UnixListener::bind(path)?;
+    // Everyone may connect; permissions are decided per request from peer credentials.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// True for requests that change something (only the owner, or root, may send them).
+fn modifies(request: &Request) -> bool {
+    !matches!(
+        request,
+        Request::Status { .. } | Request::List | Request::Version | Request::Usage { .. }
+    ) && !matches!(request, Request::LogPriority { priority: None })
+}
+
+impl Daemon {
+    /// Registers the listener with the loop.
+    pub fn listen(&mut self, listener: UnixListener) -> io::Result<()> {
+        let source = Generic::new(listener, Interest::READ, Mode::Level);
+        self.handle
+            .insert_source(source, |_, listener, daemon| {
+                loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => daemon.add_client(stream),
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                        Err(error) => {
+                            warn!("control socket: accept failed: {error}");
+                            break;
+                        }
+                    }
+                }
+                Ok(PostAction::Continue)
+            })
+            .map_err(|error| io::Error::other(error.to_string()))?;
+        Ok(())
+    }
+
+    fn add_client(&mut self, stream: UnixStream) {
+        if stream.set_nonblocking(true).is_err() {
+            return;
+        }
+        let uid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+            .map(|creds| creds.uid())
+            .unwrap_or(u32::MAX);
+        let Ok(reader) = stream.try_clone() else { return };
+        let id = self.clients.next;
+        self.clients.next += 1;
+        let source = Generic::new(reader, Interest::READ, Mode::Level);
+        let token = self.handle.insert_source(source, move |_, reader, daemon| {
+            // SAFETY: the stream is only read here; NoIoDrop hands out a mutable reference.
+            let stream: &mut UnixStream = unsafe { reader.get_mut() };
+            Ok(daemon.client_readable(id, stream))
+        });
+        if token.is_err() {
+            return;
+        }
+        self.clients.conns.insert(
+            id,
+            Conn {
+                stream,
+                input: Vec::new(),
+                output: Vec::new(),
+                write_token: None,
+                busy: false,
+                closing: false,
+                uid,
+            },
+        );
+    }
+
+    fn client_readable(&mut self, id: ClientId, stream: &mut UnixStream) -> PostAction {
+        if !self.clients.conns.contains_key(&id) {
+            // Dropped earlier: this read source removes itself.
+            return PostAction::Remove;
+        }
+        let mut buffer = [0u8; 8192];
+        loop {
+            match stream.read(&mut buffer) {
+                Ok(0) => {
+                    self.drop_client(id);
+                    return PostAction::Remove;
+                }
+                Ok(count) => {
+                    let Some(conn) = self.clients.conns.get_mut(&id) else {
+                        return PostAction::Remove;
+                    };
+                    conn.input.extend_from_slice(&buffer[..count]);
+                    if conn.input.len() > MAX_LINE && !conn.input[..MAX_LINE].contains(&b'\n') {
+                        conn.input.clear();
+                        conn.closing = true;
+                        self.outgoing.push(Outgoing::Reply(
+                            id,
+                            Reply::Error {
+                                message: format!("Request too long (over {MAX_LINE} bytes)"),
+                            },
+                        ));
+                        self.flush_clients();
+                        return PostAction::Continue;
+                    }
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.drop_client(id);
+                    return PostAction::Remove;
+                }
+            }
+        }
+        self.next_request(id);
+        self.settle();
+        self.flush_clients();
+        PostAction::Continue
+    }
+
+    /// Takes the next complete line of a client that is not busy, and dispatches it.
+    fn next_request(&mut self, id: ClientId) {
+        let Some(conn) = self.clients.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.busy || conn.closing {
+            return;
+        }
+        let Some(newline) = conn.input.iter().position(|&byte| byte == b'\n') else {
+            return;
+        };
+        let line: Vec<u8> = conn.input.drain(..=newline).collect();
+        conn.busy = true;
+        let uid = conn.uid;
+        let request = match serde_json::from_slice::<Request>(&line[..line.len() - 1]) {
+            Ok(request) => request,
+            Err(error) => {
+                self.fail_request(id, format!("Malformed request: {error}"));
+                return;
+            }
+        };
+        debug!("client {id} (uid {uid}): {request:?}");
+        let owner = nix::unistd::geteuid().as_raw();
+        if modifies(&request) && uid != owner && uid != 0 {
+            self.fail_request(
+                id,
+                "Permission denied: only the daemon's owner or root may do that".into(),
+            );
+            return;
+        }
+        if let Err(message) = self.dispatch(id, request) {
+            self.fail_request(id, message);
+        }
+    }
+
+    fn fail_request(&mut self, id: ClientId, message: String) {
+        self.outgoing.push(Outgoing::Reply(id, Reply::Error { message }));
+        self.outgoing.push(Outgoing::Finish(id));
+    }
+
+    fn dispatch(&mut self, id: ClientId, request: Request) -> Result<(), String> {
+        let done = |daemon: &mut Daemon, replies: Vec<Reply>| {
+            for reply in replies {
+                daemon.outgoing.push(Outgoing::Reply(id, reply));
+            }
+            daemon.outgoing.push(Outgoing::Reply(id, Reply::Done));
+            daemon.outgoing.push(Outgoing::Finish(id));
+        };
+        match request {
+            Request::Start {
+                job,
+                env,
+                instance,
+                wait,
+            } => self.command_start(id, &job, env, instance, wait),
+            Request::Stop {
+                job,
+                env,
+                instance,
+                wait,
+            } => self.command_stop(id, &job, env, instance, wait),
+            Request::Restart {
+                job,
+                env,
+                instance,
+                wait,
+            } => self.command_restart(id, &job, env, instance, wait),
+            Request::Reload { job, env, instance } => {
+                self.command_reload(&job, env, instance)?;
+                done(self, Vec::new());
+                Ok(())
+            }
+            Request::Status { job, env, instance } => {
+                let status = self.command_status(&job, &env, instance.as_deref())?;
+                done(
+                    self,
+                    vec![Reply::Status {
+                        instances: vec![status],
+                    }],
+                );
+                Ok(())
+            }
+            Request::List => {
+                let instances = self.list();
+                done(self, vec![Reply::Status { instances }]);
+                Ok(())
+            }
+            Request::Emit { event, env, wait } => self.command_emit(id, &event, env, wait),
+            Request::ReloadConfiguration => {
+                self.reload_configuration();
+                done(self, Vec::new());
+                Ok(())
+            }
+            Request::Version => {
+                let text = format!("uprise {}", env!("CARGO_PKG_VERSION"));
+                done(self, vec![Reply::Text { text }]);
+                Ok(())
+            }
+            Request::LogPriority { priority } => {
+                let text = match priority {
+                    None => super::logger::priority_name(log::max_level()).to_string(),
+                    Some(name) => {
+                        let level = super::logger::parse_priority(&name)
+                            .ok_or_else(|| format!("Unknown log priority: {name}"))?;
+                        log::set_max_level(level);
+                        String::new()
+                    }
+                };
+                let replies = if text.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Reply::Text { text }]
+                };
+                done(self, replies);
+                Ok(())
+            }
+            Request::Usage { job } => {
+                let class_id = self.lookup(&job)?;
+                let usage = self.class(class_id).job.usage.clone().unwrap_or_default();
+                done(
+                    self,
+                    vec![Reply::Text {
+                        text: format!("Usage: {usage}"),
+                    }],
+                );
+                Ok(())
+            }
+            Request::Shutdown { .. } => {
+                done(self, Vec::new());
+                self.shutdown();
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes queued replies into client buffers and onto their sockets.
+    pub fn flush_clients(&mut self) {
+        while !self.outgoing.is_empty() {
+            let outgoing = std::mem::take(&mut self.outgoing);
+            let mut touched = Vec::new();
+            for item in outgoing {
+                match item {
+                    Outgoing::Reply(id, reply) => {
+                        let Some(conn) = self.clients.conns.get_mut(&id) else {
+                            continue;
+                        };
+                        if let Ok(mut line) = serde_json::to_vec(&reply) {
+                            line.push(b'\n');
+                            conn.output.extend_from_slice(&line);
+                        }
+                        touched.push(id);
+                    }
+                    Outgoing::Finish(id) => {
+                        if let Some(conn) = self.clients.conns.get_mut(&id) {
+                            conn.busy = false;
+                        }
+                        touched.push(id);
+                    }
+                }
+            }
+            touched.sort_unstable();
+            touched.dedup();
+            for id in touched {
+                self.write_client(id);
+                // A pipelined next request may now run.
+                self.next_request(id);
+            }
+        }
+    }
+
+    fn write_client(&mut self, id: ClientId) {
+        let Some(conn) = self.clients.conns.get_mut(&id) else {
+            return;
+        };
+        while !conn.output.is_empty() {
+            match conn.stream.write(&conn.output) {
+                Ok(0) => break,
+                Ok(count) => {
+                    conn.output.drain(..count);
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.drop_client(id);
+                    return;
+                }
+            }
+        }
+        if conn.output.is_empty() {
+            if conn.closing {
+                self.drop_client(id);
+            }
+            return;
+        }
+        if conn.write_token.is_some() {
+            return;
+        }
+        // The client reads slowly: wait for the socket to drain instead of blocking.
+        let Ok(writer) = conn.stream.as_fd().try_clone_to_owned() else {
+            return;
+        };
+        let source = Generic::new(std::fs::File::from(writer), Interest::WRITE, Mode::Level);
+        let token = self.handle.insert_source(source, move |_, _, daemon| {
+            if let Some(conn) = daemon.clients.conns.get_mut(&id) {
+                conn.write_token = None;
+            }
+            daemon.write_client(id);
+            Ok(PostAction::Remove)
+        });
+        if let (Ok(token), Some(conn)) = (token, self.clients.conns.get_mut(&id)) {
+            conn.write_token = Some(token);
+        }
+    }
+
+    /// Forgets a client. Its read source is not removed here (this may run inside that
+    /// source's callback): the socket is shut down, so the source sees end-of-file next and
+    /// removes itself.
+    fn drop_client(&mut self, id: ClientId) {
+        let Some(conn) = self.clients.conns.remove(&id) else {
+            return;
+        };
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(token) = conn.write_token {
+            self.handle.remove(token);
+        }
+        self.forget_client(id);
+    }
+}

@@ -1,0 +1,1393 @@
+//! The daemon core: events, classes, instances and their state changes.
+//!
+//! Everything here runs on the loop thread, inside `settle()` or a request handler; nothing
+//! blocks. Events go through a queue (`pending` → `handling` → `finished`) and are handled to
+//! a fixed point, never recursed into. A job's failure is a fact the machine handles, never an
+//! error that leaves the loop: the daemon does not exit because a job misbehaved.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use calloop::timer::{TimeoutAction, Timer};
+use calloop::{LoopHandle, LoopSignal};
+use log::{debug, info, warn};
+
+use crate::control::proto::{InstanceStatus, ProcessStatus, Reply};
+use crate::machine::environ::{self, UnknownParameter};
+use crate::machine::exit::{ExitStatus, MainExit, classify_main_exit};
+use crate::machine::{EventId, EventRef, Goal, Matcher, State, next_state};
+use crate::model::{Config, Job};
+use crate::syntax::ast::{Console, ProcessKind};
+use crate::sys::spawn::{self, SpawnSpec, Stdio};
+
+use super::jobs::{Blocked, Class, ClassId, ClientId, Failure, Instance, LogPipe, describe_exit, exit_env};
+use super::output::{JobLog, Rotation};
+
+/// Where an event is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Pending,
+    Handling,
+    Finished,
+}
+
+/// A live event.
+pub struct Event {
+    pub name: String,
+    pub env: Vec<String>,
+    pub progress: Progress,
+    /// Holds by expression leaves and by instances it started or stopped.
+    pub blockers: usize,
+    pub failed: bool,
+    /// Clients of `emit` (with wait) to answer when it finishes.
+    pub waiting_clients: Vec<ClientId>,
+}
+
+/// What a waiting client asked for, to answer it when the instance rests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitKind {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// Things the daemon wants done with clients once a handler returns.
+pub enum Outgoing {
+    Reply(ClientId, Reply),
+    /// The final reply has been sent; the client may be closed or take another request.
+    Finish(ClientId),
+}
+
+/// Daemon-wide settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub user_mode: bool,
+    pub logdir: PathBuf,
+    pub socket: PathBuf,
+    pub rotation: Rotation,
+}
+
+type Key = (ClassId, String);
+
+pub struct Daemon {
+    pub settings: Settings,
+    pub handle: LoopHandle<'static, Daemon>,
+    pub stop_signal: LoopSignal,
+    pub classes: Vec<Option<Class>>,
+    pub class_by_name: HashMap<String, ClassId>,
+    /// Classes whose `start on` names an event, by event name.
+    start_index: HashMap<String, Vec<ClassId>>,
+    /// Classes whose `stop on` names an event, by event name.
+    stop_index: HashMap<String, Vec<ClassId>>,
+    pub events: BTreeMap<EventId, Event>,
+    queue: VecDeque<EventId>,
+    finished: VecDeque<EventId>,
+    next_event: EventId,
+    /// Every process uprise started and still waits for.
+    pub pids: HashMap<i32, (ClassId, String, ProcessKind)>,
+    /// Environment every job starts from.
+    pub global_env: Vec<String>,
+    /// Clients waiting on an instance: what they asked for.
+    pub client_waits: HashMap<ClientId, (ClassId, String, WaitKind)>,
+    pub outgoing: Vec<Outgoing>,
+    pub shutting_down: bool,
+    pub clients: super::control::Clients,
+    pub confdirs: Vec<PathBuf>,
+    started_at: Instant,
+}
+
+fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) -> Vec<String> {
+    let mut env = vec![format!("JOB={}", job.name), format!("INSTANCE={}", instance.name)];
+    env.extend_from_slice(extra);
+    for key in &job.export {
+        if let Some(value) = environ::get(&instance.env, key) {
+            env.push(format!("{key}={value}"));
+        }
+    }
+    env
+}
+
+impl Daemon {
+    pub fn new(settings: Settings, handle: LoopHandle<'static, Daemon>, stop_signal: LoopSignal) -> Daemon {
+        Daemon {
+            settings,
+            handle,
+            stop_signal,
+            classes: Vec::new(),
+            class_by_name: HashMap::new(),
+            start_index: HashMap::new(),
+            stop_index: HashMap::new(),
+            events: BTreeMap::new(),
+            queue: VecDeque::new(),
+            finished: VecDeque::new(),
+            next_event: 1,
+            pids: HashMap::new(),
+            global_env: Vec::new(),
+            client_waits: HashMap::new(),
+            outgoing: Vec::new(),
+            shutting_down: false,
+            clients: super::control::Clients::default(),
+            confdirs: Vec::new(),
+            started_at: Instant::now(),
+        }
+    }
+
+    // ------------------------------------------------------------------ classes
+
+    /// Installs the loaded jobs. A class whose instances are busy keeps its old definition
+    /// until they are idle, as in Upstart.
+    pub fn install(&mut self, config: Config) {
+        let mut seen = std::collections::HashSet::new();
+        for job in config.jobs {
+            seen.insert(job.name.clone());
+            match self.class_by_name.get(&job.name).copied() {
+                Some(id) => {
+                    let class = self.classes[id].as_mut().expect("indexed class exists");
+                    class.deleted = false;
+                    if class.job != job {
+                        class.replacement = Some(job);
+                        self.consider_replacement(id);
+                    }
+                }
+                None => {
+                    let id = self.classes.len();
+                    let start_on = job.start_on.as_ref().map(Matcher::new);
+                    self.class_by_name.insert(job.name.clone(), id);
+                    self.classes.push(Some(Class {
+                        job,
+                        start_on,
+                        instances: BTreeMap::new(),
+                        replacement: None,
+                        deleted: false,
+                    }));
+                    self.index_class(id);
+                }
+            }
+        }
+        let gone: Vec<ClassId> = self
+            .class_by_name
+            .iter()
+            .filter(|(name, _)| !seen.contains(*name))
+            .map(|(_, id)| *id)
+            .collect();
+        for id in gone {
+            if let Some(class) = self.classes[id].as_mut() {
+                class.deleted = true;
+            }
+            self.consider_replacement(id);
+        }
+    }
+
+    fn index_class(&mut self, id: ClassId) {
+        let Some(class) = self.classes[id].as_ref() else { return };
+        if let Some(matcher) = &class.start_on {
+            for name in matcher.event_names() {
+                self.start_index.entry(name.to_string()).or_default().push(id);
+            }
+        }
+        if let Some(expr) = &class.job.stop_on {
+            for name in Matcher::new(expr).event_names() {
+                self.stop_index.entry(name.to_string()).or_default().push(id);
+            }
+        }
+    }
+
+    fn unindex_class(&mut self, id: ClassId) {
+        for index in [&mut self.start_index, &mut self.stop_index] {
+            for ids in index.values_mut() {
+                ids.retain(|known| *known != id);
+            }
+            index.retain(|_, ids| !ids.is_empty());
+        }
+    }
+
+    /// Swaps in a pending definition, or drops a deleted class, once no instance is active.
+    fn consider_replacement(&mut self, id: ClassId) {
+        let Some(class) = self.classes[id].as_mut() else { return };
+        if !class.instances.is_empty() {
+            return;
+        }
+        if class.deleted {
+            let held = class.start_on.as_mut().map(Matcher::reset).unwrap_or_default();
+            let name = class.job.name.clone();
+            self.classes[id] = None;
+            self.class_by_name.remove(&name);
+            self.unindex_class(id);
+            for event in held {
+                self.release(event, false);
+            }
+            return;
+        }
+        if let Some(job) = class.replacement.take() {
+            // Partial matches of the old expression are kept only if it did not change.
+            let held = if class.job.start_on == job.start_on {
+                Vec::new()
+            } else {
+                let held = class.start_on.as_mut().map(Matcher::reset).unwrap_or_default();
+                class.start_on = job.start_on.as_ref().map(Matcher::new);
+                held
+            };
+            class.job = job;
+            self.unindex_class(id);
+            self.index_class(id);
+            for event in held {
+                self.release(event, false);
+            }
+        }
+    }
+
+    pub fn class(&self, id: ClassId) -> &Class {
+        self.classes[id].as_ref().expect("live class")
+    }
+
+    fn instance_mut(&mut self, key: &Key) -> Option<&mut Instance> {
+        self.classes.get_mut(key.0)?.as_mut()?.instances.get_mut(&key.1)
+    }
+
+    fn instance(&self, key: &Key) -> Option<&Instance> {
+        self.classes.get(key.0)?.as_ref()?.instances.get(&key.1)
+    }
+
+    // ------------------------------------------------------------------ events
+
+    /// Queues an event; it is handled by the next `settle()`.
+    pub fn emit(&mut self, name: &str, env: Vec<String>) -> EventId {
+        let id = self.next_event;
+        self.next_event += 1;
+        debug!("event {name} {}", env.join(" "));
+        self.events.insert(
+            id,
+            Event {
+                name: name.to_string(),
+                env,
+                progress: Progress::Pending,
+                blockers: 0,
+                failed: false,
+                waiting_clients: Vec::new(),
+            },
+        );
+        self.queue.push_back(id);
+        id
+    }
+
+    /// Handles queued and finished events until nothing changes.
+    pub fn settle(&mut self) {
+        loop {
+            if let Some(id) = self.queue.pop_front() {
+                self.handle_event(id);
+                continue;
+            }
+            if let Some(id) = self.finished.pop_front() {
+                self.finish_event(id);
+                continue;
+            }
+            break;
+        }
+        if self.shutting_down && self.classes.iter().flatten().all(|class| class.instances.is_empty()) {
+            info!("all jobs stopped; exiting");
+            self.stop_signal.stop();
+        }
+    }
+
+    fn handle_event(&mut self, id: EventId) {
+        let Some(event) = self.events.get_mut(&id) else { return };
+        event.progress = Progress::Handling;
+        let name = event.name.clone();
+        let env = event.env.clone();
+        // Stop first, then start, as Upstart does.
+        let stop_classes = self.stop_index.get(&name).cloned().unwrap_or_default();
+        for class_id in stop_classes {
+            self.offer_stop(class_id, id, &name, &env);
+        }
+        let start_classes = self.start_index.get(&name).cloned().unwrap_or_default();
+        for class_id in start_classes {
+            self.offer_start(class_id, id, &name, &env);
+        }
+        if self.events.get(&id).is_some_and(|event| event.blockers == 0) {
+            self.finished.push_back(id);
+        }
+    }
+
+    fn hold(&mut self, id: EventId) {
+        if let Some(event) = self.events.get_mut(&id) {
+            event.blockers += 1;
+        }
+    }
+
+    /// Drops one hold on an event; it finishes when none remain.
+    pub fn release(&mut self, id: EventId, failed: bool) {
+        let Some(event) = self.events.get_mut(&id) else { return };
+        event.blockers = event.blockers.saturating_sub(1);
+        event.failed |= failed;
+        if event.blockers == 0 && event.progress == Progress::Handling {
+            self.finished.push_back(id);
+        }
+    }
+
+    fn finish_event(&mut self, id: EventId) {
+        let Some(event) = self.events.get_mut(&id) else { return };
+        if event.progress == Progress::Finished || event.blockers > 0 {
+            return;
+        }
+        event.progress = Progress::Finished;
+        let failed = event.failed;
+        let name = event.name.clone();
+        let env = event.env.clone();
+        let clients = std::mem::take(&mut event.waiting_clients);
+        self.events.remove(&id);
+        for client in clients {
+            if failed {
+                self.outgoing.push(Outgoing::Reply(
+                    client,
+                    Reply::Error {
+                        message: "Event failed".into(),
+                    },
+                ));
+            } else {
+                self.outgoing.push(Outgoing::Reply(client, Reply::Done));
+            }
+            self.outgoing.push(Outgoing::Finish(client));
+        }
+        if failed && !name.ends_with("/failed") {
+            self.emit(&format!("{name}/failed"), env);
+        }
+        // Instances waiting for their own starting/stopping event go on.
+        let waiting: Vec<Key> = self
+            .classes
+            .iter()
+            .enumerate()
+            .filter_map(|(class_id, class)| class.as_ref().map(|class| (class_id, class)))
+            .flat_map(|(class_id, class)| {
+                class
+                    .instances
+                    .values()
+                    .filter(|instance| instance.blocker == Some(id))
+                    .map(move |instance| (class_id, instance.name.clone()))
+            })
+            .collect();
+        for key in waiting {
+            if let Some(instance) = self.instance_mut(&key) {
+                instance.blocker = None;
+                let next = next_state(instance.state, instance.goal, instance.main_alive());
+                self.change_state(&key, next);
+            }
+        }
+    }
+
+    /// The event environment of the fired events, plus `UPSTART_EVENTS`.
+    fn fired_env(&self, fired: &[EventId], list_key: &str) -> Vec<String> {
+        let mut env = Vec::new();
+        let mut names = Vec::new();
+        for id in fired {
+            if let Some(event) = self.events.get(id) {
+                environ::merge(&mut env, &event.env);
+                names.push(event.name.clone());
+            }
+        }
+        env.push(format!("{list_key}={}", names.join(" ")));
+        env
+    }
+
+    fn offer_stop(&mut self, class_id: ClassId, id: EventId, name: &str, env: &[String]) {
+        let Some(class) = self.classes[class_id].as_mut() else {
+            return;
+        };
+        let event = EventRef { id, name, env };
+        let mut holds = 0;
+        let mut fired = Vec::new();
+        for instance in class.instances.values_mut() {
+            let Some(matcher) = instance.stop_on.as_mut() else {
+                continue;
+            };
+            if instance.goal == Goal::Stop {
+                continue;
+            }
+            let offer = matcher.offer(&event, &instance.env);
+            holds += usize::from(offer.taken);
+            if offer.fired {
+                fired.push((instance.name.clone(), matcher.take_fired()));
+            }
+        }
+        for _ in 0..holds {
+            self.hold(id);
+        }
+        for (instance, events) in fired {
+            let key = (class_id, instance);
+            let stop_env = self.fired_env(&events, "UPSTART_STOP_EVENTS");
+            if let Some(instance) = self.instance_mut(&key) {
+                instance.stop_env = stop_env;
+                instance
+                    .blocking
+                    .extend(events.iter().map(|event| Blocked::Event(*event)));
+            }
+            self.change_goal(&key, Goal::Stop);
+        }
+    }
+
+    fn offer_start(&mut self, class_id: ClassId, id: EventId, name: &str, env: &[String]) {
+        let defaults = self.job_env(class_id);
+        let Some(class) = self.classes[class_id].as_mut() else {
+            return;
+        };
+        let Some(matcher) = class.start_on.as_mut() else { return };
+        let offer = matcher.offer(&EventRef { id, name, env }, &defaults);
+        let fired = if offer.fired { matcher.take_fired() } else { Vec::new() };
+        if offer.taken {
+            self.hold(id);
+        }
+        if !offer.fired {
+            return;
+        }
+        if self.shutting_down {
+            for event in fired {
+                self.release(event, false);
+            }
+            return;
+        }
+        let mut start_env = self.job_env(class_id);
+        environ::merge(&mut start_env, &self.fired_env(&fired, "UPSTART_EVENTS"));
+        let job_name = self.class(class_id).job.name.clone();
+        let instance_name = match environ::expand(&self.class(class_id).job.instance, &start_env) {
+            Ok(name) => name,
+            Err(UnknownParameter(param)) => {
+                warn!("Failed to obtain {job_name} instance: Unknown parameter: {param}");
+                for event in fired {
+                    self.release(event, false);
+                }
+                return;
+            }
+        };
+        let key = (class_id, instance_name.clone());
+        let class = self.classes[class_id].as_mut().expect("live class");
+        let instance = class
+            .instances
+            .entry(instance_name.clone())
+            .or_insert_with(|| Instance::new(instance_name));
+        if instance.goal == Goal::Start {
+            for event in fired {
+                self.release(event, false);
+            }
+            return;
+        }
+        instance.start_env = Some(start_env);
+        instance
+            .blocking
+            .extend(fired.iter().map(|event| Blocked::Event(*event)));
+        self.change_goal(&key, Goal::Start);
+    }
+
+    /// The environment a job starts from: the global table and the job's `env` stanzas.
+    pub fn job_env(&self, class_id: ClassId) -> Vec<String> {
+        let mut env = self.global_env.clone();
+        let Some(class) = self.classes[class_id].as_ref() else {
+            return env;
+        };
+        for entry in &class.job.env {
+            match &entry.value {
+                Some(value) => environ::set(&mut env, &entry.key, value),
+                None => {
+                    if let Ok(value) = std::env::var(&entry.key) {
+                        environ::set(&mut env, &entry.key, &value);
+                    }
+                }
+            }
+        }
+        env
+    }
+
+    // ------------------------------------------------------------------ goals and states
+
+    /// Changes an instance's goal; kicks the machine when the instance rests.
+    pub fn change_goal(&mut self, key: &Key, goal: Goal) {
+        let Some(instance) = self.instance_mut(key) else { return };
+        if instance.goal == goal {
+            return;
+        }
+        debug!("{} goal {} -> {}", key.1, instance.goal.name(), goal.name());
+        instance.goal = goal;
+        if goal == Goal::Stop {
+            instance.restarting = false;
+        }
+        let state = instance.state;
+        if state.is_rest() {
+            let next = next_state(state, goal, instance.main_alive());
+            self.change_state(key, next);
+        } else if goal == Goal::Stop && matches!(state, State::PreStart | State::PostStart) {
+            // Upstart waited for such a script forever. uprise gives it the kill timeout to
+            // finish (a pre-start that calls `stop` and exits is the common case), then kills it.
+            let grace = self.class(key.0).job.kill_timeout.millis;
+            let timer_key = key.clone();
+            let _ = self.handle.insert_source(
+                Timer::from_duration(Duration::from_millis(grace)),
+                move |_, _, daemon| {
+                    let still_stuck = daemon.instance(&timer_key).is_some_and(|instance| {
+                        instance.goal == Goal::Stop && matches!(instance.state, State::PreStart | State::PostStart)
+                    });
+                    if still_stuck {
+                        daemon.kill_scripts(&timer_key);
+                        daemon.settle();
+                        daemon.flush_clients();
+                    }
+                    TimeoutAction::Drop
+                },
+            );
+        }
+    }
+
+    fn kill_scripts(&mut self, key: &Key) {
+        let (signal, timeout) = {
+            let job = &self.class(key.0).job;
+            (job.kill_signal, job.kill_timeout)
+        };
+        let Some(instance) = self.instance_mut(key) else { return };
+        let scripts: Vec<i32> = instance
+            .pids
+            .iter()
+            .filter(|(kind, _)| matches!(kind, ProcessKind::PreStart | ProcessKind::PostStart))
+            .map(|(_, pid)| *pid)
+            .collect();
+        if scripts.is_empty() {
+            return;
+        }
+        instance.killing_scripts = true;
+        let name = self.class(key.0).job.name.clone();
+        for pid in &scripts {
+            warn!(
+                "{name} script process ({pid}) did not finish after the goal changed to stop; sending {}",
+                crate::sys::process::signal_name(signal)
+            );
+            let _ = crate::sys::process::kill_group(*pid, signal);
+        }
+        self.arm_kill_timer(key, timeout.millis, scripts);
+    }
+
+    fn arm_kill_timer(&mut self, key: &Key, millis: u64, pids: Vec<i32>) {
+        let timer_key = key.clone();
+        let token = self.handle.insert_source(
+            Timer::from_duration(Duration::from_millis(millis)),
+            move |_, _, daemon| {
+                daemon.kill_timeout(&timer_key, &pids);
+                daemon.settle();
+                TimeoutAction::Drop
+            },
+        );
+        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key))
+            && let Some(old) = instance.kill_timer.replace(token)
+        {
+            self.handle.remove(old);
+        }
+    }
+
+    fn kill_timeout(&mut self, key: &Key, pids: &[i32]) {
+        let name = self
+            .classes
+            .get(key.0)
+            .and_then(|class| class.as_ref())
+            .map(|class| class.job.name.clone());
+        let Some(instance) = self.instance_mut(key) else { return };
+        instance.kill_timer = None;
+        for pid in pids {
+            if instance.pids.values().any(|known| known == pid) {
+                warn!(
+                    "{} process ({pid}) did not stop in time; sending KILL",
+                    name.as_deref().unwrap_or("?")
+                );
+                let _ = crate::sys::process::kill_group(*pid, 9);
+            }
+        }
+    }
+
+    /// Enters `state` and performs its actions, following on while nothing needs waiting for.
+    pub fn change_state(&mut self, key: &Key, mut state: State) {
+        loop {
+            let Some(instance) = self.instance_mut(key) else { return };
+            let from = instance.state;
+            instance.state = state;
+            let job = self.class(key.0).job.clone();
+            debug!("{} ({}) state {from} -> {state}", job.name, key.1);
+            let next = match state {
+                State::Waiting => {
+                    self.enter_waiting(key, &job);
+                    return;
+                }
+                State::Starting => {
+                    let instance = self.instance_mut(key).expect("checked");
+                    if instance.goal == Goal::Respawn {
+                        instance.goal = Goal::Start;
+                    }
+                    instance.restarting = false;
+                    instance.killing_scripts = false;
+                    if let Some(env) = instance.start_env.take() {
+                        instance.env = env;
+                    }
+                    instance.stop_env.clear();
+                    instance.failed = None;
+                    instance.stop_on = job.stop_on.as_ref().map(Matcher::new);
+                    let env = job_event_env(&job, instance, &[]);
+                    let event = self.emit("starting", env);
+                    self.instance_mut(key).expect("checked").blocker = Some(event);
+                    return;
+                }
+                State::PreStart | State::PostStart | State::PreStop | State::PostStop => {
+                    let kind = match state {
+                        State::PreStart => ProcessKind::PreStart,
+                        State::PostStart => ProcessKind::PostStart,
+                        State::PreStop => ProcessKind::PreStop,
+                        _ => ProcessKind::PostStop,
+                    };
+                    let wanted = job.processes.contains_key(&kind)
+                        && (kind != ProcessKind::PreStop || self.instance(key).is_some_and(Instance::main_alive));
+                    if wanted {
+                        match self.spawn_process(key, &job, kind) {
+                            Ok(true) => return,
+                            Ok(false) => {}
+                            Err(()) => {
+                                if matches!(kind, ProcessKind::PreStart | ProcessKind::PostStop) {
+                                    self.fail(key, kind.keyword(), None);
+                                }
+                            }
+                        }
+                    }
+                    let instance = self.instance(key).expect("checked");
+                    next_state(state, instance.goal, instance.main_alive())
+                }
+                State::Spawned => {
+                    if job.processes.contains_key(&ProcessKind::Main)
+                        && let Err(()) = self.spawn_process(key, &job, ProcessKind::Main)
+                    {
+                        self.fail(key, "main", None);
+                    }
+                    let instance = self.instance(key).expect("checked");
+                    next_state(state, instance.goal, instance.main_alive())
+                }
+                State::Running => {
+                    if from == State::PostStart {
+                        let env = job_event_env(&job, self.instance(key).expect("checked"), &[]);
+                        self.emit("started", env);
+                        let instance = self.instance_mut(key).expect("checked");
+                        instance.respawn_streak = 0;
+                    }
+                    let main_alive = self.instance(key).is_some_and(Instance::main_alive);
+                    if job.task && !main_alive {
+                        // A task is done once its main process has ended.
+                        let instance = self.instance_mut(key).expect("checked");
+                        if instance.goal == Goal::Start {
+                            instance.goal = Goal::Stop;
+                        }
+                        next_state(State::Running, instance.goal, false)
+                    } else {
+                        if !job.task {
+                            self.job_finished(key, false);
+                        }
+                        let instance = self.instance(key).expect("checked");
+                        if instance.goal == Goal::Start {
+                            return;
+                        }
+                        next_state(state, instance.goal, instance.main_alive())
+                    }
+                }
+                State::Stopping => {
+                    let instance = self.instance(key).expect("checked");
+                    let mut extra = Vec::new();
+                    match &instance.failed {
+                        Some(failure) => {
+                            extra.push("RESULT=failed".to_string());
+                            extra.push(format!("PROCESS={}", failure.process));
+                            if let Some(status) = failure.status {
+                                extra.push(exit_env(status));
+                            }
+                        }
+                        None => extra.push("RESULT=ok".to_string()),
+                    }
+                    let env = job_event_env(&job, instance, &extra);
+                    let event = self.emit("stopping", env);
+                    self.instance_mut(key).expect("checked").blocker = Some(event);
+                    return;
+                }
+                State::Killed => {
+                    let instance = self.instance(key).expect("checked");
+                    if let Some(&pid) = instance.pids.get(&ProcessKind::Main) {
+                        let signal = crate::sys::process::signal_name(job.kill_signal);
+                        info!("Sending {signal} signal to {} main process ({pid})", job.name);
+                        let _ = crate::sys::process::kill_group(pid, job.kill_signal);
+                        self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
+                        return;
+                    }
+                    let instance = self.instance(key).expect("checked");
+                    next_state(state, instance.goal, false)
+                }
+            };
+            state = next;
+        }
+    }
+
+    fn enter_waiting(&mut self, key: &Key, job: &Job) {
+        let instance = self.instance(key).expect("checked");
+        let mut extra = Vec::new();
+        match &instance.failed {
+            Some(failure) => {
+                extra.push("RESULT=failed".to_string());
+                extra.push(format!("PROCESS={}", failure.process));
+                if let Some(status) = failure.status {
+                    extra.push(exit_env(status));
+                }
+            }
+            None => extra.push("RESULT=ok".to_string()),
+        }
+        let env = job_event_env(job, instance, &extra);
+        let failed = instance.failed.is_some();
+        self.emit("stopped", env);
+        self.job_finished(key, failed);
+        // Instances do not persist in `waiting`.
+        let Some(class) = self.classes[key.0].as_mut() else {
+            return;
+        };
+        if let Some(mut instance) = class.instances.remove(&key.1) {
+            let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
+            if let Some(token) = instance.kill_timer.take() {
+                self.handle.remove(token);
+            }
+            if let Some(token) = instance.delay_timer.take() {
+                self.handle.remove(token);
+            }
+            if let Some(pipe) = instance.log.take() {
+                self.handle.remove(pipe.token);
+            }
+            for event in held {
+                self.release(event, false);
+            }
+        }
+        self.consider_replacement(key.0);
+    }
+
+    /// Marks an instance failed (the first failure wins) and sets its goal to stop.
+    fn fail(&mut self, key: &Key, process: &str, status: Option<ExitStatus>) {
+        let Some(instance) = self.instance_mut(key) else { return };
+        if instance.failed.is_none() {
+            instance.failed = Some(Failure {
+                process: process.to_string(),
+                status,
+            });
+        }
+        instance.goal = Goal::Stop;
+        instance.restarting = false;
+    }
+
+    /// Releases everything waiting on an instance: its goal is reached (or failed).
+    fn job_finished(&mut self, key: &Key, failed: bool) {
+        let Some(instance) = self.instance_mut(key) else { return };
+        let blocking = std::mem::take(&mut instance.blocking);
+        for blocked in blocking {
+            match blocked {
+                Blocked::Event(event) => self.release(event, failed),
+                Blocked::Client(client) => self.answer_waiting_client(client, key, failed),
+            }
+        }
+    }
+
+    fn answer_waiting_client(&mut self, client: ClientId, key: &Key, failed: bool) {
+        let Some((_, _, kind)) = self.client_waits.remove(&client) else {
+            return;
+        };
+        if failed && kind != WaitKind::Stop {
+            self.outgoing.push(Outgoing::Reply(
+                client,
+                Reply::Error {
+                    message: "Job failed to start".into(),
+                },
+            ));
+        } else {
+            let status = self.instance_status(key);
+            self.outgoing.push(Outgoing::Reply(
+                client,
+                Reply::Status {
+                    instances: vec![status],
+                },
+            ));
+            self.outgoing.push(Outgoing::Reply(client, Reply::Done));
+        }
+        self.outgoing.push(Outgoing::Finish(client));
+    }
+
+    // ------------------------------------------------------------------ processes
+
+    /// The environment of one process of an instance.
+    fn process_env(&self, key: &Key, job: &Job, kind: ProcessKind) -> Vec<String> {
+        let instance = self.instance(key).expect("live instance");
+        let mut env = instance.env.clone();
+        if matches!(kind, ProcessKind::PreStop | ProcessKind::PostStop) {
+            environ::merge(&mut env, &instance.stop_env);
+        }
+        environ::set(&mut env, "UPSTART_JOB", &job.name);
+        environ::set(&mut env, "UPSTART_INSTANCE", &instance.name);
+        environ::set(&mut env, "UPRISE_SOCKET", &self.settings.socket.to_string_lossy());
+        env
+    }
+
+    /// Opens (once per instance) the pipe that carries its output to the log.
+    fn log_fd(&mut self, key: &Key, job: &Job) -> Option<OwnedFd> {
+        if !matches!(job.console, Console::Log | Console::Auto) {
+            return None;
+        }
+        if let Some(pipe) = self.instance(key).and_then(|instance| instance.log.as_ref()) {
+            return pipe.write.try_clone().ok();
+        }
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).ok()?;
+        // The write side blocks: a job that outruns the daemon waits, it does not lose output.
+        let _ = nix::fcntl::fcntl(write.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()));
+        let log = JobLog::new(
+            &self.settings.logdir,
+            &job.name,
+            &key.1,
+            job.console == Console::Auto,
+            self.settings.rotation,
+        );
+        let reader = std::fs::File::from(read);
+        let source = calloop::generic::Generic::new(reader, calloop::Interest::READ, calloop::Mode::Level);
+        let pipe_key = key.clone();
+        let token = self
+            .handle
+            .insert_source(source, move |_, reader, daemon| {
+                let Some(instance) = daemon.instance_mut(&pipe_key) else {
+                    return Ok(calloop::PostAction::Remove);
+                };
+                let Some(pipe) = instance.log.as_mut() else {
+                    return Ok(calloop::PostAction::Remove);
+                };
+                // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
+                let file: &mut std::fs::File = unsafe { reader.get_mut() };
+                let open = super::output::drain(file, &mut pipe.log);
+                Ok(if open {
+                    calloop::PostAction::Continue
+                } else {
+                    calloop::PostAction::Remove
+                })
+            })
+            .ok()?;
+        let write_copy = write.try_clone().ok();
+        if let Some(instance) = self.instance_mut(key) {
+            instance.log = Some(LogPipe { write, token, log });
+        }
+        write_copy
+    }
+
+    /// Starts one process of an instance. `Ok(true)` when a process now runs, `Ok(false)`
+    /// when the command ran in-process, `Err` when it could not be started (logged).
+    fn spawn_process(&mut self, key: &Key, job: &Job, kind: ProcessKind) -> Result<bool, ()> {
+        let Some(command) = job.processes.get(&kind) else {
+            return Ok(false);
+        };
+        if command.is_lua() {
+            warn!(
+                "{} {} process: script lua is not yet enforced; skipped",
+                job.name,
+                kind.keyword()
+            );
+            return Ok(false);
+        }
+        let env = self.process_env(key, job, kind);
+        let stdio = match job.console {
+            Console::None => Stdio::Null,
+            Console::Output | Console::Owner => Stdio::Console,
+            Console::Inherit => Stdio::Inherit,
+            Console::Log | Console::Auto => match self.log_fd(key, job) {
+                Some(fd) => Stdio::Log(fd),
+                None => Stdio::Null,
+            },
+        };
+        let spec = SpawnSpec {
+            job_name: &job.name,
+            kind,
+            command,
+            env: &env,
+            stdio,
+            umask: job.umask,
+            nice: job.nice,
+            oom_score: job.oom_score,
+            limits: &job.limits,
+            chroot: job.chroot.as_deref(),
+            chdir: job.chdir.as_deref(),
+            setuid: job.setuid.as_deref(),
+            setgid: job.setgid.as_deref(),
+            extra_fds: Vec::new(),
+        };
+        let name = if key.1.is_empty() {
+            job.name.clone()
+        } else {
+            format!("{} ({})", job.name, key.1)
+        };
+        match spawn::spawn(spec) {
+            Ok(pid) => {
+                debug!("{name} {} process ({pid})", kind.keyword());
+                self.pids.insert(pid, (key.0, key.1.clone(), kind));
+                if let Some(instance) = self.instance_mut(key) {
+                    instance.pids.insert(kind, pid);
+                }
+                Ok(true)
+            }
+            Err(error) => {
+                warn!("Failed to spawn {name} {} process: {error}", kind.keyword());
+                if let Some(instance) = self.instance_mut(key) {
+                    instance.last_exit = Some((
+                        Instant::now(),
+                        format!("{} process failed to spawn: {error}", kind.keyword()),
+                    ));
+                }
+                Err(())
+            }
+        }
+    }
+
+    /// A child uprise started has ended.
+    pub fn process_exited(&mut self, pid: i32, status: ExitStatus) {
+        let Some((class_id, instance_name, kind)) = self.pids.remove(&pid) else {
+            return;
+        };
+        let key = (class_id, instance_name);
+        let Some(instance) = self.instance_mut(&key) else {
+            return;
+        };
+        instance.pids.remove(&kind);
+        let job = self.class(class_id).job.clone();
+        let name = if key.1.is_empty() {
+            job.name.clone()
+        } else {
+            format!("{} ({})", job.name, key.1)
+        };
+        let described = describe_exit(status);
+        if status.is_success() {
+            debug!("{name} {} process ({pid}) {described}", kind.keyword());
+        } else {
+            warn!("{name} {} process ({pid}) {described}", kind.keyword());
+        }
+        let instance = self.instance_mut(&key).expect("checked");
+        if kind == ProcessKind::Main {
+            instance.last_exit = Some((Instant::now(), format!("main process ({pid}) {described}")));
+        }
+        if instance.pids.is_empty()
+            && let Some(token) = instance.kill_timer.take()
+        {
+            self.handle.remove(token);
+        }
+        let instance = self.instance_mut(&key).expect("checked");
+        let state = instance.state;
+        match kind {
+            ProcessKind::Main => {
+                let verdict = classify_main_exit(state, instance.goal, status, job.task, job.respawn, &job.normal_exit);
+                match verdict {
+                    MainExit::Expected => {}
+                    MainExit::Finished => {
+                        instance.goal = Goal::Stop;
+                    }
+                    MainExit::Failed => self.fail(&key, "main", Some(status)),
+                    MainExit::Respawn => self.respawn(&key, &job, &name, status),
+                }
+                // Move on from the states that wait for the main process.
+                let instance = self.instance(&key).expect("checked");
+                match state {
+                    State::Running if instance.goal != Goal::Start => {
+                        let next = next_state(State::Running, instance.goal, false);
+                        self.change_state(&key, next);
+                    }
+                    State::Killed => {
+                        let next = next_state(State::Killed, instance.goal, false);
+                        self.change_state(&key, next);
+                    }
+                    _ => {}
+                }
+            }
+            ProcessKind::PreStart | ProcessKind::PostStop => {
+                let killed_by_us = instance.killing_scripts;
+                if !status.is_success() && !killed_by_us {
+                    self.fail(&key, kind.keyword(), Some(status));
+                }
+                let instance = self.instance(&key).expect("checked");
+                if instance.state == state && matches!(state, State::PreStart | State::PostStop) {
+                    let next = next_state(state, instance.goal, instance.main_alive());
+                    self.change_state(&key, next);
+                }
+            }
+            ProcessKind::PostStart | ProcessKind::PreStop => {
+                let instance = self.instance(&key).expect("checked");
+                let waiting_state = if kind == ProcessKind::PostStart {
+                    State::PostStart
+                } else {
+                    State::PreStop
+                };
+                if state == waiting_state {
+                    let goal = if instance.restarting {
+                        Goal::Respawn
+                    } else {
+                        instance.goal
+                    };
+                    let next = next_state(state, goal, instance.main_alive());
+                    self.change_state(&key, next);
+                }
+            }
+        }
+    }
+
+    fn respawn(&mut self, key: &Key, job: &Job, name: &str, status: ExitStatus) {
+        if self.shutting_down {
+            self.fail(key, "main", Some(status));
+            return;
+        }
+        let now = self.started_at.elapsed().as_secs();
+        let instance = self.instance_mut(key).expect("checked");
+        if !instance.respawn.allow(job.respawn_limit, now) {
+            warn!("{name} respawning too fast, stopped");
+            self.fail(key, "respawn", None);
+            return;
+        }
+        info!("{name} main process ended, respawning");
+        instance.goal = Goal::Respawn;
+        instance.respawn_streak += 1;
+    }
+
+    // ------------------------------------------------------------------ status
+
+    fn display_name(job: &Job, instance: &str) -> String {
+        if instance.is_empty() {
+            job.name.clone()
+        } else {
+            format!("{} ({instance})", job.name)
+        }
+    }
+
+    pub fn instance_status(&self, key: &Key) -> InstanceStatus {
+        let job = &self.class(key.0).job;
+        match self.instance(key) {
+            Some(instance) => {
+                let processes = [
+                    ProcessKind::Main,
+                    ProcessKind::PreStart,
+                    ProcessKind::PostStart,
+                    ProcessKind::PreStop,
+                    ProcessKind::PostStop,
+                ]
+                .into_iter()
+                .filter_map(|kind| {
+                    instance.pids.get(&kind).map(|pid| ProcessStatus {
+                        kind: kind.keyword().to_string(),
+                        pid: *pid,
+                    })
+                })
+                .collect();
+                let mut detail = Vec::new();
+                if let Some(event) = instance.blocker.and_then(|id| self.events.get(&id)) {
+                    detail.push(format!("waiting for its `{}` event to finish", event.name));
+                }
+                if let Some(failure) = &instance.failed {
+                    detail.push(format!("failed: process {}", failure.process));
+                }
+                if let Some((when, what)) = &instance.last_exit {
+                    detail.push(format!("{what}, {}s ago", when.elapsed().as_secs()));
+                }
+                if instance.respawn_streak > 0 {
+                    detail.push(format!("respawned {} time(s) in a row", instance.respawn_streak));
+                }
+                InstanceStatus {
+                    job: job.name.clone(),
+                    instance: instance.name.clone(),
+                    goal: instance.shown_goal().to_string(),
+                    state: instance.state.name().to_string(),
+                    processes,
+                    detail,
+                }
+            }
+            None => InstanceStatus {
+                job: job.name.clone(),
+                instance: key.1.clone(),
+                goal: "stop".into(),
+                state: "waiting".into(),
+                processes: Vec::new(),
+                detail: self.class_detail(key.0),
+            },
+        }
+    }
+
+    fn class_detail(&self, class_id: ClassId) -> Vec<String> {
+        let class = self.class(class_id);
+        let mut detail = Vec::new();
+        match (&class.job.start_on, &class.start_on) {
+            (None, _) => detail.push("no `start on`: starts only when asked".to_string()),
+            (Some(expr), Some(matcher)) => {
+                let held: Vec<String> = matcher
+                    .held()
+                    .iter()
+                    .filter_map(|id| self.events.get(id))
+                    .map(|event| event.name.clone())
+                    .collect();
+                let expr = crate::model::job::render_expr(expr);
+                if held.is_empty() {
+                    detail.push(format!("waiting for: start on {expr}"));
+                } else {
+                    detail.push(format!(
+                        "waiting for: start on {expr} (already seen: {})",
+                        held.join(", ")
+                    ));
+                }
+            }
+            (Some(_), None) => {}
+        }
+        detail
+    }
+
+    /// Every class and instance, sorted by job name.
+    pub fn list(&self) -> Vec<InstanceStatus> {
+        let mut names: Vec<(&String, &ClassId)> = self.class_by_name.iter().collect();
+        names.sort();
+        let mut out = Vec::new();
+        for (_, id) in names {
+            let class = self.class(*id);
+            if class.instances.is_empty() {
+                out.push(self.instance_status(&(*id, String::new())));
+            }
+            for name in class.instances.keys() {
+                out.push(self.instance_status(&(*id, name.clone())));
+            }
+        }
+        out
+    }
+
+    // ------------------------------------------------------------------ commands
+
+    /// Finds a class by name.
+    pub fn lookup(&self, job: &str) -> Result<ClassId, String> {
+        self.class_by_name
+            .get(job)
+            .copied()
+            .ok_or_else(|| format!("Unknown job: {job}"))
+    }
+
+    /// The instance name a command addresses: given directly, or the template expanded
+    /// against the job environment and the command's `KEY=VALUE`s.
+    pub fn instance_name(&self, class_id: ClassId, env: &[String], instance: Option<&str>) -> Result<String, String> {
+        if let Some(name) = instance {
+            return Ok(name.to_string());
+        }
+        let mut table = self.job_env(class_id);
+        environ::merge(&mut table, env);
+        let job = &self.class(class_id).job;
+        environ::expand(&job.instance, &table).map_err(|UnknownParameter(param)| {
+            let mut message = format!("Unknown parameter: {param}");
+            if let Some(usage) = &job.usage {
+                message.push_str(&format!("\nUsage: {usage}"));
+            }
+            message
+        })
+    }
+
+    pub fn command_start(
+        &mut self,
+        client: ClientId,
+        job: &str,
+        env: Vec<String>,
+        instance: Option<String>,
+        wait: bool,
+    ) -> Result<(), String> {
+        if self.shutting_down {
+            return Err("uprise is shutting down".into());
+        }
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, &env, instance.as_deref())?;
+        let key = (class_id, name.clone());
+        let mut start_env = self.job_env(class_id);
+        environ::merge(&mut start_env, &env);
+        let class = self.classes[class_id].as_mut().expect("live class");
+        let display = Self::display_name(&class.job, &name);
+        let instance = class
+            .instances
+            .entry(name.clone())
+            .or_insert_with(|| Instance::new(name));
+        if instance.goal == Goal::Start {
+            return Err(format!("Job is already running: {display}"));
+        }
+        instance.start_env = Some(start_env);
+        if wait {
+            instance.blocking.push(Blocked::Client(client));
+            self.client_waits
+                .insert(client, (key.0, key.1.clone(), WaitKind::Start));
+        }
+        self.change_goal(&key, Goal::Start);
+        if !wait {
+            self.reply_status(client, &key);
+        }
+        Ok(())
+    }
+
+    pub fn command_stop(
+        &mut self,
+        client: ClientId,
+        job: &str,
+        env: Vec<String>,
+        instance: Option<String>,
+        wait: bool,
+    ) -> Result<(), String> {
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, &env, instance.as_deref())?;
+        let key = (class_id, name.clone());
+        let display = Self::display_name(&self.class(class_id).job, &name);
+        let Some(instance) = self.instance_mut(&key) else {
+            return Err(format!("Unknown instance: {display}"));
+        };
+        if instance.goal == Goal::Stop {
+            return Err(format!("Job has already been stopped: {display}"));
+        }
+        instance.stop_env = env;
+        if wait {
+            instance.blocking.push(Blocked::Client(client));
+            self.client_waits.insert(client, (key.0, key.1.clone(), WaitKind::Stop));
+        }
+        self.change_goal(&key, Goal::Stop);
+        if !wait {
+            self.reply_status(client, &key);
+        }
+        Ok(())
+    }
+
+    pub fn command_restart(
+        &mut self,
+        client: ClientId,
+        job: &str,
+        env: Vec<String>,
+        instance: Option<String>,
+        wait: bool,
+    ) -> Result<(), String> {
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, &env, instance.as_deref())?;
+        let key = (class_id, name.clone());
+        let display = Self::display_name(&self.class(class_id).job, &name);
+        let has_pre_stop = self.class(class_id).job.processes.contains_key(&ProcessKind::PreStop);
+        let Some(instance) = self.instance_mut(&key) else {
+            return Err(format!("Unknown instance: {display}"));
+        };
+        if instance.goal != Goal::Start {
+            return Err(format!("Job is not running: {display}"));
+        }
+        instance.restarting = true;
+        instance.goal = Goal::Respawn;
+        if wait {
+            instance.blocking.push(Blocked::Client(client));
+        }
+        let state = instance.state;
+        let main_alive = instance.main_alive();
+        if wait {
+            self.client_waits
+                .insert(client, (key.0, key.1.clone(), WaitKind::Restart));
+        }
+        if state == State::Running {
+            // Unlike Upstart, a pre-stop does not turn a restart into a no-op.
+            let next = if main_alive && has_pre_stop {
+                State::PreStop
+            } else {
+                State::Stopping
+            };
+            self.change_state(&key, next);
+        }
+        if !wait {
+            self.reply_status(client, &key);
+        }
+        Ok(())
+    }
+
+    pub fn command_reload(&mut self, job: &str, env: Vec<String>, instance: Option<String>) -> Result<(), String> {
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, &env, instance.as_deref())?;
+        let key = (class_id, name.clone());
+        let job = self.class(class_id).job.clone();
+        let display = Self::display_name(&job, &name);
+        let pid = self
+            .instance(&key)
+            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+        let Some(pid) = pid else {
+            return Err(format!("Job is not running: {display}"));
+        };
+        match &job.reload {
+            crate::model::job::Reload::Signal { signal } => {
+                if *signal != 0 {
+                    crate::sys::process::kill_process(pid, *signal)
+                        .map_err(|error| format!("Cannot reload {display}: {error}"))?;
+                }
+                Ok(())
+            }
+            crate::model::job::Reload::Command { .. } => Err("`reload exec|script` is not yet enforced".into()),
+        }
+    }
+
+    pub fn command_status(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<InstanceStatus, String> {
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, env, instance)?;
+        let key = (class_id, name.clone());
+        if self.instance(&key).is_none() && !name.is_empty() {
+            let display = Self::display_name(&self.class(class_id).job, &name);
+            return Err(format!("Unknown instance: {display}"));
+        }
+        Ok(self.instance_status(&key))
+    }
+
+    pub fn command_emit(&mut self, client: ClientId, name: &str, env: Vec<String>, wait: bool) -> Result<(), String> {
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err("Name may not be empty string".into());
+        }
+        if let Some(bad) = env.iter().find(|entry| !entry.contains('=')) {
+            return Err(format!("Env must be KEY=VALUE pairs: {bad}"));
+        }
+        let id = self.emit(name, env);
+        if wait {
+            if let Some(event) = self.events.get_mut(&id) {
+                event.waiting_clients.push(client);
+            }
+        } else {
+            self.outgoing.push(Outgoing::Reply(client, Reply::Done));
+            self.outgoing.push(Outgoing::Finish(client));
+        }
+        Ok(())
+    }
+
+    fn reply_status(&mut self, client: ClientId, key: &Key) {
+        let status = self.instance_status(key);
+        self.outgoing.push(Outgoing::Reply(
+            client,
+            Reply::Status {
+                instances: vec![status],
+            },
+        ));
+        self.outgoing.push(Outgoing::Reply(client, Reply::Done));
+        self.outgoing.push(Outgoing::Finish(client));
+    }
+
+    /// A client went away: forget what it waited for (the jobs carry on).
+    pub fn forget_client(&mut self, client: ClientId) {
+        if let Some((class_id, name, _)) = self.client_waits.remove(&client)
+            && let Some(instance) = self.instance_mut(&(class_id, name))
+        {
+            instance.blocking.retain(|blocked| *blocked != Blocked::Client(client));
+        }
+        for event in self.events.values_mut() {
+            event.waiting_clients.retain(|waiting| *waiting != client);
+        }
+    }
+
+    /// Stops every job (honouring kill timeouts); the loop ends when none is left.
+    pub fn shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        info!("stopping all jobs");
+        self.shutting_down = true;
+        let keys: Vec<Key> = self
+            .classes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
+            .flat_map(|(id, class)| class.instances.keys().map(move |name| (id, name.clone())))
+            .collect();
+        for key in keys {
+            self.change_goal(&key, Goal::Stop);
+        }
+        self.settle();
+    }
+}

@@ -1,0 +1,143 @@
+//! Job classes and instances at run time: what an instance holds, and how its environment
+//! is built.
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::time::Instant;
+
+use calloop::RegistrationToken;
+
+use crate::machine::exit::{ExitStatus, RespawnWindow};
+use crate::machine::{EventId, Goal, Matcher, State};
+use crate::model::Job;
+use crate::syntax::ast::ProcessKind;
+
+use super::output::JobLog;
+
+pub type ClassId = usize;
+pub type ClientId = u64;
+
+/// Who waits for an instance to reach its goal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// An event that started or stopped the instance; it finishes when the instance rests.
+    Event(EventId),
+    /// A client waiting on `start`, `stop` or `restart`.
+    Client(ClientId),
+}
+
+/// Why an instance failed, for `RESULT=failed PROCESS=… EXIT_STATUS=…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// `pre-start`, `main`, `post-stop` or `respawn`.
+    pub process: String,
+    pub status: Option<ExitStatus>,
+}
+
+/// One job class: a loaded job and its instances.
+pub struct Class {
+    pub job: Job,
+    pub start_on: Option<Matcher>,
+    pub instances: BTreeMap<String, Instance>,
+    /// A newer definition waiting for the instances to go idle.
+    pub replacement: Option<Job>,
+    /// The file is gone; the class goes when idle.
+    pub deleted: bool,
+}
+
+/// One instance of a class.
+pub struct Instance {
+    pub name: String,
+    pub goal: Goal,
+    pub state: State,
+    /// The environment its processes get.
+    pub env: Vec<String>,
+    /// The environment for the next start, from the event or the start command.
+    pub start_env: Option<Vec<String>>,
+    /// Extra environment of pre-stop and post-stop: the stop event's or the stop command's.
+    pub stop_env: Vec<String>,
+    pub stop_on: Option<Matcher>,
+    pub pids: BTreeMap<ProcessKind, i32>,
+    /// The instance's own `starting`/`stopping` event, which it waits to finish.
+    pub blocker: Option<EventId>,
+    /// Events and clients waiting for this instance to reach its goal.
+    pub blocking: Vec<Blocked>,
+    pub failed: Option<Failure>,
+    pub respawn: RespawnWindow,
+    /// Consecutive respawns, for the back-off delay.
+    pub respawn_streak: u32,
+    pub kill_timer: Option<RegistrationToken>,
+    pub delay_timer: Option<RegistrationToken>,
+    /// A restart is under way: run pre-stop, then start again.
+    pub restarting: bool,
+    /// Scripts are being killed because the goal changed under them.
+    pub killing_scripts: bool,
+    pub log: Option<LogPipe>,
+    /// The last time a main process ended, and how, for `status -v`.
+    pub last_exit: Option<(Instant, String)>,
+}
+
+/// The daemon's side of an instance's output pipe.
+pub struct LogPipe {
+    pub write: OwnedFd,
+    pub token: RegistrationToken,
+    pub log: JobLog,
+}
+
+impl Instance {
+    pub fn new(name: String) -> Instance {
+        Instance {
+            name,
+            goal: Goal::Stop,
+            state: State::Waiting,
+            env: Vec::new(),
+            start_env: None,
+            stop_env: Vec::new(),
+            stop_on: None,
+            pids: BTreeMap::new(),
+            blocker: None,
+            blocking: Vec::new(),
+            failed: None,
+            respawn: RespawnWindow::default(),
+            respawn_streak: 0,
+            kill_timer: None,
+            delay_timer: None,
+            restarting: false,
+            killing_scripts: false,
+            log: None,
+            last_exit: None,
+        }
+    }
+
+    pub fn main_alive(&self) -> bool {
+        self.pids.contains_key(&ProcessKind::Main)
+    }
+
+    /// The goal as `status` shows it; a restart shows `start`.
+    pub fn shown_goal(&self) -> &'static str {
+        if self.restarting { "start" } else { self.goal.name() }
+    }
+}
+
+/// `EXIT_STATUS=n` or `EXIT_SIGNAL=NAME`, as Upstart puts it in job events.
+pub fn exit_env(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code(code) => format!("EXIT_STATUS={code}"),
+        ExitStatus::Signal(signal) => {
+            let name = crate::syntax::values::signal_name(signal).map_or_else(|| signal.to_string(), str::to_string);
+            format!("EXIT_SIGNAL={name}")
+        }
+    }
+}
+
+/// How a process ended, in Upstart's log wording.
+pub fn describe_exit(status: ExitStatus) -> String {
+    match status {
+        ExitStatus::Code(0) => "exited normally".to_string(),
+        ExitStatus::Code(code) => format!("terminated with status {code}"),
+        ExitStatus::Signal(signal) => {
+            let name = crate::syntax::values::signal_name(signal).map_or_else(|| signal.to_string(), str::to_string);
+            format!("killed by {name} signal")
+        }
+    }
+}

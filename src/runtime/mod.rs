@@ -1,0 +1,199 @@
+//! runtime: the calloop loop that owns everything: signals, the control socket, timers,
+//! job output pipes. Callbacks stay thin; the daemon core (`daemon.rs`) decides with the
+//! pure `machine` and acts through `sys`.
+
+pub mod control;
+pub mod daemon;
+pub mod jobs;
+pub mod logger;
+pub mod output;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use calloop::generic::Generic;
+use calloop::{EventLoop, Interest, Mode, PostAction};
+use log::{error, info, warn};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+use crate::machine::exit::ExitStatus;
+use crate::model::{Config, ConfigSource};
+use crate::sys::process::{Exit, reap_any};
+
+pub use daemon::{Daemon, Settings};
+
+/// How the daemon was asked to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub user_mode: bool,
+    pub confdirs: Vec<PathBuf>,
+    pub logdir: PathBuf,
+    pub socket: PathBuf,
+    /// `None` with `--no-startup-event`.
+    pub startup_event: Option<String>,
+    pub debug: bool,
+}
+
+const HANDLED_SIGNALS: [Signal; 7] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGPWR,
+    Signal::SIGWINCH,
+    Signal::SIGUSR1,
+];
+
+impl Daemon {
+    /// Re-reads every job dir; changed jobs take effect when their instances are idle.
+    pub fn reload_configuration(&mut self) {
+        let sources: Vec<ConfigSource> = self.confdirs.iter().cloned().map(ConfigSource::Dir).collect();
+        let config = Config::load(&sources);
+        for diagnostic in &config.diagnostics {
+            let text = config.sources.render(diagnostic);
+            warn!("{}", text.trim_end());
+        }
+        info!("loaded {} jobs from {} files", config.jobs.len(), config.files_read);
+        self.install(config);
+    }
+
+    fn on_signal(&mut self, signal: Signal) {
+        match signal {
+            Signal::SIGCHLD => {
+                while let Some((pid, exit)) = reap_any() {
+                    let status = match exit {
+                        Exit::Code(code) => ExitStatus::Code(code),
+                        Exit::Signal(signal) => ExitStatus::Signal(signal),
+                        Exit::Stopped(_) | Exit::Continued => continue,
+                    };
+                    self.process_exited(pid, status);
+                }
+            }
+            Signal::SIGTERM => self.shutdown(),
+            Signal::SIGINT if self.settings.user_mode => self.shutdown(),
+            Signal::SIGINT => {
+                self.emit("control-alt-delete", Vec::new());
+            }
+            Signal::SIGHUP => self.reload_configuration(),
+            Signal::SIGPWR => {
+                self.emit("power-status-changed", Vec::new());
+            }
+            Signal::SIGWINCH => {
+                self.emit("keyboard-request", Vec::new());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Runs the daemon until it is told to stop. Errors here are setup failures; once the loop
+/// runs, nothing a job or a client does makes it return.
+pub fn run(options: Options) -> io::Result<()> {
+    logger::init(options.debug);
+    // Block the handled signals before anything else so that none is lost; children get
+    // an empty mask back from sys::spawn.
+    let mut mask = SigSet::empty();
+    for signal in HANDLED_SIGNALS {
+        mask.add(signal);
+    }
+    mask.thread_block().map_err(io::Error::from)?;
+    let signal_fd =
+        SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
+    if let Err(error) = crate::sys::process::set_child_subreaper() {
+        warn!("cannot become a child subreaper: {error}");
+    }
+    std::fs::create_dir_all(&options.logdir)
+        .unwrap_or_else(|error| warn!("cannot create log dir {}: {error}", options.logdir.display()));
+
+    let mut event_loop: EventLoop<'static, Daemon> =
+        EventLoop::try_new().map_err(|error| io::Error::other(error.to_string()))?;
+    let settings = Settings {
+        user_mode: options.user_mode,
+        logdir: options.logdir.clone(),
+        socket: options.socket.clone(),
+        rotation: output::Rotation::default(),
+    };
+    let mut daemon = Daemon::new(settings, event_loop.handle(), event_loop.get_signal());
+    daemon.confdirs = options.confdirs.clone();
+    daemon.global_env = initial_environment(options.user_mode);
+
+    event_loop
+        .handle()
+        .insert_source(
+            Generic::new(signal_fd, Interest::READ, Mode::Level),
+            |_, signal_fd, daemon| {
+                // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
+                let signal_fd: &mut SignalFd = unsafe { signal_fd.get_mut() };
+                while let Ok(Some(info)) = signal_fd.read_signal() {
+                    if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                        daemon.on_signal(signal);
+                    }
+                }
+                daemon.settle();
+                daemon.flush_clients();
+                Ok(PostAction::Continue)
+            },
+        )
+        .map_err(|error| io::Error::other(error.to_string()))?;
+
+    let listener = control::bind(&options.socket)?;
+    daemon.listen(listener)?;
+    info!("listening on {}", options.socket.display());
+
+    daemon.reload_configuration();
+    if let Some(name) = &options.startup_event {
+        daemon.emit(name, Vec::new());
+    }
+    daemon.settle();
+
+    let result = event_loop.run(Some(Duration::from_secs(60)), &mut daemon, |daemon| {
+        daemon.settle();
+        daemon.flush_clients();
+    });
+    if let Err(error) = result {
+        error!("event loop failed: {error}");
+        return Err(io::Error::other(error.to_string()));
+    }
+    let _ = std::fs::remove_file(&options.socket);
+    Ok(())
+}
+
+/// The environment every job starts from. User mode passes the daemon's own environment on,
+/// as a session supervisor should; system mode gives Upstart's minimal PATH and TERM.
+fn initial_environment(user_mode: bool) -> Vec<String> {
+    let mut env: Vec<String> = if user_mode {
+        std::env::vars()
+            .filter(|(key, _)| key != "UPRISE_SOCKET")
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect()
+    } else {
+        let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+        if let Ok(term) = std::env::var("TERM") {
+            env.push(format!("TERM={term}"));
+        }
+        env
+    };
+    if !env.iter().any(|entry| entry.starts_with("LANG="))
+        && let Some(lang) = system_lang()
+    {
+        env.push(format!("LANG={lang}"));
+    }
+    env
+}
+
+/// `LANG` from the system locale files, for a daemon whose own environment lacks it.
+fn system_lang() -> Option<String> {
+    for path in ["/etc/default/locale", "/etc/locale.conf"] {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        for line in text.lines() {
+            if let Some(value) = line.trim().strip_prefix("LANG=") {
+                return Some(value.trim_matches(['"', '\'']).to_string());
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,1407 @@
+//! Spawning one job process: argv, environment, stdio, and the child's set-up between fork
+//! and exec (Upstart's `job_process_spawn`, with uprise's fixes).
+//!
+//! Everything the child needs is computed in the parent, before the fork: argv, envp and the
+//! `PATH` candidates as `CString`s, the user's and group's ids and supplementary groups, the
+//! script already written into its pipe, the stdio files opened. The child then only makes
+//! async-signal-safe system calls, with no allocation, because the daemon (and the test
+//! binary) may be multi-threaded.
+//!
+//! The fork itself is `std::process::Command` (with a `pre_exec` closure, so std forks; it
+//! also places stdin, stdout and stderr). The closure does the whole set-up *and the exec*,
+//! and never returns. It cannot return an error to std: the descriptors it moves onto fds 3,
+//! 4, … may have replaced std's own error pipe (std creates it just before forking, at the
+//! lowest free numbers), so std's report could land in a job's descriptor. Instead, a
+//! failing step writes its index and `errno` on uprise's own close-on-exec pipe, which the
+//! parent moved above every target fd, and `_exit(127)`s. The parent reads that pipe until
+//! end of file (the exec closed it, or the child died) and turns a report into a
+//! [`SpawnError`] after reaping the child.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+use crate::syntax::ast::{Command, LimitValue, ProcessKind, Rlimit};
+
+/// Where the child's stdin, stdout and stderr go.
+#[derive(Debug)]
+pub enum Stdio {
+    /// `/dev/null` for all three.
+    Null,
+    /// The daemon's own stdin, stdout and stderr.
+    Inherit,
+    /// `/dev/console` for all three (not made the controlling terminal).
+    Console,
+    /// stdin from `/dev/null`; stdout and stderr to this descriptor (a log pipe or file).
+    Log(OwnedFd),
+}
+
+/// Everything needed to start one process of one job instance.
+pub struct SpawnSpec<'a> {
+    /// The job's name, for messages.
+    pub job_name: &'a str,
+    pub kind: ProcessKind,
+    /// `Exec` or `Script`; Lua scripts run in the embedded Lua and are never passed here.
+    pub command: &'a Command,
+    /// The complete environment as `KEY=VALUE`, in order; nothing else is inherited.
+    pub env: &'a [String],
+    pub stdio: Stdio,
+    pub umask: u32,
+    pub nice: Option<i32>,
+    /// Written to `/proc/self/oom_score_adj`.
+    pub oom_score: Option<i32>,
+    pub limits: &'a BTreeMap<Rlimit, (LimitValue, LimitValue)>,
+    pub chroot: Option<&'a str>,
+    /// `/` when None; relative to the new root after `chroot`.
+    pub chdir: Option<&'a str>,
+    /// A user name or a numeric uid.
+    pub setuid: Option<&'a str>,
+    /// A group name or a numeric gid.
+    pub setgid: Option<&'a str>,
+    /// Passed to the child as fds 4, 5, … in order (fd 3 is reserved for scripts).
+    pub extra_fds: Vec<OwnedFd>,
+}
+
+/// Why a process could not be started: the step that failed and its error.
+#[derive(Debug)]
+pub struct SpawnError {
+    /// What was being done, worded to follow "unable to": `"execute"`, `"set user id"`, …
+    pub step: &'static str,
+    pub error: io::Error,
+}
+
+impl SpawnError {
+    fn new(step: &'static str, error: io::Error) -> SpawnError {
+        SpawnError { step, error }
+    }
+
+    fn message(step: &'static str, kind: io::ErrorKind, text: String) -> SpawnError {
+        SpawnError::new(step, io::Error::new(kind, text))
+    }
+}
+
+impl fmt::Display for SpawnError {
+    /// `unable to STEP: ERROR`, with a system error as plain `strerror` text (as Upstart
+    /// words it: `unable to execute: No such file or directory`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.error.raw_os_error() {
+            Some(errno) => write!(
+                f,
+                "unable to {}: {}",
+                self.step,
+                nix::errno::Errno::from_raw(errno).desc()
+            ),
+            None => write!(f, "unable to {}: {}", self.step, self.error),
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+// ------------------------------------------------------------------ steps
+
+/// The steps the child can fail at; the discriminant is the byte it reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Step {
+    Session,
+    Priority,
+    OomScore,
+    Chroot,
+    Chdir,
+    ScriptOwner,
+    Groups,
+    Gid,
+    Uid,
+    Script,
+    Fds,
+    Exec,
+}
+
+/// The names of [`Step`]s, by discriminant.
+const STEP_NAMES: [&str; 12] = [
+    "start a new session",
+    "set process priority",
+    "set oom score",
+    "change root directory",
+    "change to working directory",
+    "set up script",
+    "set supplementary groups",
+    "set group id",
+    "set user id",
+    "set up script",
+    "set up file descriptors",
+    "execute",
+];
+
+/// Reports of `setrlimit` failures are `LIMIT_STEP + index in RLIMITS`.
+const LIMIT_STEP: u8 = 64;
+
+const RLIMITS: [Rlimit; 14] = [
+    Rlimit::As,
+    Rlimit::Core,
+    Rlimit::Cpu,
+    Rlimit::Data,
+    Rlimit::Fsize,
+    Rlimit::Memlock,
+    Rlimit::Msgqueue,
+    Rlimit::Nice,
+    Rlimit::Nofile,
+    Rlimit::Nproc,
+    Rlimit::Rss,
+    Rlimit::Rtprio,
+    Rlimit::Sigpending,
+    Rlimit::Stack,
+];
+
+/// The `setrlimit` resource and the step name of one `limit` stanza.
+fn rlimit_info(resource: Rlimit) -> (libc::__rlimit_resource_t, &'static str) {
+    match resource {
+        Rlimit::As => (libc::RLIMIT_AS, "set \"as\" resource limit"),
+        Rlimit::Core => (libc::RLIMIT_CORE, "set \"core\" resource limit"),
+        Rlimit::Cpu => (libc::RLIMIT_CPU, "set \"cpu\" resource limit"),
+        Rlimit::Data => (libc::RLIMIT_DATA, "set \"data\" resource limit"),
+        Rlimit::Fsize => (libc::RLIMIT_FSIZE, "set \"fsize\" resource limit"),
+        Rlimit::Memlock => (libc::RLIMIT_MEMLOCK, "set \"memlock\" resource limit"),
+        Rlimit::Msgqueue => (libc::RLIMIT_MSGQUEUE, "set \"msgqueue\" resource limit"),
+        Rlimit::Nice => (libc::RLIMIT_NICE, "set \"nice\" resource limit"),
+        Rlimit::Nofile => (libc::RLIMIT_NOFILE, "set \"nofile\" resource limit"),
+        Rlimit::Nproc => (libc::RLIMIT_NPROC, "set \"nproc\" resource limit"),
+        Rlimit::Rss => (libc::RLIMIT_RSS, "set \"rss\" resource limit"),
+        Rlimit::Rtprio => (libc::RLIMIT_RTPRIO, "set \"rtprio\" resource limit"),
+        Rlimit::Sigpending => (libc::RLIMIT_SIGPENDING, "set \"sigpending\" resource limit"),
+        Rlimit::Stack => (libc::RLIMIT_STACK, "set \"stack\" resource limit"),
+    }
+}
+
+/// The step name for a byte reported by the child.
+fn step_name(byte: u8) -> &'static str {
+    if let Some(index) = byte.checked_sub(LIMIT_STEP)
+        && let Some(resource) = RLIMITS.get(usize::from(index))
+    {
+        return rlimit_info(*resource).1;
+    }
+    STEP_NAMES.get(usize::from(byte)).copied().unwrap_or("execute")
+}
+
+// ------------------------------------------------------------------ argv
+
+/// Characters that make Upstart run an `exec` line through `/bin/sh`.
+const SHELL_CHARS: &str = "~`!$^&*()=|\\{}[];\"'<>?";
+
+/// The shell, and its flags for `exec` lines and default scripts.
+const SHELL: &str = "/bin/sh";
+
+/// Where a script's interpreter finds the body.
+const SCRIPT_PATH: &str = "/dev/fd/3";
+
+/// The fd a script body is read from, and the first fd of `extra_fds`.
+const SCRIPT_FD: RawFd = 3;
+const FIRST_EXTRA_FD: RawFd = 4;
+
+/// The largest script body a pipe can hold (the default `/proc/sys/fs/pipe-max-size`).
+const MAX_SCRIPT: usize = 1 << 20;
+
+/// `PATH` when the job's environment has none (glibc's `execvp` default).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// The argv of a command (Upstart's exec rule; scripts read from `/dev/fd/3`).
+fn argv_of(command: &Command) -> Vec<String> {
+    match command {
+        Command::Exec { command } if command.contains(|c| SHELL_CHARS.contains(c)) => {
+            vec![SHELL.into(), "-e".into(), "-c".into(), format!("exec {command}")]
+        }
+        Command::Exec { command } => command
+            .split([' ', '\t', '\r', '\n'])
+            .filter(|w| !w.is_empty())
+            .map(String::from)
+            .collect(),
+        Command::Script { interpreter, .. } => {
+            let mut argv: Vec<String> = if interpreter.is_empty() {
+                vec![SHELL.into(), "-e".into()]
+            } else {
+                interpreter.clone()
+            };
+            argv.push(SCRIPT_PATH.into());
+            argv
+        }
+    }
+}
+
+/// The paths `execvp` would try for `program`, searching the job's `PATH`.
+fn exec_candidates(program: &str, env: &[String]) -> Vec<String> {
+    if program.contains('/') {
+        return vec![program.to_owned()];
+    }
+    let path = env
+        .iter()
+        .find_map(|entry| entry.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    path.split(':')
+        .map(|dir| match dir {
+            "" => program.to_owned(),
+            dir => format!("{}/{program}", dir.trim_end_matches('/')),
+        })
+        .collect()
+}
+
+fn c_string(text: &str, what: &str) -> Result<CString, SpawnError> {
+    CString::new(text).map_err(|_| {
+        SpawnError::message(
+            "execute",
+            io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        )
+    })
+}
+
+/// A NULL-terminated array of pointers into owned C strings.
+struct CStringArray {
+    /// Owns the bytes `pointers` points to; a `CString`'s heap buffer does not move.
+    _strings: Vec<CString>,
+    pointers: Vec<*const c_char>,
+}
+
+impl CStringArray {
+    fn new(strings: Vec<CString>) -> CStringArray {
+        let mut pointers: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
+        pointers.push(std::ptr::null());
+        CStringArray {
+            _strings: strings,
+            pointers,
+        }
+    }
+}
+
+// ------------------------------------------------------------------ parent-side set-up
+
+/// Writes the whole body into a new pipe and returns its read end.
+fn pass_script(body: &str) -> Result<OwnedFd, SpawnError> {
+    const STEP: &str = "pass the script";
+    if body.len() > MAX_SCRIPT {
+        return Err(SpawnError::message(
+            STEP,
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the script is {} bytes, more than the 1 MiB a pipe can hold",
+                body.len()
+            ),
+        ));
+    }
+    let (read, write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::new(STEP, e.into()))?;
+    // SAFETY: F_GETPIPE_SZ on a pipe we own has no memory-safety preconditions.
+    let capacity = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    if capacity < 0 {
+        return Err(SpawnError::new(STEP, io::Error::last_os_error()));
+    }
+    if body.len() > capacity as usize {
+        // SAFETY: F_SETPIPE_SZ on a pipe we own; the size is at most 1 MiB, so it fits a c_int.
+        if unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, body.len() as c_int) } < 0 {
+            return Err(SpawnError::new(STEP, io::Error::last_os_error()));
+        }
+    }
+    // Never block the daemon: should the body not fit after all, fail with EAGAIN.
+    // SAFETY: F_SETFL on a descriptor we own; only the write end's file description changes.
+    if unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) } < 0 {
+        return Err(SpawnError::new(STEP, io::Error::last_os_error()));
+    }
+    File::from(write)
+        .write_all(body.as_bytes())
+        .map_err(|e| SpawnError::new(STEP, e))?;
+    Ok(read)
+}
+
+/// A close-on-exec duplicate of `fd` numbered `min` or above.
+fn dup_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; it creates a new descriptor or fails.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// The child's stdin, stdout and stderr.
+fn open_stdio(stdio: Stdio) -> Result<[std::process::Stdio; 3], SpawnError> {
+    fn open(path: &str, write: bool, flags: c_int, step: &'static str) -> Result<File, SpawnError> {
+        OpenOptions::new()
+            .read(true)
+            .write(write)
+            .custom_flags(flags)
+            .open(path)
+            .map_err(|e| SpawnError::new(step, e))
+    }
+    fn three(file: File, step: &'static str) -> Result<[std::process::Stdio; 3], SpawnError> {
+        let out = file.try_clone().map_err(|e| SpawnError::new(step, e))?;
+        let err = file.try_clone().map_err(|e| SpawnError::new(step, e))?;
+        Ok([file.into(), out.into(), err.into()])
+    }
+    match stdio {
+        Stdio::Inherit => Ok([
+            std::process::Stdio::inherit(),
+            std::process::Stdio::inherit(),
+            std::process::Stdio::inherit(),
+        ]),
+        Stdio::Null => three(open("/dev/null", true, 0, "open /dev/null")?, "open /dev/null"),
+        Stdio::Console => three(
+            open("/dev/console", true, libc::O_NOCTTY, "open console")?,
+            "open console",
+        ),
+        Stdio::Log(fd) => {
+            let null = open("/dev/null", false, 0, "open /dev/null")?;
+            let err = fd
+                .try_clone()
+                .map_err(|e| SpawnError::new("set up file descriptors", e))?;
+            Ok([null.into(), fd.into(), err.into()])
+        }
+    }
+}
+
+/// The credentials the child takes, looked up before the fork.
+#[derive(Debug, Default, PartialEq)]
+struct Credentials {
+    uid: Option<libc::uid_t>,
+    gid: Option<libc::gid_t>,
+    /// Supplementary groups, set only when the daemon is root and `setuid` is given.
+    groups: Option<Vec<libc::gid_t>>,
+}
+
+fn find_user(text: &str) -> Result<(libc::uid_t, Option<User>), SpawnError> {
+    const STEP: &str = "find setuid user";
+    match User::from_name(text) {
+        Ok(Some(user)) => Ok((user.uid.as_raw(), Some(user))),
+        Ok(None) => match text.parse::<libc::uid_t>() {
+            Ok(uid) => Ok((uid, User::from_uid(Uid::from_raw(uid)).ok().flatten())),
+            Err(_) => Err(SpawnError::message(
+                STEP,
+                io::ErrorKind::NotFound,
+                format!("no user named \"{text}\""),
+            )),
+        },
+        Err(errno) => Err(SpawnError::new(STEP, errno.into())),
+    }
+}
+
+fn find_group(text: &str) -> Result<libc::gid_t, SpawnError> {
+    const STEP: &str = "find setgid group";
+    match Group::from_name(text) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => text
+            .parse::<libc::gid_t>()
+            .map_err(|_| SpawnError::message(STEP, io::ErrorKind::NotFound, format!("no group named \"{text}\""))),
+        Err(errno) => Err(SpawnError::new(STEP, errno.into())),
+    }
+}
+
+/// Upstart's rules: `setuid` also sets the user's primary group unless `setgid` names one;
+/// a root daemon gives the child the user's supplementary groups (none for a uid with no
+/// passwd entry), a non-root daemon leaves its groups alone.
+fn credentials(setuid: Option<&str>, setgid: Option<&str>) -> Result<Credentials, SpawnError> {
+    let user = setuid.map(find_user).transpose()?;
+    let group = setgid.map(find_group).transpose()?;
+    let gid = group.or_else(|| {
+        user.as_ref()
+            .and_then(|(_, entry)| entry.as_ref())
+            .map(|u| u.gid.as_raw())
+    });
+    let groups = match &user {
+        Some(_) if !nix::unistd::geteuid().is_root() => None,
+        Some((_, Some(entry))) => {
+            let name = c_string(&entry.name, "the user name")?;
+            let primary = Gid::from_raw(gid.unwrap_or(entry.gid.as_raw()));
+            let list = nix::unistd::getgrouplist(&name, primary)
+                .map_err(|e| SpawnError::new("set supplementary groups", e.into()))?;
+            Some(list.into_iter().map(Gid::as_raw).collect())
+        }
+        Some((_, None)) => Some(Vec::new()),
+        None => None,
+    };
+    Ok(Credentials {
+        uid: user.map(|(uid, _)| uid),
+        gid,
+        groups,
+    })
+}
+
+// ------------------------------------------------------------------ the child
+
+/// Everything the child does between fork and exec, prepared in the parent.
+struct ChildPlan {
+    /// uprise's report pipe (write end), above every target fd.
+    report_fd: RawFd,
+    /// The highest signal number (`SIGRTMAX`).
+    max_signal: c_int,
+    limits: Vec<(libc::__rlimit_resource_t, libc::rlimit, u8)>,
+    umask: libc::mode_t,
+    nice: Option<c_int>,
+    /// The decimal text written to `oom_score_adj`.
+    oom_score: Option<Vec<u8>>,
+    chroot: Option<CString>,
+    chdir: CString,
+    credentials: Credentials,
+    /// The script's read end, above every target fd; it becomes fd 3.
+    script_fd: Option<RawFd>,
+    /// Sources of fds 4, 5, …, above every target fd.
+    extra_fds: Vec<RawFd>,
+    /// The highest fd the child keeps.
+    highest_fd: RawFd,
+    /// The daemon's `RLIMIT_NOFILE`, bounding the fallback when `close_range` is missing.
+    fd_limit: c_int,
+    /// The paths to try, in order.
+    candidates: Vec<CString>,
+    argv: CStringArray,
+    envp: CStringArray,
+    /// `/bin/sh PATH ARGS…` for a candidate that is not a binary (`ENOEXEC`), like `execvp`;
+    /// slot 1 is filled in the child.
+    sh_argv: Vec<*const c_char>,
+}
+
+// SAFETY: the raw pointers in `ChildPlan` point into C strings owned by the same plan (or into
+// static data) and are never written through; the plan is only read, in the forked child.
+// `pre_exec` requires `Send + Sync` although the closure only ever runs in that child.
+unsafe impl Send for ChildPlan {}
+// SAFETY: as above; shared access never mutates.
+unsafe impl Sync for ChildPlan {}
+
+/// errno after a failed call. `last_os_error` reads errno and allocates nothing.
+fn errno() -> c_int {
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Ok when a system call returned zero or more, else the step and errno.
+fn check(result: c_int, step: u8) -> Result<(), (u8, c_int)> {
+    if result < 0 { Err((step, errno())) } else { Ok(()) }
+}
+
+impl ChildPlan {
+    /// Runs in the forked child: set up, exec, or report and `_exit`. Never returns.
+    fn run(&mut self) -> ! {
+        let (step, error) = match self.set_up() {
+            Ok(()) => self.exec(),
+            Err(failure) => failure,
+        };
+        let mut report = [0u8; 5];
+        report[0] = step;
+        report[1..].copy_from_slice(&error.to_le_bytes());
+        // SAFETY: write and _exit are async-signal-safe; `report` is a live local buffer.
+        unsafe {
+            libc::write(self.report_fd, report.as_ptr().cast(), report.len());
+            libc::_exit(127)
+        }
+    }
+
+    /// Upstart's order: session, signals, limits, umask, nice, oom score, chroot, chdir,
+    /// credentials, file descriptors.
+    fn set_up(&self) -> Result<(), (u8, c_int)> {
+        // SAFETY: setsid has no memory-safety preconditions.
+        check(unsafe { libc::setsid() }, Step::Session as u8)?;
+        self.reset_signals();
+        for (resource, limit, step) in &self.limits {
+            // SAFETY: `limit` is a valid rlimit.
+            check(unsafe { libc::setrlimit(*resource, limit) }, *step)?;
+        }
+        // SAFETY: umask has no preconditions; it cannot fail, so it has no step of its own.
+        unsafe { libc::umask(self.umask) };
+        if let Some(nice) = self.nice {
+            // SAFETY: setpriority has no memory-safety preconditions.
+            let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+            check(result, Step::Priority as u8)?;
+        }
+        if let Some(text) = &self.oom_score {
+            write_oom_score(text).map_err(|error| (Step::OomScore as u8, error))?;
+        }
+        if let Some(dir) = &self.chroot {
+            // SAFETY: `dir` is a NUL-terminated string owned by the plan.
+            check(unsafe { libc::chroot(dir.as_ptr()) }, Step::Chroot as u8)?;
+        }
+        // SAFETY: `chdir` is a NUL-terminated string owned by the plan.
+        check(unsafe { libc::chdir(self.chdir.as_ptr()) }, Step::Chdir as u8)?;
+        self.set_credentials()?;
+        self.set_up_fds()
+    }
+
+    /// Every disposition back to `SIG_DFL`, then an empty signal mask: the daemon blocks
+    /// SIGCHLD and friends for its signalfd, and a job must not inherit that.
+    fn reset_signals(&self) {
+        // SAFETY: `action` and `empty` are zero-initialised plain C structs made valid by
+        // sigemptyset; sigaction fails harmlessly (EINVAL) for the signals glibc reserves.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = libc::SIG_DFL;
+            libc::sigemptyset(&mut action.sa_mask);
+            // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask (64 bytes
+            // cover its layout on every architecture).
+            let kernel_default = [0u64; 8];
+            let kernel_sigset_size = (self.max_signal as usize).div_ceil(8);
+            for signal in 1..=self.max_signal {
+                if signal != libc::SIGKILL
+                    && signal != libc::SIGSTOP
+                    && libc::sigaction(signal, &action, std::ptr::null_mut()) < 0
+                {
+                    // glibc refuses the signals it reserves for itself (32 and 33), but they
+                    // can still be ignored in the daemon and that would pass through exec.
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        signal,
+                        kernel_default.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        kernel_sigset_size,
+                    );
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        }
+    }
+
+    /// The script's owner (so the new user can open `/dev/fd/3`), supplementary groups,
+    /// gid, uid.
+    fn set_credentials(&self) -> Result<(), (u8, c_int)> {
+        let Credentials { uid, gid, groups } = &self.credentials;
+        if let Some(fd) = self.script_fd
+            && (uid.is_some() || gid.is_some())
+        {
+            let owner = uid.unwrap_or(libc::uid_t::MAX);
+            let group = gid.unwrap_or(libc::gid_t::MAX);
+            // SAFETY: fchown on a descriptor the child holds; -1 leaves an id unchanged.
+            check(unsafe { libc::fchown(fd, owner, group) }, Step::ScriptOwner as u8)?;
+        }
+        if let Some(groups) = groups {
+            // SAFETY: the pointer and length describe the plan's own vector.
+            let result = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
+            check(result, Step::Groups as u8)?;
+        }
+        if let Some(gid) = gid {
+            // SAFETY: setgid has no memory-safety preconditions.
+            check(unsafe { libc::setgid(*gid) }, Step::Gid as u8)?;
+        }
+        if let Some(uid) = uid {
+            // SAFETY: setuid has no memory-safety preconditions.
+            check(unsafe { libc::setuid(*uid) }, Step::Uid as u8)?;
+        }
+        Ok(())
+    }
+
+    /// The script on 3, the extra fds on 4, 5, …; every other descriptor above 2 is marked
+    /// close-on-exec (not closed: the report pipe must survive until the exec).
+    fn set_up_fds(&self) -> Result<(), (u8, c_int)> {
+        if let Some(fd) = self.script_fd {
+            move_fd(fd, SCRIPT_FD).map_err(|e| (Step::Script as u8, e))?;
+        }
+        for (target, source) in (FIRST_EXTRA_FD..).zip(&self.extra_fds) {
+            move_fd(*source, target).map_err(|e| (Step::Fds as u8, e))?;
+        }
+        if self.script_fd.is_none() && self.highest_fd >= SCRIPT_FD {
+            set_cloexec(SCRIPT_FD);
+        }
+        let first = self.highest_fd + 1;
+        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
+        let marked = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if marked < 0 {
+            for fd in first..self.fd_limit {
+                set_cloexec(fd);
+            }
+        }
+        Ok(())
+    }
+
+    /// `execve` each candidate in turn, with `execvp`'s rules; returns only on failure.
+    fn exec(&mut self) -> (u8, c_int) {
+        let step = Step::Exec as u8;
+        let mut error = libc::ENOENT;
+        let mut denied = false;
+        let ChildPlan {
+            candidates,
+            argv,
+            envp,
+            sh_argv,
+            ..
+        } = self;
+        for candidate in candidates.iter() {
+            // SAFETY: the path and both arrays are NUL-terminated and owned by the plan.
+            unsafe { libc::execve(candidate.as_ptr(), argv.pointers.as_ptr(), envp.pointers.as_ptr()) };
+            let failure = errno();
+            match failure {
+                libc::ENOEXEC => {
+                    if let Some(slot) = sh_argv.get_mut(1) {
+                        *slot = candidate.as_ptr();
+                    }
+                    // SAFETY: as above; `sh_argv` is NULL-terminated and points into the plan.
+                    unsafe { libc::execve(SHELL_C.as_ptr(), sh_argv.as_ptr(), envp.pointers.as_ptr()) };
+                    return (step, errno());
+                }
+                libc::EACCES => denied = true,
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                other => return (step, other),
+            }
+            error = failure;
+        }
+        (step, if denied { libc::EACCES } else { error })
+    }
+}
+
+const SHELL_C: &CStr = c"/bin/sh";
+
+/// Puts `source` on `target`, inheritable across exec.
+fn move_fd(source: RawFd, target: RawFd) -> Result<(), c_int> {
+    // SAFETY: fcntl and dup2 on descriptor numbers only change the descriptor table.
+    let result = unsafe {
+        if source == target {
+            libc::fcntl(target, libc::F_SETFD, 0)
+        } else {
+            libc::dup2(source, target)
+        }
+    };
+    if result < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// Marks `fd` close-on-exec if it is open.
+fn set_cloexec(fd: RawFd) {
+    // SAFETY: F_GETFD/F_SETFD on any number only read or change descriptor flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}
+
+fn write_oom_score(text: &[u8]) -> Result<(), c_int> {
+    // SAFETY: a static NUL-terminated path; the descriptor is closed before returning.
+    unsafe {
+        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(errno());
+        }
+        let written = libc::write(fd, text.as_ptr().cast(), text.len());
+        let error = errno();
+        libc::close(fd);
+        if written < 0 { Err(error) } else { Ok(()) }
+    }
+}
+
+// ------------------------------------------------------------------ spawn
+
+/// Starts one process; returns its pid once it has exec'd.
+///
+/// The child is a session and process-group leader, with an empty signal mask, default
+/// signal dispositions, exactly `spec.env`, and no descriptors but 0, 1, 2, the script's 3
+/// and the extra fds. A failure in the parent or in the child is a [`SpawnError`] naming the
+/// step; a child that failed has been reaped.
+pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
+    let SpawnSpec {
+        job_name,
+        kind,
+        command,
+        env,
+        stdio,
+        umask,
+        nice,
+        oom_score,
+        limits,
+        chroot,
+        chdir,
+        setuid,
+        setgid,
+        extra_fds,
+    } = spec;
+    if command.is_lua() {
+        return Err(SpawnError::message(
+            "execute",
+            io::ErrorKind::InvalidInput,
+            "a Lua script runs in the embedded Lua, not as a process".into(),
+        ));
+    }
+    let words = argv_of(command);
+    let Some(program) = words.first() else {
+        return Err(SpawnError::message(
+            "execute",
+            io::ErrorKind::InvalidInput,
+            "the command is empty".into(),
+        ));
+    };
+    log::debug!("spawning {job_name} {} process: {words:?}", kind.keyword());
+    let argv: Vec<CString> = words
+        .iter()
+        .map(|w| c_string(w, "the command"))
+        .collect::<Result<_, _>>()?;
+    let candidates: Vec<CString> = exec_candidates(program, env)
+        .iter()
+        .map(|p| c_string(p, "PATH"))
+        .collect::<Result<_, _>>()?;
+    let envp: Vec<CString> = env
+        .iter()
+        .map(|e| c_string(e, "the environment"))
+        .collect::<Result<_, _>>()?;
+    let mut sh_argv: Vec<*const c_char> = vec![SHELL_C.as_ptr(), std::ptr::null()];
+    sh_argv.extend(argv.iter().skip(1).map(|a| a.as_ptr()));
+    sh_argv.push(std::ptr::null());
+    let chroot = chroot.map(|dir| c_string(dir, "the chroot directory")).transpose()?;
+    let chdir = c_string(chdir.unwrap_or("/"), "the working directory")?;
+
+    let credentials = credentials(setuid, setgid)?;
+    let [stdin, stdout, stderr] = open_stdio(stdio)?;
+    let script = match command {
+        Command::Script { body, .. } => Some(pass_script(body)?),
+        Command::Exec { .. } => None,
+    };
+
+    // Every source descriptor moves above the highest target, so no dup2 onto a target
+    // can replace a source (or uprise's report pipe).
+    let highest_fd = match (extra_fds.len(), &script) {
+        (0, None) => 2,
+        (0, Some(_)) => SCRIPT_FD,
+        (n, _) => FIRST_EXTRA_FD + n as RawFd - 1,
+    };
+    let above = highest_fd + 1;
+    let script = script
+        .map(|fd| dup_above(&fd, above))
+        .transpose()
+        .map_err(|e| SpawnError::new("pass the script", e))?;
+    let extra_fds: Vec<OwnedFd> = extra_fds
+        .into_iter()
+        .map(|fd| dup_above(&fd, above))
+        .collect::<io::Result<_>>()
+        .map_err(|e| SpawnError::new("set up file descriptors", e))?;
+    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(io::Error::from)
+        .and_then(|(read, write)| Ok((read, dup_above(&write, above)?)))
+        .map_err(|e| SpawnError::new("set up file descriptors", e))?;
+
+    let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft.min(c_int::MAX as u64) as c_int)
+        .unwrap_or(1024);
+    let mut plan = ChildPlan {
+        report_fd: report_write.as_raw_fd(),
+        max_signal: libc::SIGRTMAX(),
+        limits: limits
+            .iter()
+            .map(|(resource, (soft, hard))| {
+                let (id, _) = rlimit_info(*resource);
+                let index = RLIMITS.iter().position(|r| r == resource).unwrap_or(0) as u8;
+                let value = |v: &LimitValue| match v {
+                    LimitValue::Unlimited => libc::RLIM_INFINITY,
+                    LimitValue::Value(n) => *n,
+                };
+                let limit = libc::rlimit {
+                    rlim_cur: value(soft),
+                    rlim_max: value(hard),
+                };
+                (id, limit, LIMIT_STEP + index)
+            })
+            .collect(),
+        umask: umask as libc::mode_t,
+        nice,
+        oom_score: oom_score.map(|score| score.to_string().into_bytes()),
+        chroot,
+        chdir,
+        credentials,
+        script_fd: script.as_ref().map(AsRawFd::as_raw_fd),
+        extra_fds: extra_fds.iter().map(AsRawFd::as_raw_fd).collect(),
+        highest_fd,
+        fd_limit,
+        candidates,
+        argv: CStringArray::new(argv),
+        envp: CStringArray::new(envp),
+        sh_argv,
+    };
+
+    let mut process = std::process::Command::new(program);
+    process
+        .args(&words[1..])
+        .env_clear()
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(stderr);
+    // SAFETY: the closure runs in the forked child and only makes async-signal-safe system
+    // calls on data prepared above; it allocates nothing, takes no locks and never returns.
+    unsafe { process.pre_exec(move || plan.run()) };
+    let spawned = process.spawn();
+    // The parent's copies: the child has its own, or is gone.
+    drop(process);
+    drop((script, extra_fds, report_write));
+
+    let child = spawned.map_err(|e| SpawnError::new("spawn process", e))?;
+    let pid = child.id() as i32;
+    drop(child);
+    let mut report = Vec::new();
+    if File::from(report_read).read_to_end(&mut report).is_err() || report.len() < 5 {
+        return Ok(pid);
+    }
+    let error = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
+    // The child `_exit`s right after its report; don't leave a zombie for the runtime.
+    let _ = super::process::wait_for(pid);
+    Err(SpawnError::new(
+        step_name(report[0]),
+        io::Error::from_raw_os_error(error),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::process::{Exit, kill_process, wait_for};
+    use std::io::{BufRead, BufReader};
+
+    static NO_LIMITS: BTreeMap<Rlimit, (LimitValue, LimitValue)> = BTreeMap::new();
+    const PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
+
+    fn exec(command: &str) -> Command {
+        Command::Exec {
+            command: command.into(),
+        }
+    }
+
+    fn script(interpreter: &[&str], body: &str) -> Command {
+        Command::Script {
+            interpreter: interpreter.iter().map(|s| s.to_string()).collect(),
+            body: body.into(),
+        }
+    }
+
+    fn env(entries: &[&str]) -> Vec<String> {
+        entries.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn spec<'a>(command: &'a Command, env: &'a [String], stdio: Stdio) -> SpawnSpec<'a> {
+        SpawnSpec {
+            job_name: "test",
+            kind: ProcessKind::Main,
+            command,
+            env,
+            stdio,
+            umask: 0o022,
+            nice: None,
+            oom_score: None,
+            limits: &NO_LIMITS,
+            chroot: None,
+            chdir: None,
+            setuid: None,
+            setgid: None,
+            extra_fds: Vec::new(),
+        }
+    }
+
+    fn pipe() -> (File, OwnedFd) {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        (File::from(read), write)
+    }
+
+    /// Spawns with stdout and stderr on a pipe; returns the output and the exit.
+    fn run_with(mut spec: SpawnSpec<'_>) -> (String, Exit) {
+        let (mut read, write) = pipe();
+        spec.stdio = Stdio::Log(write);
+        let pid = spawn(spec).unwrap_or_else(|e| panic!("spawn failed: {e}"));
+        let mut output = String::new();
+        read.read_to_string(&mut output).unwrap();
+        (output, wait_for(pid).unwrap())
+    }
+
+    fn run(command: &Command, env: &[String]) -> (String, Exit) {
+        run_with(spec(command, env, Stdio::Null))
+    }
+
+    fn spawn_error(spec: SpawnSpec<'_>) -> String {
+        match spawn(spec) {
+            Ok(pid) => panic!("spawned {pid}: {:?}", wait_for(pid)),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Starts a long-running process; the caller kills it.
+    fn start(spec: SpawnSpec<'_>) -> i32 {
+        spawn(spec).unwrap_or_else(|e| panic!("spawn failed: {e}"))
+    }
+
+    fn stop(pid: i32) {
+        kill_process(pid, libc::SIGKILL).unwrap();
+        assert_eq!(wait_for(pid).unwrap(), Exit::Signal(libc::SIGKILL));
+    }
+
+    fn cmdline(pid: i32) -> Vec<String> {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        raw.split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect()
+    }
+
+    /// The child's open descriptors, by number, with what they point to.
+    fn open_fds(pid: i32) -> BTreeMap<i32, String> {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                let fd = entry.file_name().to_string_lossy().parse().unwrap();
+                (
+                    fd,
+                    std::fs::read_link(entry.path()).unwrap().to_string_lossy().into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    /// Leaves some inheritable (non-close-on-exec) descriptors open in the test process.
+    struct Leaks(Vec<c_int>);
+
+    impl Leaks {
+        fn open() -> Leaks {
+            let mut fds = Vec::new();
+            for _ in 0..3 {
+                let mut pair = [0; 2];
+                // SAFETY: `pair` has room for the two descriptors pipe writes.
+                assert_eq!(unsafe { libc::pipe(pair.as_mut_ptr()) }, 0);
+                fds.extend(pair);
+            }
+            Leaks(fds)
+        }
+    }
+
+    impl Drop for Leaks {
+        fn drop(&mut self) {
+            for fd in &self.0 {
+                // SAFETY: these descriptors were opened by `Leaks::open` and nothing else owns them.
+                unsafe { libc::close(*fd) };
+            }
+        }
+    }
+
+    #[test]
+    fn environment_is_exactly_the_vector() {
+        let env = env(&["B=2", "A=one two", "EMPTY=", PATH, "Z=last"]);
+        let (output, exit) = run(&exec("/usr/bin/env"), &env);
+        assert_eq!(exit, Exit::Code(0));
+        assert_eq!(output.lines().collect::<Vec<_>>(), env);
+    }
+
+    #[test]
+    fn exec_rule_splits_plain_commands_and_shells_the_rest() {
+        assert_eq!(argv_of(&exec("  sleep\t30  ")), ["sleep", "30"]);
+        assert_eq!(argv_of(&exec("echo $HOME")), ["/bin/sh", "-e", "-c", "exec echo $HOME"]);
+        for special in "~`!$^&*()=|\\{}[];\"'<>?".chars() {
+            assert_eq!(argv_of(&exec(&format!("a {special}")))[0], "/bin/sh", "{special}");
+        }
+        assert_eq!(argv_of(&script(&[], "true")), ["/bin/sh", "-e", "/dev/fd/3"]);
+        assert_eq!(
+            argv_of(&script(&["python3", "-u"], "pass")),
+            ["python3", "-u", "/dev/fd/3"]
+        );
+    }
+
+    #[test]
+    fn shell_characters_run_through_the_shell() {
+        let (output, exit) = run(&exec("echo $HOME"), &env(&["HOME=/home/uprise-test", PATH]));
+        assert_eq!((output.as_str(), exit), ("/home/uprise-test\n", Exit::Code(0)));
+    }
+
+    #[test]
+    fn plain_commands_are_execed_directly() {
+        let env = env(&[PATH]);
+        let command = exec("sleep 30");
+        let pid = start(spec(&command, &env, Stdio::Null));
+        assert_eq!(cmdline(pid), ["sleep", "30"]);
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert!(exe.ends_with("sleep"), "{exe:?}");
+        stop(pid);
+    }
+
+    #[test]
+    fn path_is_searched_in_the_jobs_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/bin/echo", dir.path().join("uprise-test-tool")).unwrap();
+        let env = env(&[&format!("PATH=/nonexistent:{}", dir.path().display())]);
+        let (output, exit) = run(&exec("uprise-test-tool from the job PATH"), &env);
+        assert_eq!((output.as_str(), exit), ("from the job PATH\n", Exit::Code(0)));
+        // Not the daemon's PATH.
+        assert_eq!(
+            spawn_error(spec(&exec("uprise-test-tool"), &[], Stdio::Null)),
+            "unable to execute: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn a_file_without_interpreter_line_runs_through_the_shell() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plain");
+        std::fs::write(&path, "echo plain \"$1\"\n").unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let command = exec(&format!("{} arg", path.display()));
+        // Another test's fork may briefly hold the file's write descriptor (ETXTBSY).
+        for _ in 0..100 {
+            match spawn(spec(&command, &[], Stdio::Null)) {
+                Err(e) if e.error.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e}"),
+                Ok(pid) => {
+                    wait_for(pid).unwrap();
+                    let (output, exit) = run(&command, &[]);
+                    assert_eq!((output.as_str(), exit), ("plain arg\n", Exit::Code(0)));
+                    return;
+                }
+            }
+        }
+        panic!("text file stayed busy");
+    }
+
+    #[test]
+    fn shell_script_with_heredoc() {
+        let body = "GREETING=hello\ncat <<EOF\nline one\n$GREETING world\nEOF\necho \"after: $0\"\n";
+        let (output, exit) = run(&script(&[], body), &env(&[PATH]));
+        assert_eq!(output, "line one\nhello world\nafter: /dev/fd/3\n");
+        assert_eq!(exit, Exit::Code(0));
+    }
+
+    #[test]
+    fn shell_scripts_stop_at_the_first_error() {
+        let (output, exit) = run(&script(&[], "echo one\nfalse\necho two\n"), &env(&[PATH]));
+        assert_eq!((output.as_str(), exit), ("one\n", Exit::Code(1)));
+    }
+
+    #[test]
+    fn python_script_reads_its_body_from_fd_3() {
+        let body = "import sys\nfor n in range(3):\n    print(n)\nprint(sys.argv)\n";
+        let (output, exit) = run(&script(&["python3"], body), &env(&[PATH]));
+        assert_eq!(output, "0\n1\n2\n['/dev/fd/3']\n");
+        assert_eq!(exit, Exit::Code(0));
+    }
+
+    #[test]
+    fn script_body_is_not_on_argv() {
+        let env = env(&[PATH]);
+        let command = script(&[], "# secret body\nsleep 30\n");
+        let pid = start(spec(&command, &env, Stdio::Null));
+        assert_eq!(cmdline(pid), ["/bin/sh", "-e", "/dev/fd/3"]);
+        stop(pid);
+    }
+
+    #[test]
+    fn large_script_bodies_pass() {
+        let mut body = String::new();
+        while body.len() < 200 * 1024 {
+            body.push_str("# padding padding padding padding padding padding padding padding\n");
+        }
+        body.push_str("echo done\n");
+        let (output, exit) = run(&script(&[], &body), &env(&[PATH]));
+        assert_eq!((output.as_str(), exit), ("done\n", Exit::Code(0)));
+
+        let huge = "#".repeat(MAX_SCRIPT + 1);
+        let message = spawn_error(spec(&script(&[], &huge), &[], Stdio::Null));
+        assert!(message.starts_with("unable to pass the script: "), "{message}");
+    }
+
+    #[test]
+    fn signal_mask_is_empty_even_when_the_spawner_blocks_sigchld() {
+        let mut blocked = nix::sys::signal::SigSet::empty();
+        blocked.add(nix::sys::signal::Signal::SIGCHLD);
+        blocked.add(nix::sys::signal::Signal::SIGTERM);
+        let old = blocked
+            .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
+            .unwrap();
+        let result = run(&exec("/bin/grep ^Sig /proc/self/status"), &[]);
+        old.thread_set_mask().unwrap();
+        let (output, exit) = result;
+        assert_eq!(exit, Exit::Code(0));
+        assert!(output.contains("SigBlk:\t0000000000000000\n"), "{output}");
+    }
+
+    #[test]
+    fn child_leads_its_own_session_and_group() {
+        let env = env(&[PATH]);
+        let command = exec("sleep 30");
+        let pid = start(spec(&command, &env, Stdio::Null));
+        let child = nix::unistd::Pid::from_raw(pid);
+        assert_eq!(nix::unistd::getsid(Some(child)).unwrap(), child);
+        assert_eq!(nix::unistd::getpgid(Some(child)).unwrap(), child);
+        stop(pid);
+    }
+
+    #[test]
+    fn umask_nice_oom_score_and_limits_apply() {
+        let mut limits = BTreeMap::new();
+        limits.insert(Rlimit::Nofile, (LimitValue::Value(100), LimitValue::Value(200)));
+        limits.insert(Rlimit::Core, (LimitValue::Unlimited, LimitValue::Unlimited));
+        let env = env(&[PATH]);
+        let command = script(
+            &[],
+            "umask\nnice\ncat /proc/self/oom_score_adj\nulimit -n\nulimit -Hn\nulimit -c\npwd\n",
+        );
+        let mut spec = spec(&command, &env, Stdio::Null);
+        spec.umask = 0o027;
+        spec.nice = Some(5);
+        spec.oom_score = Some(500);
+        spec.limits = &limits;
+        spec.chdir = Some("/tmp");
+        let (output, exit) = run_with(spec);
+        assert_eq!(output, "0027\n5\n500\n100\n200\nunlimited\n/tmp\n");
+        assert_eq!(exit, Exit::Code(0));
+    }
+
+    #[test]
+    fn failing_steps_are_named() {
+        let env = env(&[PATH]);
+        let command = exec("true");
+        let mut missing_dir = spec(&command, &env, Stdio::Null);
+        missing_dir.chdir = Some("/nonexistent/uprise");
+        assert_eq!(
+            spawn_error(missing_dir),
+            "unable to change to working directory: No such file or directory"
+        );
+
+        let mut missing_root = spec(&command, &env, Stdio::Null);
+        missing_root.chroot = Some("/nonexistent/uprise");
+        assert_eq!(
+            spawn_error(missing_root),
+            "unable to change root directory: No such file or directory"
+        );
+
+        let missing = exec("/nonexistent/uprise-binary");
+        assert_eq!(
+            spawn_error(spec(&missing, &env, Stdio::Null)),
+            "unable to execute: No such file or directory"
+        );
+        let missing = exec("uprise-no-such-binary --flag");
+        assert_eq!(
+            spawn_error(spec(&missing, &env, Stdio::Null)),
+            "unable to execute: No such file or directory"
+        );
+        let not_executable = exec("/etc/passwd");
+        assert_eq!(
+            spawn_error(spec(&not_executable, &env, Stdio::Null)),
+            "unable to execute: Permission denied"
+        );
+
+        let mut unknown_user = spec(&command, &env, Stdio::Null);
+        unknown_user.setuid = Some("uprise-no-such-user");
+        let message = spawn_error(unknown_user);
+        assert!(message.starts_with("unable to find setuid user"), "{message}");
+        let mut unknown_group = spec(&command, &env, Stdio::Null);
+        unknown_group.setgid = Some("uprise-no-such-group");
+        let message = spawn_error(unknown_group);
+        assert!(message.starts_with("unable to find setgid group"), "{message}");
+
+        let mut limits = BTreeMap::new();
+        limits.insert(Rlimit::Nofile, (LimitValue::Value(200), LimitValue::Value(100)));
+        let mut bad_limit = spec(&command, &env, Stdio::Null);
+        bad_limit.limits = &limits;
+        assert_eq!(
+            spawn_error(bad_limit),
+            "unable to set \"nofile\" resource limit: Invalid argument"
+        );
+    }
+
+    #[test]
+    fn step_names_decode() {
+        assert_eq!(step_name(Step::Exec as u8), "execute");
+        assert_eq!(step_name(Step::Uid as u8), "set user id");
+        for (index, resource) in RLIMITS.iter().enumerate() {
+            assert_eq!(step_name(LIMIT_STEP + index as u8), rlimit_info(*resource).1);
+        }
+    }
+
+    #[test]
+    fn setuid_drops_to_the_user_and_can_read_the_script() {
+        if !nix::unistd::geteuid().is_root() {
+            let command = exec("true");
+            let mut other = spec(&command, &[], Stdio::Null);
+            other.setuid = Some("0");
+            assert_eq!(spawn_error(other), "unable to set user id: Operation not permitted");
+            return;
+        }
+        let Ok(Some(nobody)) = User::from_name("nobody") else {
+            return;
+        };
+        let env = env(&[PATH]);
+        let command = script(&[], "id -u\nid -g\nid -G\n");
+        let mut spec = spec(&command, &env, Stdio::Null);
+        spec.setuid = Some("nobody");
+        let (output, exit) = run_with(spec);
+        let groups = nix::unistd::getgrouplist(&CString::new("nobody").unwrap(), nobody.gid).unwrap();
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        assert_eq!(
+            output,
+            format!("{}\n{}\n{}\n", nobody.uid, nobody.gid, groups.join(" "))
+        );
+        assert_eq!(exit, Exit::Code(0));
+    }
+
+    #[test]
+    fn no_descriptor_leaks_into_exec() {
+        let _leaks = Leaks::open();
+        let env = env(&[PATH]);
+        let command = exec("sleep 30");
+        let pid = start(spec(&command, &env, Stdio::Null));
+        let fds = open_fds(pid);
+        assert_eq!(fds.keys().copied().collect::<Vec<_>>(), [0, 1, 2], "{fds:?}");
+        assert!(fds.values().all(|target| target == "/dev/null"), "{fds:?}");
+        stop(pid);
+    }
+
+    #[test]
+    fn no_descriptor_leaks_into_scripts() {
+        let _leaks = Leaks::open();
+        let env = env(&[PATH]);
+        let command = script(&[], "sleep 30\n");
+        let pid = start(spec(&command, &env, Stdio::Null));
+        // The shell opens /dev/fd/3, so it holds the script pipe twice: on 3 and on a
+        // descriptor of its own (dash: 10 or above). Nothing else may be open.
+        let fds = open_fds(pid);
+        let script_pipe = &fds[&3];
+        assert!(script_pipe.starts_with("pipe:"), "{fds:?}");
+        for (fd, target) in &fds {
+            match fd {
+                0..=2 => assert_eq!(target, "/dev/null"),
+                3 => {}
+                _ => assert_eq!(target, script_pipe, "fd {fd} leaked: {fds:?}"),
+            }
+        }
+        // What the script's own children inherit: exactly 0 to 3.
+        let (output, _) = run(&script(&[], "ls /proc/self/fd/ | sort -n | tr '\\n' ' '\n"), &env);
+        let listed: Vec<&str> = output.split_whitespace().collect();
+        // `ls` opens the directory it lists (one more fd), and the pipeline's ends
+        // are its stdout/stdin, so expect 0 1 2 3 and ls's own directory fd.
+        assert_eq!(listed.len(), 5, "{output}");
+        assert_eq!(&listed[..4], ["0", "1", "2", "3"], "{output}");
+        stop(pid);
+    }
+
+    #[test]
+    fn extra_fds_arrive_as_4_and_5() {
+        let _leaks = Leaks::open();
+        let (four_read, four_write) = pipe();
+        let (five_read, five_write) = pipe();
+        let env = env(&[PATH]);
+        let command = exec("sleep 30");
+        let mut with_fds = spec(&command, &env, Stdio::Null);
+        with_fds.extra_fds = vec![four_write.try_clone().unwrap(), five_write.try_clone().unwrap()];
+        let pid = start(with_fds);
+        let fds = open_fds(pid);
+        assert_eq!(fds.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 4, 5], "{fds:?}");
+        stop(pid);
+
+        let command = script(&[], "echo four >&4\necho five >&5\n");
+        let mut with_fds = spec(&command, &env, Stdio::Null);
+        with_fds.extra_fds = vec![four_write, five_write];
+        let (_, exit) = run_with(with_fds);
+        assert_eq!(exit, Exit::Code(0));
+        let mut four = BufReader::new(four_read);
+        let mut five = BufReader::new(five_read);
+        let (mut line4, mut line5) = (String::new(), String::new());
+        four.read_line(&mut line4).unwrap();
+        five.read_line(&mut line5).unwrap();
+        assert_eq!((line4.as_str(), line5.as_str()), ("four\n", "five\n"));
+    }
+
+    #[test]
+    fn console_and_inherit_stdio_open() {
+        let env = env(&[PATH]);
+        let command = exec("true");
+        let pid = spawn(spec(&command, &env, Stdio::Inherit)).unwrap();
+        assert_eq!(wait_for(pid).unwrap(), Exit::Code(0));
+        match spawn(spec(&command, &env, Stdio::Console)) {
+            Ok(pid) => assert_eq!(wait_for(pid).unwrap(), Exit::Code(0)),
+            Err(e) => assert_eq!(e.step, "open console"),
+        }
+    }
+
+    #[test]
+    fn lua_and_empty_commands_are_refused() {
+        let lua = script(&["lua"], "print(1)");
+        assert!(spawn_error(spec(&lua, &[], Stdio::Null)).contains("Lua"));
+        assert_eq!(
+            spawn_error(spec(&exec("  "), &[], Stdio::Null)),
+            "unable to execute: the command is empty"
+        );
+    }
+
+    /// Wherever std's own error pipe lands (it is created at the lowest free numbers, maybe
+    /// on 3, 4 or 5, which the child overwrites), failures are still reported and successes
+    /// are not mistaken for failures. Runs alone in a fresh process, so the layout of free
+    /// descriptors is known.
+    #[test]
+    fn failures_are_reported_whatever_the_free_descriptors() {
+        if !crate::sys::process::isolated("sys::spawn::tests::failures_are_reported_whatever_the_free_descriptors") {
+            return;
+        }
+        let env = env(&[PATH]);
+        let command = script(&[], "echo ok >&4\necho ok >&5\nexit 7\n");
+        let missing = script(&["/nonexistent/interpreter"], "");
+        for placeholders in 0..12 {
+            // Push the caller's pipes up, then free the low numbers again: spawn's own
+            // descriptors and std's pipe fill those holes (inherited stdio opens nothing).
+            let held: Vec<File> = (0..placeholders).map(|_| File::open("/dev/null").unwrap()).collect();
+            let (mut four_read, four) = pipe();
+            let (mut five_read, five) = pipe();
+            drop(held);
+
+            let mut failing = spec(&command, &env, Stdio::Inherit);
+            failing.chdir = Some("/nonexistent/uprise");
+            failing.extra_fds = vec![four.try_clone().unwrap(), five.try_clone().unwrap()];
+            assert_eq!(
+                spawn_error(failing),
+                "unable to change to working directory: No such file or directory"
+            );
+
+            let mut failing = spec(&missing, &env, Stdio::Inherit);
+            failing.extra_fds = vec![four.try_clone().unwrap(), five.try_clone().unwrap()];
+            assert_eq!(spawn_error(failing), "unable to execute: No such file or directory");
+
+            let mut working = spec(&command, &env, Stdio::Inherit);
+            working.extra_fds = vec![four, five];
+            let pid = start(working);
+            assert_eq!(
+                wait_for(pid).unwrap(),
+                Exit::Code(7),
+                "with {placeholders} placeholders"
+            );
+            // Nothing but the job wrote into its descriptors.
+            let (mut got4, mut got5) = (String::new(), String::new());
+            four_read.read_to_string(&mut got4).unwrap();
+            five_read.read_to_string(&mut got5).unwrap();
+            assert_eq!(
+                (got4.as_str(), got5.as_str()),
+                ("ok\n", "ok\n"),
+                "with {placeholders} placeholders"
+            );
+        }
+    }
+
+    /// Dispositions are process-wide, so this runs alone in a fresh test process.
+    #[test]
+    fn ignored_and_caught_signals_are_reset() {
+        if !crate::sys::process::isolated("sys::spawn::tests::ignored_and_caught_signals_are_reset") {
+            return;
+        }
+        // SAFETY: this process runs only this test; SIG_IGN involves no handler code.
+        unsafe {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        let (output, exit) = run(&exec("/bin/grep ^Sig /proc/self/status"), &[]);
+        assert_eq!(exit, Exit::Code(0));
+        assert!(output.contains("SigIgn:\t0000000000000000\n"), "{output}");
+        assert!(output.contains("SigBlk:\t0000000000000000\n"), "{output}");
+    }
+}

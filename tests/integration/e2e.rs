@@ -1,0 +1,299 @@
+//! End-to-end: the real daemon, real processes, real signals, driven through `uprisectl`.
+
+use crate::harness::{Harness, alive, pid_of};
+
+#[test]
+fn a_service_starts_on_startup_and_stops_on_request() {
+    let h = Harness::start(&[("web", "start on startup\nexec sleep 300\n")]);
+    let status = h.wait_status("web", "web start/running, process ");
+    let pid = pid_of(&status);
+    assert!(alive(pid));
+    let out = h.ctl(&["stop", "web"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "web stop/waiting\n");
+    h.wait_until("the main process to be reaped", || !alive(pid));
+    assert_eq!(h.status("web"), "web stop/waiting");
+}
+
+#[test]
+fn start_waits_for_running_and_prints_upstart_status_lines() {
+    let h = Harness::start(&[("svc", "exec sleep 300\n"), ("other", "exec sleep 300\n")]);
+    assert_eq!(h.status("svc"), "svc stop/waiting");
+    let out = h.ctl(&["start", "svc"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.starts_with("svc start/running, process "), "{}", out.stdout);
+    let again = h.ctl(&["start", "svc"]);
+    assert_eq!(again.code, Some(1));
+    assert_eq!(again.stderr, "uprisectl: Job is already running: svc\n");
+    let list = h.ctl(&["list"]).stdout;
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert_eq!(lines[0], "other stop/waiting");
+    assert!(lines[1].starts_with("svc start/running, process "));
+}
+
+#[test]
+fn unknown_jobs_and_bad_requests_get_errors_and_the_daemon_carries_on() {
+    let h = Harness::start(&[("svc", "exec sleep 300\n")]);
+    let out = h.ctl(&["start", "nosuch"]);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(out.stderr, "uprisectl: Unknown job: nosuch\n");
+    // A malformed request on the raw socket.
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(h.socket()).unwrap();
+    stream.write_all(b"{this is not json\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).unwrap();
+    assert!(
+        line.contains("\"reply\":\"error\"") && line.contains("Malformed request"),
+        "{line}"
+    );
+    // An oversized one.
+    let mut stream = std::os::unix::net::UnixStream::connect(h.socket()).unwrap();
+    let big = vec![b'x'; 2 << 20];
+    let _ = stream.write_all(&big);
+    let mut line = String::new();
+    let _ = BufReader::new(&stream).read_line(&mut line);
+    assert!(line.contains("Request too long"), "{line}");
+    assert_eq!(h.ctl(&["status", "svc"]).stdout, "svc stop/waiting\n");
+}
+
+#[test]
+fn a_task_chain_is_ordered_by_blocking_starting_events() {
+    let h = Harness::start(&[
+        (
+            "first",
+            "task\nstart on starting second\nexec sh -c 'sleep 0.3; echo first >> $WORK/order'\n",
+        ),
+        (
+            "second",
+            "task\nstart on startup\nexec sh -c 'echo second >> $WORK/order'\n",
+        ),
+        (
+            "third",
+            "task\nstart on stopped second RESULT=ok\nexec sh -c 'echo third >> $WORK/order'\n",
+        ),
+    ]);
+    h.wait_until("the chain to finish", || h.work_file("order").lines().count() == 3);
+    assert_eq!(h.work_file("order"), "first\nsecond\nthird\n");
+}
+
+#[test]
+fn instances_are_named_from_their_environment() {
+    let h = Harness::start(&[("worker", "instance $N\nusage \"worker N=<number>\"\nexec sleep 300\n")]);
+    for n in ["1", "2"] {
+        let out = h.ctl(&["start", "worker", &format!("N={n}")]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert!(
+            out.stdout.starts_with(&format!("worker ({n}) start/running, process ")),
+            "{}",
+            out.stdout
+        );
+    }
+    let list = h.ctl(&["list"]).stdout;
+    assert_eq!(list.lines().count(), 2, "{list}");
+    let status = h.ctl(&["status", "worker", "N=2"]);
+    assert!(
+        status.stdout.starts_with("worker (2) start/running"),
+        "{}",
+        status.stdout
+    );
+    let missing = h.ctl(&["status", "worker"]);
+    assert_eq!(missing.code, Some(1));
+    assert_eq!(
+        missing.stderr,
+        "uprisectl: Unknown parameter: N\nUsage: worker N=<number>\n"
+    );
+    assert_eq!(h.ctl(&["stop", "worker", "N=1"]).stdout, "worker (1) stop/waiting\n");
+    assert_eq!(h.ctl(&["list"]).stdout.lines().count(), 1);
+}
+
+#[test]
+fn a_failing_pre_start_fails_the_job_and_says_why() {
+    let h = Harness::start(&[
+        (
+            "broken",
+            "pre-start exec sh -c 'echo cannot >&2; exit 3'\nexec sleep 300\n",
+        ),
+        (
+            "watcher",
+            "task\nstart on stopped broken RESULT=failed PROCESS=pre-start EXIT_STATUS=3\nexec sh -c 'echo seen > $WORK/watcher'\n",
+        ),
+    ]);
+    let out = h.ctl(&["start", "broken"]);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(out.stderr, "uprisectl: Job failed to start\n");
+    h.wait_until("the watcher", || h.work_file("watcher") == "seen\n");
+    assert!(
+        h.daemon_log().contains("broken pre-start process ("),
+        "{}",
+        h.daemon_log()
+    );
+    assert!(h.daemon_log().contains(") terminated with status 3"));
+    assert_eq!(h.status("broken"), "broken stop/waiting");
+    assert!(h.log_file("broken.log").contains("cannot"));
+}
+
+#[test]
+fn a_spawn_failure_is_reported_with_its_step() {
+    let h = Harness::start(&[("nobin", "exec /nonexistent/binary\n")]);
+    let out = h.ctl(&["start", "nobin"]);
+    assert_eq!(out.code, Some(1));
+    h.wait_until("the spawn error in the log", || {
+        h.daemon_log()
+            .contains("Failed to spawn nobin main process: unable to execute: No such file or directory")
+    });
+}
+
+#[test]
+fn respawn_restarts_the_main_process_until_the_limit() {
+    let h = Harness::start(&[(
+        "flaky",
+        "respawn\nrespawn limit 3 60\nexec sh -c 'echo run >> $WORK/runs; sleep 0.1; exit 1'\n",
+    )]);
+    assert_eq!(h.ctl(&["start", "flaky"]).code, Some(0));
+    h.wait_until("the respawn limit", || {
+        h.daemon_log().contains("flaky respawning too fast, stopped")
+    });
+    assert!(h.daemon_log().contains("flaky main process ended, respawning"));
+    assert_eq!(h.work_file("runs").lines().count(), 4, "one run and three respawns");
+    h.wait_status("flaky", "flaky stop/waiting");
+}
+
+#[test]
+fn a_respawned_service_gets_a_new_pid() {
+    let h = Harness::start(&[("svc", "respawn\nexec sleep 300\n")]);
+    let first = pid_of(&h.ctl(&["start", "svc"]).stdout);
+    crate::harness::unsafe_kill(first, 9);
+    h.wait_until("a new main process", || {
+        let status = h.status("svc");
+        status.starts_with("svc start/running, process ") && pid_of(&status) != first
+    });
+}
+
+#[test]
+fn emit_waits_for_the_jobs_it_starts_and_passes_its_environment() {
+    let h = Harness::start(&[(
+        "on-deploy",
+        "task\nstart on deploy\nexec sh -c 'sleep 0.2; echo \"$VERSION $UPSTART_EVENTS $UPSTART_JOB\" > $WORK/deploy'\n",
+    )]);
+    let out = h.ctl(&["emit", "deploy", "VERSION=42"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // The task finished before emit returned.
+    assert_eq!(h.work_file("deploy"), "42 deploy on-deploy\n");
+}
+
+#[test]
+fn emit_fails_when_a_job_it_started_fails() {
+    let h = Harness::start(&[("bad-task", "task\nstart on go\nexec false\n")]);
+    let out = h.ctl(&["emit", "go"]);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(out.stderr, "uprisectl: Event failed\n");
+}
+
+#[test]
+fn stop_on_an_event_stops_the_job_with_instance_variables() {
+    let h = Harness::start(&[(
+        "link",
+        "instance $IFACE\nstart on link-up\nstop on link-down IFACE=$IFACE\nexec sleep 300\n",
+    )]);
+    assert_eq!(h.ctl(&["emit", "link-up", "IFACE=eth0"]).code, Some(0));
+    assert_eq!(h.ctl(&["emit", "link-up", "IFACE=eth1"]).code, Some(0));
+    assert_eq!(h.ctl(&["list"]).stdout.lines().count(), 2);
+    assert_eq!(h.ctl(&["emit", "link-down", "IFACE=eth0"]).code, Some(0));
+    let list = h.ctl(&["list"]).stdout;
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.starts_with("link (eth1) start/running"), "{list}");
+}
+
+#[test]
+fn a_process_that_ignores_term_is_killed_after_the_kill_timeout() {
+    let h = Harness::start(&[(
+        "stubborn",
+        "kill timeout 1\nexec sh -c 'trap \"\" TERM; touch $WORK/trapped; while :; do sleep 0.05; done'\n",
+    )]);
+    let pid = pid_of(&h.ctl(&["start", "stubborn"]).stdout);
+    h.wait_until("the TERM trap", || h.path("work/trapped").exists());
+    let out = h.ctl(&["stop", "stubborn"]);
+    assert_eq!(out.stdout, "stubborn stop/waiting\n", "{}", out.stderr);
+    assert!(!alive(pid));
+    assert!(h.daemon_log().contains("Sending TERM signal to stubborn main process"));
+    assert!(h.daemon_log().contains("did not stop in time; sending KILL"));
+}
+
+#[test]
+fn job_output_goes_to_the_log_dir() {
+    let h = Harness::start(&[
+        ("talker", "task\nexec sh -c 'echo hello; echo world >&2'\n"),
+        ("inst", "instance $I\ntask\nexec echo inst-$I\n"),
+    ]);
+    assert_eq!(h.ctl(&["start", "talker"]).code, Some(0));
+    h.wait_until("the log", || h.log_file("talker.log") == "hello\nworld\n");
+    assert_eq!(h.ctl(&["start", "inst", "I=a/b"]).code, Some(0));
+    h.wait_until("the instance log", || h.log_file("inst-a_b.log") == "inst-a/b\n");
+}
+
+#[test]
+fn start_from_inside_a_job_acts_on_that_job_without_waiting() {
+    let h = Harness::start(&[(
+        "selfstop",
+        "pre-start script\n  uprisectl stop\n  echo stopped-myself > $WORK/self\nend script\nexec sleep 300\n",
+    )]);
+    // As in Upstart, the cancelled start answers with the instance's status.
+    let out = h.ctl(&["start", "selfstop"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "selfstop stop/waiting\n");
+    // The script was not killed under its feet: it ran to the end.
+    assert_eq!(h.work_file("self"), "stopped-myself\n");
+    h.wait_status("selfstop", "selfstop stop/waiting");
+}
+
+#[test]
+fn sigterm_stops_every_job_and_the_daemon_exits() {
+    let mut h = Harness::start(&[
+        ("a", "start on startup\nexec sleep 300\n"),
+        (
+            "b",
+            "start on startup\npost-stop exec sh -c 'echo cleaned > $WORK/b'\nexec sleep 300\n",
+        ),
+    ]);
+    let a = pid_of(&h.wait_status("a", "a start/running, process"));
+    let b = pid_of(&h.wait_status("b", "b start/running, process"));
+    assert_eq!(h.terminate(), Some(0));
+    assert!(!alive(a) && !alive(b), "no job outlives the daemon");
+    assert_eq!(h.work_file("b"), "cleaned\n");
+}
+
+#[test]
+fn restart_with_a_pre_stop_really_restarts() {
+    let h = Harness::start(&[("rs", "pre-stop exec true\nexec sleep 300\n")]);
+    let first = pid_of(&h.ctl(&["start", "rs"]).stdout);
+    let out = h.ctl(&["restart", "rs"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let second = pid_of(&out.stdout);
+    assert_ne!(first, second, "Upstart left the old process running here");
+    assert!(!alive(first));
+}
+
+#[test]
+fn stop_does_not_wait_for_a_hung_pre_start() {
+    let h = Harness::start(&[("hung", "kill timeout 1\npre-start exec sleep 300\nexec sleep 300\n")]);
+    assert_eq!(h.ctl(&["start", "hung", "--no-wait"]).code, Some(0));
+    h.wait_until("the pre-start", || {
+        h.status("hung").starts_with("hung start/pre-start, process")
+    });
+    let out = h.ctl(&["stop", "hung"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "hung stop/waiting\n");
+}
+
+#[test]
+fn start_on_values_expand_the_jobs_env() {
+    let h = Harness::start(&[(
+        "envmatch",
+        "env WANT=blue\nstart on colour NAME=$WANT\ntask\nexec sh -c 'echo $NAME >> $WORK/colours'\n",
+    )]);
+    h.ctl(&["emit", "colour", "NAME=red"]);
+    h.ctl(&["emit", "colour", "NAME=blue"]);
+    h.wait_until("the blue run", || h.work_file("colours") == "blue\n");
+}

@@ -1,0 +1,218 @@
+//! A real `uprise --user` in a temp dir (its own confdir, logdir and socket), driven by the
+//! real `uprisectl`. Waits poll with a deadline; nothing sleeps as a way of waiting.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+#[must_use]
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub daemon: Option<Child>,
+    stderr_path: PathBuf,
+}
+
+pub struct CtlOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Harness {
+    /// A harness with job files written, not started yet.
+    pub fn new(jobs: &[(&str, &str)]) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for sub in ["init", "log", "run", "work"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let stderr_path = dir.path().join("daemon.stderr");
+        let harness = Harness {
+            dir,
+            daemon: None,
+            stderr_path,
+        };
+        for (name, text) in jobs {
+            harness.write_job(name, text);
+        }
+        harness
+    }
+
+    /// Starts the daemon with `--startup-event startup` and waits for its socket.
+    pub fn start(jobs: &[(&str, &str)]) -> Harness {
+        let mut harness = Harness::new(jobs);
+        harness.spawn(&[]);
+        harness
+    }
+
+    pub fn spawn(&mut self, extra: &[&str]) {
+        let stderr = std::fs::File::create(&self.stderr_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_uprise"))
+            .arg("--user")
+            .arg("--confdir")
+            .arg(self.path("init"))
+            .arg("--logdir")
+            .arg(self.path("log"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(extra)
+            .env("WORK", self.path("work"))
+            .env(
+                "PATH",
+                format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("uprise starts");
+        self.daemon = Some(child);
+        let socket = self.socket();
+        self.wait_until("the control socket", || {
+            socket.exists() && self.ctl(&["version"]).code == Some(0)
+        });
+    }
+
+    pub fn path(&self, sub: &str) -> PathBuf {
+        self.dir.path().join(sub)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path("run/control")
+    }
+
+    pub fn write_job(&self, name: &str, text: &str) {
+        let path = self.path("init").join(format!("{name}.conf"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    /// Runs `uprisectl --socket … ARGS`.
+    pub fn ctl(&self, args: &[&str]) -> CtlOutput {
+        let output: Output = Command::new(env!("CARGO_BIN_EXE_uprisectl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("uprisectl runs");
+        CtlOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// `uprisectl status JOB`'s line.
+    pub fn status(&self, job: &str) -> String {
+        self.ctl(&["status", job]).stdout.trim_end().to_string()
+    }
+
+    pub fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !condition() {
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out waiting for {what}\n--- daemon stderr ---\n{}",
+                    self.daemon_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn wait_status(&self, job: &str, prefix: &str) -> String {
+        let mut last = String::new();
+        self.wait_until(&format!("`{job}` to reach `{prefix}`"), || {
+            last = self.status(job);
+            last.starts_with(prefix)
+        });
+        last
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn work_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path("work").join(name)).unwrap_or_default()
+    }
+
+    pub fn log_file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path("log").join(name)).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the daemon to exit; returns its exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.daemon.take()?;
+        unsafe_kill(child.id() as i32, 15);
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > DEADLINE {
+                unsafe_kill(child.id() as i32, 9);
+                let _ = child.wait();
+                panic!("uprise did not exit after SIGTERM\n{}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            unsafe_kill(child.id() as i32, 15);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The dir holding the test binaries' uprisectl, so jobs can call it.
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_uprisectl"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn unsafe_kill(pid: i32, signal: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::try_from(signal).ok(),
+    );
+}
+
+/// True while a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    let Ok(mut file) = std::fs::File::open(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    let state = text
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z') | None)
+}
+
+/// The pid at the end of a status line (`…, process 123`).
+pub fn pid_of(status: &str) -> i32 {
+    let first = status.lines().next().unwrap_or_default();
+    first
+        .rsplit(' ')
+        .next()
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in `{status}`"))
+}
