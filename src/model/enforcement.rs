@@ -19,26 +19,30 @@ fn has_temporal(expr: &EventExpr) -> bool {
     }
 }
 
-fn has_interpreter(command: &Command) -> bool {
-    matches!(command, Command::Script { interpreter, .. } if !interpreter.is_empty())
+fn is_lua(command: &Command) -> bool {
+    command.is_lua()
 }
 
-/// `None` when the stanza is enforced (or is Upstart's and belongs to the daemon's contract).
+/// `None` when the daemon enforces the stanza.
 pub fn of(stanza: &Stanza) -> Option<Enforcement> {
     let feature = match stanza {
         Stanza::StartOn(expr) | Stanza::StopOn(expr) if has_temporal(expr) => "a time-based event",
-        Stanza::Process(_, command) if has_interpreter(command) => "a script interpreter",
+        Stanza::Process(_, command) if is_lua(command) => "`script lua`",
         Stanza::ProcessTimeout(..) => "a stage `timeout`",
         Stanza::Watershed => "`watershed`",
         Stanza::RespawnDelay(_) => "`respawn delay`",
         Stanza::Expect(Expect::Notify) => "`expect notify`",
+        Stanza::Expect(Expect::Stop | Expect::Fork | Expect::Daemon) => "this `expect` mode",
+        Stanza::ApparmorLoad(_) | Stanza::ApparmorSwitch(_) => "`apparmor`",
+        Stanza::Cgroup(_) => "`cgroup`",
+        Stanza::Debug => "`debug`",
+        Stanza::Console(Console::Owner) => "`console owner` (a controlling terminal)",
         Stanza::PidFile(_) => "`pid file`",
         Stanza::PidTimeout(_) => "`pid timeout`",
         Stanza::KillAbandon(_) => "`kill abandon`",
         Stanza::Reload(_) => "`reload exec|script`",
         Stanza::StopAction(_) => "`stop exec|script`",
         Stanza::Action(..) => "`action`",
-        Stanza::Console(Console::Inherit | Console::Auto) => "this `console` mode",
         Stanza::Gate(_) | Stanza::GateLua(_) | Stanza::GateHold(_) | Stanza::GateWait(_) | Stanza::GateExpire(_) => {
             "`gate`"
         }

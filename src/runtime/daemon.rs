@@ -95,6 +95,11 @@ pub struct Daemon {
     pub shutting_down: bool,
     pub clients: super::control::Clients,
     pub confdirs: Vec<PathBuf>,
+    /// Instances waiting for their own `starting`/`stopping` event, by event: finishing an
+    /// event costs as much as the instances that wait on it, not all instances.
+    event_waiters: HashMap<EventId, Vec<Key>>,
+    pub reload_pending: bool,
+    pub watcher: Option<nix::sys::inotify::Inotify>,
     started_at: Instant,
 }
 
@@ -130,6 +135,9 @@ impl Daemon {
             shutting_down: false,
             clients: super::control::Clients::default(),
             confdirs: Vec::new(),
+            event_waiters: HashMap::new(),
+            reload_pending: false,
+            watcher: None,
             started_at: Instant::now(),
         }
     }
@@ -147,6 +155,12 @@ impl Daemon {
                     let class = self.classes[id].as_mut().expect("indexed class exists");
                     class.deleted = false;
                     if class.job != job {
+                        if !class.instances.is_empty() {
+                            info!(
+                                "{} changed; the new definition takes effect when its instances are idle",
+                                job.name
+                            );
+                        }
                         class.replacement = Some(job);
                         self.consider_replacement(id);
                     }
@@ -354,25 +368,16 @@ impl Daemon {
             self.emit(&format!("{name}/failed"), env);
         }
         // Instances waiting for their own starting/stopping event go on.
-        let waiting: Vec<Key> = self
-            .classes
-            .iter()
-            .enumerate()
-            .filter_map(|(class_id, class)| class.as_ref().map(|class| (class_id, class)))
-            .flat_map(|(class_id, class)| {
-                class
-                    .instances
-                    .values()
-                    .filter(|instance| instance.blocker == Some(id))
-                    .map(move |instance| (class_id, instance.name.clone()))
-            })
-            .collect();
-        for key in waiting {
-            if let Some(instance) = self.instance_mut(&key) {
-                instance.blocker = None;
-                let next = next_state(instance.state, instance.goal, instance.main_alive());
-                self.change_state(&key, next);
+        for key in self.event_waiters.remove(&id).unwrap_or_default() {
+            let Some(instance) = self.instance_mut(&key) else {
+                continue;
+            };
+            if instance.blocker != Some(id) {
+                continue;
             }
+            instance.blocker = None;
+            let next = next_state(instance.state, instance.goal, instance.main_alive());
+            self.change_state(&key, next);
         }
     }
 
@@ -628,6 +633,7 @@ impl Daemon {
                     let env = job_event_env(&job, instance, &[]);
                     let event = self.emit("starting", env);
                     self.instance_mut(key).expect("checked").blocker = Some(event);
+                    self.event_waiters.entry(event).or_default().push(key.clone());
                     return;
                 }
                 State::PreStart | State::PostStart | State::PreStop | State::PostStop => {
@@ -704,6 +710,7 @@ impl Daemon {
                     let env = job_event_env(&job, instance, &extra);
                     let event = self.emit("stopping", env);
                     self.instance_mut(key).expect("checked").blocker = Some(event);
+                    self.event_waiters.entry(event).or_default().push(key.clone());
                     return;
                 }
                 State::Killed => {

@@ -7,6 +7,7 @@ pub mod daemon;
 pub mod jobs;
 pub mod logger;
 pub mod output;
+pub mod watch;
 
 use std::io;
 use std::path::PathBuf;
@@ -143,6 +144,7 @@ pub fn run(options: Options) -> io::Result<()> {
     info!("listening on {}", options.socket.display());
 
     daemon.reload_configuration();
+    daemon.watch_confdirs();
     if let Some(name) = &options.startup_event {
         daemon.emit(name, Vec::new());
     }

@@ -297,3 +297,40 @@ fn start_on_values_expand_the_jobs_env() {
     h.ctl(&["emit", "colour", "NAME=blue"]);
     h.wait_until("the blue run", || h.work_file("colours") == "blue\n");
 }
+
+#[test]
+fn new_and_changed_job_files_are_picked_up_when_idle() {
+    let h = Harness::start(&[("svc", "exec sleep 300\n")]);
+    // A new file becomes a job without a reload command.
+    h.write_job("late", "task\nexec sh -c 'echo late >> $WORK/late'\n");
+    h.wait_until("the new job", || h.ctl(&["status", "late"]).code == Some(0));
+    assert_eq!(h.ctl(&["start", "late"]).code, Some(0));
+    assert_eq!(h.work_file("late"), "late\n");
+    // A running job keeps its definition until it is idle.
+    let first = pid_of(&h.ctl(&["start", "svc"]).stdout);
+    h.write_job("svc", "exec sh -c 'echo v2 > $WORK/v2; exec sleep 300'\n");
+    h.wait_until("the reload", || {
+        h.daemon_log()
+            .contains("svc changed; the new definition takes effect when its instances are idle")
+    });
+    assert_eq!(h.work_file("v2"), "");
+    assert!(alive(first));
+    assert_eq!(h.ctl(&["stop", "svc"]).code, Some(0));
+    assert_eq!(h.ctl(&["start", "svc"]).code, Some(0));
+    h.wait_until("the new definition to run", || h.work_file("v2") == "v2\n");
+    // A deleted file: the job disappears.
+    std::fs::remove_file(h.path("init/late.conf")).unwrap();
+    h.wait_until("the job to go", || {
+        h.ctl(&["status", "late"]).stderr == "uprisectl: Unknown job: late\n"
+    });
+}
+
+#[test]
+fn scripts_run_in_any_interpreter_through_fd_3() {
+    let h = Harness::start(&[(
+        "py",
+        "task\nscript python3\n    import os, sys\n    with open(os.environ['WORK'] + '/py', 'w') as out:\n        out.write(sys.argv[0] + '\\n')\nend script\n",
+    )]);
+    assert_eq!(h.ctl(&["start", "py"]).code, Some(0), "{}", h.daemon_log());
+    assert_eq!(h.work_file("py"), "/dev/fd/3\n");
+}
