@@ -88,6 +88,9 @@ pub enum Request {
         #[serde(default)]
         action: ShutdownAction,
     },
+    /// Stream events and state changes (`Reply::Event`, `Reply::Change`) until the client
+    /// closes the connection.
+    Monitor,
 }
 
 fn yes() -> bool {
@@ -141,6 +144,10 @@ pub enum Reply {
     Done,
     /// The request failed; the final line. `message` is shown as `uprisectl: MESSAGE`.
     Error { message: String },
+    /// Monitor stream: an event was emitted.
+    Event { name: String, env: Vec<String> },
+    /// Monitor stream: an instance changed goal or state.
+    Change { job: String, instance: String, goal: String, state: String },
 }
 
 /// Formats one status line exactly as Upstart's `initctl` does:

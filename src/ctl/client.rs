@@ -65,7 +65,7 @@ impl Client {
             match reply {
                 Reply::Done => return Ok(()),
                 Reply::Error { message } => return Err(message),
-                Reply::Status { .. } | Reply::Text { .. } => {}
+                Reply::Status { .. } | Reply::Text { .. } | Reply::Event { .. } | Reply::Change { .. } => {}
             }
         }
     }

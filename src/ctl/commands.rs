@@ -739,7 +739,7 @@ fn send(socket: &std::path::Path, request: &Request, show: Show, out: &mut dyn W
                     let _ = out.write_all(b"\n");
                 }
             }
-            Reply::Text { .. } | Reply::Done | Reply::Error { .. } => {}
+            Reply::Text { .. } | Reply::Done | Reply::Error { .. } | Reply::Event { .. } | Reply::Change { .. } => {}
         })
         .map_err(failure)?;
     if show == Show::Json {

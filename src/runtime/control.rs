@@ -295,6 +295,11 @@ impl Daemon {
                 );
                 Ok(())
             }
+            Request::Monitor => {
+                // No final reply: the stream runs until the client closes the connection.
+                self.monitors.push(id);
+                Ok(())
+            }
             Request::Shutdown { .. } => {
                 done(self, Vec::new());
                 self.shutdown();

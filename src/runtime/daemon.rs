@@ -100,6 +100,8 @@ pub struct Daemon {
     event_waiters: HashMap<EventId, Vec<Key>>,
     pub reload_pending: bool,
     pub watcher: Option<nix::sys::inotify::Inotify>,
+    /// Clients streaming events and state changes (`uprisectl monitor`).
+    pub monitors: Vec<ClientId>,
     started_at: Instant,
 }
 
@@ -138,6 +140,7 @@ impl Daemon {
             event_waiters: HashMap::new(),
             reload_pending: false,
             watcher: None,
+            monitors: Vec::new(),
             started_at: Instant::now(),
         }
     }
@@ -271,6 +274,7 @@ impl Daemon {
         let id = self.next_event;
         self.next_event += 1;
         debug!("event {name} {}", env.join(" "));
+        self.broadcast(Reply::Event { name: name.to_string(), env: env.clone() });
         self.events.insert(
             id,
             Event {
@@ -610,8 +614,10 @@ impl Daemon {
             let Some(instance) = self.instance_mut(key) else { return };
             let from = instance.state;
             instance.state = state;
+            let goal = instance.shown_goal().to_string();
             let job = self.class(key.0).job.clone();
             debug!("{} ({}) state {from} -> {state}", job.name, key.1);
+            self.broadcast(Reply::Change { job: job.name.clone(), instance: key.1.clone(), goal, state: state.name().to_string() });
             let next = match state {
                 State::Waiting => {
                     self.enter_waiting(key, &job);
@@ -1366,8 +1372,19 @@ impl Daemon {
         self.outgoing.push(Outgoing::Finish(client));
     }
 
+    /// Sends a monitor line to every monitoring client.
+    fn broadcast(&mut self, reply: Reply) {
+        if self.monitors.is_empty() {
+            return;
+        }
+        for client in self.monitors.clone() {
+            self.outgoing.push(Outgoing::Reply(client, reply.clone()));
+        }
+    }
+
     /// A client went away: forget what it waited for (the jobs carry on).
     pub fn forget_client(&mut self, client: ClientId) {
+        self.monitors.retain(|monitor| *monitor != client);
         if let Some((class_id, name, _)) = self.client_waits.remove(&client)
             && let Some(instance) = self.instance_mut(&(class_id, name))
         {
