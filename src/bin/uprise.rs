@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use uprise::runtime::{self, Options};
 
-const USAGE: &str = "Usage: uprise [--user] [--confdir DIR]... [--logdir DIR] [--socket PATH]
+const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--socket PATH]
               [--startup-event NAME | --no-startup-event] [--debug]
 
   --user                run as a session supervisor (not PID 1)
+  --system              run in system mode without being PID 1 (testing)
   --confdir DIR         read job files from DIR (repeatable)
   --logdir DIR          write job output to DIR/JOB.log
   --socket PATH         the control socket
@@ -19,19 +20,20 @@ const USAGE: &str = "Usage: uprise [--user] [--confdir DIR]... [--logdir DIR] [-
 
 fn user_runtime_dir() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|dir| !dir.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", nix::unistd::geteuid())))
 }
 
 fn home_dir(sub: &str, xdg: &str) -> PathBuf {
-    match std::env::var_os(xdg) {
+    match std::env::var_os(xdg).filter(|dir| !dir.is_empty()) {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/".into())).join(sub),
     }
 }
 
 fn main() -> ExitCode {
-    let mut user_mode = std::process::id() != 1;
+    let mut mode: Option<bool> = None;
     let mut confdirs = Vec::new();
     let mut logdir = None;
     let mut socket = None;
@@ -49,7 +51,11 @@ fn main() -> ExitCode {
         };
         let result = match flag.as_str() {
             "--user" => {
-                user_mode = true;
+                mode = Some(true);
+                Ok(())
+            }
+            "--system" => {
+                mode = Some(false);
                 Ok(())
             }
             "--confdir" => value("--confdir").map(|dir| confdirs.push(PathBuf::from(dir))),
@@ -79,6 +85,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let user_mode = match mode {
+        Some(user) => user,
+        None if std::process::id() == 1 => false,
+        None => {
+            eprintln!(
+                "uprise: not running as PID 1; use --user for a session supervisor (or --system to test system mode)"
+            );
+            return ExitCode::from(2);
+        }
+    };
     if confdirs.is_empty() {
         confdirs.push(if user_mode {
             home_dir(".config", "XDG_CONFIG_HOME").join("uprise")

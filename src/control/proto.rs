@@ -91,6 +91,76 @@ pub enum Request {
     /// Stream events and state changes (`Reply::Event`, `Reply::Change`) until the client
     /// closes the connection.
     Monitor,
+    /// Set variables (`VAR=VALUE`, or `VAR` for `VAR=`) in the global job environment, or,
+    /// with `job`, in that instance's environment (for its later processes). `retain` keeps
+    /// a value that is already set.
+    SetEnv {
+        vars: Vec<String>,
+        #[serde(default)]
+        retain: bool,
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    /// One variable's value (`Reply::Text`); an unset variable is an error.
+    GetEnv {
+        name: String,
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    /// The whole table: one `Reply::Text` per `KEY=VALUE`, sorted.
+    ListEnv {
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    /// Remove variables; if any is unset, nothing is removed and the reply is an error.
+    UnsetEnv {
+        names: Vec<String>,
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    /// Restore the table: the global one to what the daemon started with, an instance's to
+    /// its job's defaults (the global table and the job's `env` stanzas).
+    ResetEnv {
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
+    /// The static view of the jobs' `emits`, `start on` and `stop on`: one `Reply::Text`
+    /// per job (all jobs, sorted, or just `job`); `enumerate` lists every event separately.
+    ShowConfig {
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        enumerate: bool,
+    },
+    /// `start on`/`stop on` conditions that cannot be satisfied: one `Reply::Text` per job
+    /// with findings (none when all is well). `ignore` names events taken as emitted; `warn`
+    /// reports every unknown job or event, even in a branch of `or` that can still fire.
+    CheckConfig {
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        ignore: Vec<String>,
+        #[serde(default)]
+        warn: bool,
+    },
+    /// The path of an instance's log file (`Reply::Text`), addressed as `status` is.
+    LogPath {
+        job: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -138,7 +208,8 @@ pub struct InstanceStatus {
 pub enum Reply {
     /// Statuses (of `start`, `stop`, `restart`, `status`, `list`).
     Status { instances: Vec<InstanceStatus> },
-    /// A text answer (`version`, `log-priority`, `usage`).
+    /// A text answer (`version`, `log-priority`, `usage`, `get-env`, one line of `list-env`,
+    /// one job of `show-config` or `check-config`, `log-path`).
     Text { text: String },
     /// The request finished successfully; the final line.
     Done,
@@ -147,7 +218,12 @@ pub enum Reply {
     /// Monitor stream: an event was emitted.
     Event { name: String, env: Vec<String> },
     /// Monitor stream: an instance changed goal or state.
-    Change { job: String, instance: String, goal: String, state: String },
+    Change {
+        job: String,
+        instance: String,
+        goal: String,
+        state: String,
+    },
 }
 
 /// Formats one status line exactly as Upstart's `initctl` does:

@@ -1,5 +1,6 @@
 //! The control-socket client: connects to the daemon, sends one `Request` line and reads
-//! `Reply` lines until the final one (see `control::proto` for the framing).
+//! `Reply` lines until the final one, or, for a stream (`monitor`), until the daemon closes
+//! the connection (see `control::proto` for the framing).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -35,13 +36,50 @@ impl Client {
     /// the exchange with `Ok`; `Error` with `Err(message)` (after `on_reply` has seen it). A
     /// connection that ends before a final line gives `Lost connection to uprise`.
     pub fn request(&mut self, req: &Request, mut on_reply: impl FnMut(&Reply)) -> Result<(), String> {
+        self.send(req)?;
+        loop {
+            let Some((reply, _)) = self.read_reply()? else {
+                return Err("Lost connection to uprise".to_string());
+            };
+            on_reply(&reply);
+            match reply {
+                Reply::Done => return Ok(()),
+                Reply::Error { message } => return Err(message),
+                Reply::Status { .. } | Reply::Text { .. } | Reply::Event { .. } | Reply::Change { .. } => {}
+            }
+        }
+    }
+
+    /// Sends `req` and passes every reply line, with its text as received, to `on_reply`, for
+    /// requests that stream (`Monitor`). The stream ends with `Ok` when the daemon closes the
+    /// connection or `on_reply` returns `false`; with `Err(message)` on an `Error` reply (after
+    /// `on_reply` has seen it) or a line cut short.
+    pub fn stream(&mut self, req: &Request, mut on_reply: impl FnMut(&Reply, &str) -> bool) -> Result<(), String> {
+        self.send(req)?;
+        while let Some((reply, text)) = self.read_reply()? {
+            if !on_reply(&reply, &text) {
+                return Ok(());
+            }
+            if let Reply::Error { message } = reply {
+                return Err(message);
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, req: &Request) -> Result<(), String> {
         let mut line = serde_json::to_string(req).map_err(|error| format!("Unable to encode request: {error}"))?;
         line.push('\n');
         self.stream
             .get_mut()
             .write_all(line.as_bytes())
             .and_then(|()| self.stream.get_mut().flush())
-            .map_err(|error| format!("Unable to send request to uprise: {}", describe(&error)))?;
+            .map_err(|error| format!("Unable to send request to uprise: {}", describe(&error)))
+    }
+
+    /// The next reply and its line (blank lines are skipped); `None` when the connection
+    /// ended cleanly between lines.
+    fn read_reply(&mut self) -> Result<Option<(Reply, String)>, String> {
         let mut buffer = Vec::new();
         loop {
             buffer.clear();
@@ -49,6 +87,9 @@ impl Client {
                 .take(MAX_LINE as u64 + 1)
                 .read_until(b'\n', &mut buffer)
                 .map_err(|error| format!("Lost connection to uprise: {}", describe(&error)))?;
+            if read == 0 {
+                return Ok(None);
+            }
             if buffer.last() != Some(&b'\n') {
                 if read > MAX_LINE {
                     return Err(format!("Reply from uprise longer than {MAX_LINE} bytes"));
@@ -61,12 +102,7 @@ impl Client {
             }
             let reply: Reply =
                 serde_json::from_slice(text).map_err(|error| format!("Invalid reply from uprise: {error}"))?;
-            on_reply(&reply);
-            match reply {
-                Reply::Done => return Ok(()),
-                Reply::Error { message } => return Err(message),
-                Reply::Status { .. } | Reply::Text { .. } | Reply::Event { .. } | Reply::Change { .. } => {}
-            }
+            return Ok(Some((reply, String::from_utf8_lossy(text).into_owned())));
         }
     }
 }
@@ -187,6 +223,57 @@ mod tests {
         let mut client = Client::connect(&path).unwrap();
         let result = client.request(&Request::List, |_| {});
         assert!(result.unwrap_err().starts_with("Invalid reply from uprise: "));
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn stream_passes_every_line_until_the_daemon_closes() {
+        let replies = b"{\"reply\":\"event\",\"name\":\"up\",\"env\":[\"A=1\"]}\n\n{\"reply\":\"change\",\"job\":\"x\",\"instance\":\"\",\"goal\":\"start\",\"state\":\"running\"}\n";
+        let (_dir, path, handle) = serve(replies.to_vec());
+        let mut client = Client::connect(&path).unwrap();
+        let mut seen = Vec::new();
+        let result = client.stream(&Request::Monitor, |reply, text| {
+            seen.push((reply.clone(), text.to_string()));
+            true
+        });
+        assert_eq!(result, Ok(()));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(
+            seen[0],
+            (
+                Reply::Event {
+                    name: "up".into(),
+                    env: vec!["A=1".into()]
+                },
+                r#"{"reply":"event","name":"up","env":["A=1"]}"#.to_string()
+            )
+        );
+        assert!(matches!(&seen[1].0, Reply::Change { state, .. } if state == "running"));
+        assert_eq!(handle.join().unwrap(), "{\"method\":\"monitor\"}\n");
+    }
+
+    #[test]
+    fn stream_stops_when_asked_and_on_errors() {
+        let (_dir, path, handle) = serve(b"{\"reply\":\"done\"}\n{\"reply\":\"done\"}\n".to_vec());
+        let mut client = Client::connect(&path).unwrap();
+        let mut count = 0;
+        let result = client.stream(&Request::Monitor, |_, _| {
+            count += 1;
+            false
+        });
+        assert_eq!((result, count), (Ok(()), 1));
+        handle.join().unwrap();
+
+        let (_dir, path, handle) = serve(b"{\"reply\":\"error\",\"message\":\"Permission denied\"}\n".to_vec());
+        let mut client = Client::connect(&path).unwrap();
+        let result = client.stream(&Request::Monitor, |_, _| true);
+        assert_eq!(result, Err("Permission denied".to_string()));
+        handle.join().unwrap();
+
+        let (_dir, path, handle) = serve(b"{\"reply\":\"do".to_vec());
+        let mut client = Client::connect(&path).unwrap();
+        let result = client.stream(&Request::Monitor, |_, _| true);
+        assert_eq!(result, Err("Lost connection to uprise".to_string()));
         handle.join().unwrap();
     }
 

@@ -6,9 +6,13 @@
 //! `-v/--verbose`, `--help`, `--version`; `--` ends the options. Exit status: 0 on success,
 //! 1 when the daemon answers with an error or cannot be reached (`PROGRAM: MESSAGE` on
 //! stderr), 2 on a usage error (followed by `Try 'PROGRAM --help' for more information.`).
+//! `check-config` also exits 1, silently, when it reports anything.
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::control::proto::{self, InstanceStatus, Reply, Request, ShutdownAction};
 use crate::ctl::client::{self, Client};
@@ -29,8 +33,8 @@ pub fn implied_command(program: &str) -> Option<&'static str> {
 /// Runs a command line (`args[0]`, after any global options, is the command) and returns the
 /// exit status. Prints to stdout and stderr; messages are prefixed with `program`.
 pub fn run(program: &str, args: &[String]) -> i32 {
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    let stdout = io::stdout();
+    let stderr = io::stderr();
     run_with(program, args, &mut stdout.lock(), &mut stderr.lock(), &|name| {
         std::env::var(name).ok()
     })
@@ -60,7 +64,7 @@ pub fn run_with(
     let result = match parsed.error.clone() {
         Some(failure) => Err(failure),
         None => {
-            let mut sink = std::io::sink();
+            let mut sink = io::sink();
             let out: &mut dyn Write = if parsed.quiet { &mut sink } else { out };
             execute(program, &parsed, out, env)
         }
@@ -68,7 +72,9 @@ pub fn run_with(
     match result {
         Ok(()) => 0,
         Err(failure) => {
-            let _ = writeln!(err, "{program}: {}", failure.message);
+            if !failure.message.is_empty() {
+                let _ = writeln!(err, "{program}: {}", failure.message);
+            }
             if failure.hint {
                 let _ = writeln!(err, "Try '{program} --help' for more information.");
             }
@@ -84,6 +90,7 @@ pub fn usage_text(program: &str) -> String {
     for (heading, group) in [
         ("Job commands", Group::Job),
         ("Event commands", Group::Event),
+        ("Job environment commands", Group::Env),
         ("Daemon commands", Group::Daemon),
         ("Offline commands (no daemon needed)", Group::Offline),
     ] {
@@ -100,7 +107,12 @@ pub fn usage_text(program: &str) -> String {
     text.push_str(
         "\nInvoked as start, stop, restart, reload, status or telinit, the command is implied.\n\
          Without JOB inside a job, start, stop, restart, reload and status act on the job's own\n\
-         instance ($UPSTART_JOB, $UPSTART_INSTANCE) and never wait.\n",
+         instance ($UPSTART_JOB, $UPSTART_INSTANCE) and never wait.\n\
+         \n\
+         The environment commands edit the global job environment, which every job starts from;\n\
+         run inside a job without -g, they edit that instance's own table instead (its later\n\
+         processes see the change). Unlike Upstart's PID 1, uprise lets root (and the daemon's\n\
+         owner) change the global table in system mode too.\n",
     );
     text
 }
@@ -109,6 +121,7 @@ pub fn usage_text(program: &str) -> String {
 enum Group {
     Job,
     Event,
+    Env,
     Daemon,
     Offline,
 }
@@ -122,6 +135,10 @@ struct CommandHelp {
 }
 
 const NO_WAIT: (&str, &str) = ("-n, --no-wait", "do not wait for the command to finish");
+const GLOBAL_ENV: (&str, &str) = (
+    "-g, --global",
+    "the global table even inside a job (there, the default is the job's own)",
+);
 
 const GLOBAL_OPTIONS: [(&str, &str); 6] = [
     (
@@ -189,11 +206,86 @@ const COMMANDS: &[CommandHelp] = &[
         options: &[],
     },
     CommandHelp {
+        name: "show-config",
+        args: "[-e] [JOB]",
+        summary: "print the jobs' emits, start on and stop on",
+        group: Group::Job,
+        options: &[("-e, --enumerate", "one line per event: NAME (job: JOB, env: VALUES)")],
+    },
+    CommandHelp {
+        name: "check-config",
+        args: "[-i LIST] [-w] [JOB]",
+        summary: "report conditions that cannot be met; exit 1 if any",
+        group: Group::Job,
+        options: &[
+            ("-i, --ignore-events LIST", "comma-separated events to take as emitted"),
+            (
+                "-w, --warn",
+                "report every unknown job and event, even in an `or` that can fire",
+            ),
+        ],
+    },
+    CommandHelp {
+        name: "log",
+        args: "JOB [KEY=VALUE...] [-f] [-n N]",
+        summary: "print a job's log",
+        group: Group::Job,
+        options: &[
+            ("-n, --lines N", "print only the last N lines"),
+            (
+                "-f, --follow",
+                "keep printing what is appended (across rotations) until interrupted",
+            ),
+        ],
+    },
+    CommandHelp {
         name: "emit",
         args: "EVENT [KEY=VALUE...]",
         summary: "emit an event, wait until it has been handled",
         group: Group::Event,
         options: &[NO_WAIT],
+    },
+    CommandHelp {
+        name: "monitor",
+        args: "[--json]",
+        summary: "print events and job state changes as they happen",
+        group: Group::Event,
+        options: &[("--json", "print the daemon's JSON lines as they are received")],
+    },
+    CommandHelp {
+        name: "set-env",
+        args: "[-g] [-r] VAR[=VALUE]...",
+        summary: "set variables (VAR alone: empty) in the job environment",
+        group: Group::Env,
+        options: &[GLOBAL_ENV, ("-r, --retain", "keep a variable that is already set")],
+    },
+    CommandHelp {
+        name: "get-env",
+        args: "[-g] VAR",
+        summary: "print a variable of the job environment",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
+    },
+    CommandHelp {
+        name: "list-env",
+        args: "[-g]",
+        summary: "print the job environment, sorted",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
+    },
+    CommandHelp {
+        name: "unset-env",
+        args: "[-g] VAR...",
+        summary: "remove variables from the job environment",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
+    },
+    CommandHelp {
+        name: "reset-env",
+        args: "[-g]",
+        summary: "restore the job environment to its defaults",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
     },
     CommandHelp {
         name: "reload-configuration",
@@ -356,6 +448,13 @@ enum Opt {
     Json,
     Shutdown(ShutdownAction),
     Env(String),
+    Global,
+    Retain,
+    Enumerate,
+    IgnoreEvents(String),
+    Warn,
+    Follow,
+    Lines(String),
 }
 
 impl Opt {
@@ -364,9 +463,17 @@ impl Opt {
         match self {
             Opt::Socket(_) | Opt::Quiet | Opt::Verbose | Opt::Help | Opt::Version => true,
             Opt::NoWait => matches!(command, Some("start" | "stop" | "restart" | "emit")),
-            Opt::Json => matches!(command, Some("status" | "list")),
+            Opt::Json => matches!(command, Some("status" | "list" | "monitor")),
             Opt::Shutdown(_) => command == Some("shutdown"),
             Opt::Env(_) => command == Some("telinit"),
+            Opt::Global => matches!(
+                command,
+                Some("set-env" | "get-env" | "list-env" | "unset-env" | "reset-env")
+            ),
+            Opt::Retain => command == Some("set-env"),
+            Opt::Enumerate => command == Some("show-config"),
+            Opt::IgnoreEvents(_) | Opt::Warn => command == Some("check-config"),
+            Opt::Follow | Opt::Lines(_) => command == Some("log"),
         }
     }
 }
@@ -383,6 +490,13 @@ struct Parsed {
     json: bool,
     shutdown: Vec<ShutdownAction>,
     extra_env: Vec<String>,
+    global: bool,
+    retain: bool,
+    enumerate: bool,
+    ignore_events: Vec<String>,
+    warn: bool,
+    follow: bool,
+    lines: Option<String>,
     words: Vec<String>,
     /// The first error met; `--help` anywhere still wins over it.
     error: Option<Failure>,
@@ -405,7 +519,7 @@ fn parse(args: &[String]) -> Parsed {
         }
         let result = match arg.strip_prefix("--") {
             Some(long) => long_option(long, &mut iter).map(|opt| vec![(opt, arg.clone())]),
-            None => short_options(&arg[1..], &mut iter),
+            None => short_options(&arg[1..], &mut iter, parsed.words.first().map(String::as_str)),
         };
         match result {
             Ok(found) => options.extend(found),
@@ -431,6 +545,13 @@ fn parse(args: &[String]) -> Parsed {
             Opt::Json => parsed.json = true,
             Opt::Shutdown(action) => parsed.shutdown.push(action),
             Opt::Env(pair) => parsed.extra_env.push(pair),
+            Opt::Global => parsed.global = true,
+            Opt::Retain => parsed.retain = true,
+            Opt::Enumerate => parsed.enumerate = true,
+            Opt::IgnoreEvents(list) => parsed.ignore_events.push(list),
+            Opt::Warn => parsed.warn = true,
+            Opt::Follow => parsed.follow = true,
+            Opt::Lines(count) => parsed.lines = Some(count),
         }
     }
     parsed.error = error;
@@ -454,6 +575,8 @@ fn long_option<'a>(long: &str, rest: &mut impl Iterator<Item = &'a String>) -> R
     let opt = match name {
         "socket" => return value("a PATH").map(Opt::Socket),
         "env" => return value("KEY=VALUE").map(Opt::Env),
+        "ignore-events" => return value("a LIST").map(Opt::IgnoreEvents),
+        "lines" => return value("a number").map(Opt::Lines),
         "quiet" => Opt::Quiet,
         "verbose" => Opt::Verbose,
         "help" => Opt::Help,
@@ -463,6 +586,11 @@ fn long_option<'a>(long: &str, rest: &mut impl Iterator<Item = &'a String>) -> R
         "halt" => Opt::Shutdown(ShutdownAction::Halt),
         "poweroff" => Opt::Shutdown(ShutdownAction::Poweroff),
         "reboot" => Opt::Shutdown(ShutdownAction::Reboot),
+        "global" => Opt::Global,
+        "retain" => Opt::Retain,
+        "enumerate" => Opt::Enumerate,
+        "warn" => Opt::Warn,
+        "follow" => Opt::Follow,
         _ => return Err(usage(format!("unknown option: --{name}"))),
     };
     if inline.is_some() {
@@ -471,34 +599,46 @@ fn long_option<'a>(long: &str, rest: &mut impl Iterator<Item = &'a String>) -> R
     Ok(opt)
 }
 
-/// A bundle of short options (`-qn`); `-e` takes the rest of the word or the next argument.
+/// A bundle of short options (`-qn`); `-e` (with `telinit`), `-i` and `-n` (with `log`) take
+/// the rest of the word or the next argument. `command` is the command named so far, if any:
+/// `-e` is `--enumerate` for `show-config`, `-n` is `--lines` for `log`.
 fn short_options<'a>(
     letters: &str,
     rest: &mut impl Iterator<Item = &'a String>,
+    command: Option<&str>,
 ) -> Result<Vec<(Opt, String)>, Failure> {
     let mut found = Vec::new();
     for (at, letter) in letters.char_indices() {
-        let opt = match letter {
-            'q' => Opt::Quiet,
-            'v' => Opt::Verbose,
-            'h' => Opt::Help,
-            'n' => Opt::NoWait,
-            'e' => {
-                let inline = &letters[at + 1..];
-                let value = if inline.is_empty() {
-                    rest.next().cloned()
-                } else {
-                    Some(inline.to_string())
-                };
-                let value = value
-                    .filter(|value| !value.is_empty())
-                    .ok_or_else(|| usage("option '-e' needs KEY=VALUE"))?;
-                found.push((Opt::Env(value), "-e".to_string()));
-                break;
-            }
+        let mut value = |what: &str| -> Result<String, Failure> {
+            let inline = &letters[at + 1..];
+            let value = if inline.is_empty() {
+                rest.next().cloned()
+            } else {
+                Some(inline.to_string())
+            };
+            value
+                .filter(|value| !value.is_empty())
+                .ok_or_else(|| usage(format!("option '-{letter}' needs {what}")))
+        };
+        let (opt, takes_rest) = match letter {
+            'q' => (Opt::Quiet, false),
+            'v' => (Opt::Verbose, false),
+            'h' => (Opt::Help, false),
+            'n' if command == Some("log") => (Opt::Lines(value("a number")?), true),
+            'n' => (Opt::NoWait, false),
+            'e' if command == Some("show-config") => (Opt::Enumerate, false),
+            'e' => (Opt::Env(value("KEY=VALUE")?), true),
+            'i' => (Opt::IgnoreEvents(value("a LIST")?), true),
+            'g' => (Opt::Global, false),
+            'r' => (Opt::Retain, false),
+            'w' => (Opt::Warn, false),
+            'f' => (Opt::Follow, false),
             other => return Err(usage(format!("unknown option: -{other}"))),
         };
         found.push((opt, format!("-{letter}")));
+        if takes_rest {
+            break;
+        }
     }
     Ok(found)
 }
@@ -673,17 +813,375 @@ fn execute(
             (Request::Shutdown { action }, Show::Text)
         }
         "telinit" => (telinit(args, &parsed.extra_env, env)?, Show::Text),
+        "set-env" => {
+            if args.is_empty() {
+                return Err(missing("missing variable name"));
+            }
+            if let Some(bad) = args.iter().find(|arg| arg.starts_with('=')) {
+                return Err(failure(format!("Env must be VAR or VAR=VALUE: {bad}")));
+            }
+            let (job, instance) = env_target(parsed.global, env);
+            let request = Request::SetEnv {
+                vars: args.to_vec(),
+                retain: parsed.retain,
+                job,
+                instance,
+            };
+            (request, Show::Text)
+        }
+        "get-env" => {
+            let Some((name, rest)) = args.split_first() else {
+                return Err(missing("missing variable name"));
+            };
+            no_more(rest)?;
+            let (job, instance) = env_target(parsed.global, env);
+            let request = Request::GetEnv {
+                name: name.clone(),
+                job,
+                instance,
+            };
+            (request, Show::Text)
+        }
+        "list-env" => {
+            no_more(args)?;
+            let (job, instance) = env_target(parsed.global, env);
+            (Request::ListEnv { job, instance }, Show::Text)
+        }
+        "unset-env" => {
+            if args.is_empty() {
+                return Err(missing("missing variable name"));
+            }
+            let (job, instance) = env_target(parsed.global, env);
+            let request = Request::UnsetEnv {
+                names: args.to_vec(),
+                job,
+                instance,
+            };
+            (request, Show::Text)
+        }
+        "reset-env" => {
+            no_more(args)?;
+            let (job, instance) = env_target(parsed.global, env);
+            (Request::ResetEnv { job, instance }, Show::Text)
+        }
+        "show-config" => {
+            let job = optional_job(args)?;
+            let request = Request::ShowConfig {
+                job,
+                enumerate: parsed.enumerate,
+            };
+            (request, Show::Text)
+        }
+        "check-config" => {
+            let job = optional_job(args)?;
+            let ignore = parsed
+                .ignore_events
+                .iter()
+                .flat_map(|list| list.split(','))
+                .map(str::trim)
+                .filter(|event| !event.is_empty())
+                .map(str::to_string)
+                .collect();
+            let request = Request::CheckConfig {
+                job,
+                ignore,
+                warn: parsed.warn,
+            };
+            return check_config(&socket_path(parsed, env), &request, out);
+        }
+        "monitor" => {
+            no_more(args)?;
+            return monitor(&socket_path(parsed, env), parsed.json, out);
+        }
+        "log" => {
+            let Some((job, pairs)) = args.split_first() else {
+                return Err(missing("missing job name"));
+            };
+            let lines = match &parsed.lines {
+                None => None,
+                Some(count) => Some(
+                    count
+                        .parse::<usize>()
+                        .map_err(|_| usage(format!("invalid number of lines: {count}")))?,
+                ),
+            };
+            let request = Request::LogPath {
+                job: job.clone(),
+                env: env_pairs(pairs)?,
+                instance: None,
+            };
+            let options = LogOptions {
+                lines,
+                follow: parsed.follow,
+                poll: Duration::from_millis(100),
+            };
+            return log(&socket_path(parsed, env), &request, job, options, out);
+        }
         "help" => {
             let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
             return Ok(());
         }
         other => return Err(usage(format!("unknown command: {other}"))),
     };
-    let socket = match &parsed.socket {
+    send(&socket_path(parsed, env), &request, show, out)
+}
+
+/// The control socket: `--socket`, else the usual resolution.
+fn socket_path(parsed: &Parsed, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    match &parsed.socket {
         Some(path) => PathBuf::from(path),
         None => client::resolve_socket_path(None, env, nix::unistd::geteuid().as_raw()),
+    }
+}
+
+/// `[JOB]`: at most one argument.
+fn optional_job(args: &[String]) -> Result<Option<String>, Failure> {
+    match args {
+        [] => Ok(None),
+        [job] => Ok(Some(job.clone())),
+        [_, extra, ..] => Err(usage(format!("unexpected argument: {extra}"))),
+    }
+}
+
+/// Which table an environment command edits: the global one with `-g` or outside a job;
+/// inside a job (`$UPSTART_JOB`), that instance's.
+fn env_target(global: bool, env: &dyn Fn(&str) -> Option<String>) -> (Option<String>, Option<String>) {
+    if global {
+        return (None, None);
+    }
+    match env("UPSTART_JOB").filter(|job| !job.is_empty()) {
+        Some(job) => (Some(job), Some(env("UPSTART_INSTANCE").unwrap_or_default())),
+        None => (None, None),
+    }
+}
+
+/// `check-config`: prints the daemon's findings; exit 1 (without a message) if there are any.
+fn check_config(socket: &Path, request: &Request, out: &mut dyn Write) -> Result<(), Failure> {
+    let mut found = false;
+    let mut client = Client::connect(socket).map_err(failure)?;
+    client
+        .request(request, |reply| {
+            if let Reply::Text { text } = reply {
+                found = true;
+                let _ = writeln!(out, "{}", text.trim_end_matches('\n'));
+            }
+        })
+        .map_err(failure)?;
+    if found {
+        return Err(Failure {
+            message: String::new(),
+            code: 1,
+            hint: false,
+        });
+    }
+    Ok(())
+}
+
+/// One monitor line: `event NAME KEY=VALUE...` or `job JOB[ (INSTANCE)] GOAL/STATE`.
+fn monitor_line(reply: &Reply) -> Option<String> {
+    match reply {
+        Reply::Event { name, env } => {
+            let mut line = format!("event {name}");
+            for entry in env {
+                line.push(' ');
+                line.push_str(entry);
+            }
+            Some(line)
+        }
+        Reply::Change {
+            job,
+            instance,
+            goal,
+            state,
+        } => {
+            let mut line = format!("job {job}");
+            if !instance.is_empty() {
+                line.push_str(&format!(" ({instance})"));
+            }
+            line.push_str(&format!(" {goal}/{state}"));
+            Some(line)
+        }
+        Reply::Status { .. } | Reply::Text { .. } | Reply::Done | Reply::Error { .. } => None,
+    }
+}
+
+/// `monitor`: one line per reply, flushed, until the daemon closes the connection or stdout
+/// goes away (both exit 0).
+fn monitor(socket: &Path, json: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let mut client = Client::connect(socket).map_err(failure)?;
+    client
+        .stream(&Request::Monitor, |reply, text| {
+            let line = if json {
+                text.to_string()
+            } else {
+                match monitor_line(reply) {
+                    Some(line) => line,
+                    None => return true,
+                }
+            };
+            writeln!(out, "{line}").and_then(|()| out.flush()).is_ok()
+        })
+        .map_err(failure)
+}
+
+/// How `log` prints.
+#[derive(Clone, Copy)]
+struct LogOptions {
+    /// Only the last N lines.
+    lines: Option<usize>,
+    follow: bool,
+    /// How often a followed file is looked at.
+    poll: Duration,
+}
+
+/// `log JOB [KEY=VALUE...]`: asks the daemon where the log is, then reads it.
+fn log(socket: &Path, request: &Request, job: &str, options: LogOptions, out: &mut dyn Write) -> Result<(), Failure> {
+    let mut path = None;
+    let mut client = Client::connect(socket).map_err(failure)?;
+    client
+        .request(request, |reply| {
+            if let Reply::Text { text } = reply {
+                path = Some(PathBuf::from(text));
+            }
+        })
+        .map_err(failure)?;
+    let path = path.ok_or_else(|| failure("Invalid reply from uprise: no log path"))?;
+    print_log(&path, job, options, out)
+}
+
+/// Where the last `lines` lines of a file begin (a last line without a newline counts).
+fn tail_start(file: &mut File, lines: usize) -> io::Result<u64> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if lines == 0 {
+        return Ok(len);
+    }
+    let mut needed = lines;
+    let mut end = len;
+    let mut buffer = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let size = end.min(buffer.len() as u64) as usize;
+        let start = end - size as u64;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buffer[..size])?;
+        let mut chunk = &buffer[..size];
+        // The newline that ends the file ends the last line; it does not start another.
+        if end == len && chunk.last() == Some(&b'\n') {
+            chunk = &chunk[..size - 1];
+        }
+        for (at, byte) in chunk.iter().enumerate().rev() {
+            if *byte == b'\n' {
+                needed -= 1;
+                if needed == 0 {
+                    return Ok(start + at as u64 + 1);
+                }
+            }
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Why copying to stdout stopped.
+enum Copied {
+    /// The reader is exhausted.
+    Done(u64),
+    /// Stdout is gone (a closed pipe): stop quietly.
+    Closed,
+}
+
+/// Copies `file` from `from` to its end onto `out`, flushed; returns where it ended.
+fn copy_from(file: &mut File, from: u64, out: &mut dyn Write) -> Result<Copied, Failure> {
+    let read_error = |error: io::Error| failure(format!("Cannot read log: {}", error_text(&error)));
+    file.seek(SeekFrom::Start(from)).map_err(read_error)?;
+    let mut position = from;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let count = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => count,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(read_error(error)),
+        };
+        if out.write_all(&buffer[..count]).is_err() {
+            return Ok(Copied::Closed);
+        }
+        position += count as u64;
+    }
+    if out.flush().is_err() {
+        return Ok(Copied::Closed);
+    }
+    Ok(Copied::Done(position))
+}
+
+/// An I/O error's text without Rust's ` (os error N)` suffix.
+fn error_text(error: &io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_string(),
+        _ => text,
+    }
+}
+
+/// Prints a log file (or its last lines); with `follow`, goes on printing what is appended,
+/// polling the path: when the file there is replaced (rotation: another inode) the rest of
+/// the old one is printed, then the new one from its start; when it shrinks (truncation), it
+/// is read again from its start. Returns only when stdout goes away.
+fn print_log(path: &Path, job: &str, options: LogOptions, out: &mut dyn Write) -> Result<(), Failure> {
+    let open_error = |error: io::Error| failure(format!("Cannot read {}: {}", path.display(), error_text(&error)));
+    let mut current: Option<(File, (u64, u64), u64)> = match File::open(path) {
+        Ok(mut file) => {
+            let meta = file.metadata().map_err(open_error)?;
+            let start = match options.lines {
+                Some(lines) => tail_start(&mut file, lines).map_err(open_error)?,
+                None => 0,
+            };
+            match copy_from(&mut file, start, out)? {
+                Copied::Done(position) => Some((file, (meta.dev(), meta.ino()), position)),
+                Copied::Closed => return Ok(()),
+            }
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound && options.follow => None,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(failure(format!("No log for {job}"))),
+        Err(error) => return Err(open_error(error)),
     };
-    send(&socket, &request, show, out)
+    if !options.follow {
+        return Ok(());
+    }
+    loop {
+        std::thread::sleep(options.poll);
+        // Looked at first: once another file is at the path, the old one gets no more output,
+        // so draining it after this misses nothing.
+        let meta = std::fs::metadata(path).ok();
+        if let Some((file, _, position)) = current.as_mut() {
+            match copy_from(file, *position, out)? {
+                Copied::Done(end) => *position = end,
+                Copied::Closed => return Ok(()),
+            }
+        }
+        let Some(meta) = meta else {
+            // Rotated away and not created again yet.
+            continue;
+        };
+        let identity = (meta.dev(), meta.ino());
+        if current.as_ref().is_none_or(|(_, known, _)| *known != identity) {
+            let Ok(file) = File::open(path) else { continue };
+            // The file opened, which may be newer still than the one looked at.
+            let identity = file.metadata().map_or(identity, |meta| (meta.dev(), meta.ino()));
+            current = Some((file, identity, 0));
+        } else if let Some((_, _, position)) = current.as_mut()
+            && meta.len() < *position
+        {
+            *position = 0;
+        } else {
+            continue;
+        }
+        if let Some((file, _, position)) = current.as_mut() {
+            match copy_from(file, *position, out)? {
+                Copied::Done(end) => *position = end,
+                Copied::Closed => return Ok(()),
+            }
+        }
+    }
 }
 
 /// `telinit N|S|q|u`: a runlevel change is the `runlevel` event; `q` reloads the configuration.
@@ -714,7 +1212,7 @@ fn telinit(args: &[String], extra_env: &[String], env: &dyn Fn(&str) -> Option<S
 }
 
 /// Sends `request` and prints its replies as `show` says.
-fn send(socket: &std::path::Path, request: &Request, show: Show, out: &mut dyn Write) -> Result<(), Failure> {
+fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Result<(), Failure> {
     let mut collected: Vec<InstanceStatus> = Vec::new();
     let mut client = Client::connect(socket).map_err(failure)?;
     client
@@ -1228,6 +1726,15 @@ mod tests {
             "telinit",
             "check",
             "next-elapse",
+            "set-env",
+            "get-env",
+            "list-env",
+            "unset-env",
+            "reset-env",
+            "show-config",
+            "check-config",
+            "monitor",
+            "log",
             "--socket",
         ] {
             assert!(outcome.out.contains(command), "{command} in help");
@@ -1246,5 +1753,447 @@ mod tests {
             outcome.out,
             format!("uprisectl (uprise {})\n", env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    fn text_reply(text: &str) -> String {
+        serde_json::to_string(&Reply::Text { text: text.into() }).unwrap()
+    }
+
+    #[test]
+    fn set_env_sends_global_or_job_local_requests() {
+        let daemon = Daemon::start(&[DONE]);
+        let outcome = run(&["set-env", "A=1", "B", "--socket", &daemon.path], &[]);
+        assert_eq!((outcome.code, outcome.out.as_str(), outcome.err.as_str()), (0, "", ""));
+        assert_eq!(
+            daemon.request(),
+            Request::SetEnv {
+                vars: vec!["A=1".into(), "B".into()],
+                retain: false,
+                job: None,
+                instance: None
+            }
+        );
+        // Inside a job: that instance's table, unless -g.
+        let inside = [("UPSTART_JOB", "web"), ("UPSTART_INSTANCE", "x")];
+        let daemon = Daemon::start(&[DONE]);
+        run(&["set-env", "-r", "A=2", "--socket", &daemon.path], &inside);
+        assert_eq!(
+            daemon.request(),
+            Request::SetEnv {
+                vars: vec!["A=2".into()],
+                retain: true,
+                job: Some("web".into()),
+                instance: Some("x".into())
+            }
+        );
+        let daemon = Daemon::start(&[DONE]);
+        run(&["set-env", "-gr", "A=2", "--socket", &daemon.path], &inside);
+        assert_eq!(
+            daemon.request(),
+            Request::SetEnv {
+                vars: vec!["A=2".into()],
+                retain: true,
+                job: None,
+                instance: None
+            }
+        );
+        let daemon = Daemon::start(&[DONE]);
+        run(
+            &["set-env", "--global", "--retain", "A=2", "--socket", &daemon.path],
+            &[],
+        );
+        assert!(matches!(
+            daemon.request(),
+            Request::SetEnv {
+                retain: true,
+                job: None,
+                ..
+            }
+        ));
+
+        let outcome = run(&["set-env", "=x", "--socket", "/nonexistent"], &[]);
+        assert_eq!(
+            (outcome.code, outcome.err.as_str()),
+            (1, "uprisectl: Env must be VAR or VAR=VALUE: =x\n")
+        );
+        let outcome = run(&["set-env", "--socket", "/nonexistent"], &[]);
+        assert_eq!(
+            (outcome.code, outcome.err.as_str()),
+            (
+                1,
+                "uprisectl: missing variable name\nTry 'uprisectl --help' for more information.\n"
+            )
+        );
+        assert_eq!(run(&["list", "-g", "--socket", "/nonexistent"], &[]).code, 2);
+        assert_eq!(run(&["get-env", "-r", "A", "--socket", "/nonexistent"], &[]).code, 2);
+    }
+
+    #[test]
+    fn get_list_unset_and_reset_env() {
+        let daemon = Daemon::start(&[&text_reply("1"), DONE]);
+        let outcome = run(&["get-env", "A", "--socket", &daemon.path], &[]);
+        assert_eq!((outcome.code, outcome.out.as_str()), (0, "1\n"));
+        assert_eq!(
+            daemon.request(),
+            Request::GetEnv {
+                name: "A".into(),
+                job: None,
+                instance: None
+            }
+        );
+        let daemon = Daemon::start(&[r#"{"reply":"error","message":"No such variable: Z"}"#]);
+        let outcome = run(
+            &["get-env", "-g", "Z", "--socket", &daemon.path],
+            &[("UPSTART_JOB", "web")],
+        );
+        assert_eq!(
+            (outcome.code, outcome.out.as_str(), outcome.err.as_str()),
+            (1, "", "uprisectl: No such variable: Z\n")
+        );
+        assert!(matches!(daemon.request(), Request::GetEnv { job: None, .. }));
+        assert_eq!(run(&["get-env", "A", "B", "--socket", "/nonexistent"], &[]).code, 2);
+
+        let daemon = Daemon::start(&[&text_reply("A=1"), &text_reply("B="), DONE]);
+        let outcome = run(&["list-env", "--socket", &daemon.path], &[("UPSTART_JOB", "web")]);
+        assert_eq!((outcome.code, outcome.out.as_str()), (0, "A=1\nB=\n"));
+        assert_eq!(
+            daemon.request(),
+            Request::ListEnv {
+                job: Some("web".into()),
+                instance: Some(String::new())
+            }
+        );
+
+        let daemon = Daemon::start(&[DONE]);
+        assert_eq!(run(&["unset-env", "A", "B", "--socket", &daemon.path], &[]).code, 0);
+        assert_eq!(
+            daemon.request(),
+            Request::UnsetEnv {
+                names: vec!["A".into(), "B".into()],
+                job: None,
+                instance: None
+            }
+        );
+        let daemon = Daemon::start(&[DONE]);
+        assert_eq!(run(&["reset-env", "-g", "--socket", &daemon.path], &[]).code, 0);
+        assert_eq!(
+            daemon.request(),
+            Request::ResetEnv {
+                job: None,
+                instance: None
+            }
+        );
+        assert_eq!(run(&["reset-env", "A", "--socket", "/nonexistent"], &[]).code, 2);
+    }
+
+    #[test]
+    fn show_config_and_the_meaning_of_dash_e() {
+        let daemon = Daemon::start(&[&text_reply("a\n  emits x\n  start on startup"), &text_reply("b"), DONE]);
+        let outcome = run(&["show-config", "-e", "--socket", &daemon.path], &[]);
+        assert_eq!(
+            (outcome.code, outcome.out.as_str()),
+            (0, "a\n  emits x\n  start on startup\nb\n")
+        );
+        assert_eq!(
+            daemon.request(),
+            Request::ShowConfig {
+                job: None,
+                enumerate: true
+            }
+        );
+        let daemon = Daemon::start(&[DONE]);
+        run(&["show-config", "web", "--socket", &daemon.path], &[]);
+        assert_eq!(
+            daemon.request(),
+            Request::ShowConfig {
+                job: Some("web".into()),
+                enumerate: false
+            }
+        );
+        assert_eq!(run(&["show-config", "a", "b", "--socket", "/nonexistent"], &[]).code, 2);
+    }
+
+    #[test]
+    fn check_config_exits_1_when_it_reports() {
+        let daemon = Daemon::start(&[&text_reply("web\n  start on: unknown job grape"), DONE]);
+        let outcome = run(
+            &[
+                "check-config",
+                "-i",
+                "a, b",
+                "--ignore-events=c",
+                "-w",
+                "--socket",
+                &daemon.path,
+            ],
+            &[],
+        );
+        assert_eq!(
+            (outcome.code, outcome.out.as_str(), outcome.err.as_str()),
+            (1, "web\n  start on: unknown job grape\n", "")
+        );
+        assert_eq!(
+            daemon.request(),
+            Request::CheckConfig {
+                job: None,
+                ignore: vec!["a".into(), "b".into(), "c".into()],
+                warn: true
+            }
+        );
+        let daemon = Daemon::start(&[DONE]);
+        let outcome = run(&["check-config", "web", "--socket", &daemon.path], &[]);
+        assert_eq!((outcome.code, outcome.out.as_str()), (0, ""));
+        assert_eq!(
+            daemon.request(),
+            Request::CheckConfig {
+                job: Some("web".into()),
+                ignore: vec![],
+                warn: false
+            }
+        );
+        assert_eq!(run(&["check-config", "-i", "--socket", "/nonexistent"], &[]).code, 1);
+    }
+
+    #[test]
+    fn monitor_prints_one_line_per_reply_until_the_daemon_closes() {
+        let event = r#"{"reply":"event","name":"starting","env":["JOB=x","INSTANCE="]}"#;
+        let change = r#"{"reply":"change","job":"w","instance":"eth0","goal":"start","state":"running"}"#;
+        let bare = r#"{"reply":"event","name":"startup","env":[]}"#;
+        let daemon = Daemon::start(&[event, change, bare]);
+        let outcome = run(&["monitor", "--socket", &daemon.path], &[]);
+        assert_eq!(
+            (outcome.code, outcome.out.as_str(), outcome.err.as_str()),
+            (
+                0,
+                "event starting JOB=x INSTANCE=\njob w (eth0) start/running\nevent startup\n",
+                ""
+            )
+        );
+        assert_eq!(daemon.request(), Request::Monitor);
+
+        let daemon = Daemon::start(&[event, change]);
+        let outcome = run(&["monitor", "--json", "--socket", &daemon.path], &[]);
+        assert_eq!(outcome.out, format!("{event}\n{change}\n"));
+        daemon.request();
+    }
+
+    /// A stdout whose reader goes away after `limit` lines.
+    struct ClosedAfter {
+        limit: usize,
+        written: Vec<u8>,
+    }
+
+    impl Write for ClosedAfter {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            if self.written.iter().filter(|byte| **byte == b'\n').count() >= self.limit {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+            }
+            self.written.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn monitor_ends_quietly_when_stdout_goes_away() {
+        let event = r#"{"reply":"event","name":"up","env":[]}"#;
+        let daemon = Daemon::start(&[event, event, event]);
+        let mut out = ClosedAfter {
+            limit: 1,
+            written: Vec::new(),
+        };
+        let mut err = Vec::new();
+        let args: Vec<String> = ["monitor", "--socket", &daemon.path]
+            .iter()
+            .map(|arg| arg.to_string())
+            .collect();
+        let code = run_with("uprisectl", &args, &mut out, &mut err, &|_| None);
+        assert_eq!((code, err.as_slice()), (0, &b""[..]));
+        assert_eq!(out.written, b"event up\n");
+        daemon.request();
+    }
+
+    #[test]
+    fn log_prints_the_file_or_its_last_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web.log");
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        let path_text = path.to_str().unwrap();
+
+        let daemon = Daemon::start(&[&text_reply(path_text), DONE]);
+        let outcome = run(&["log", "web", "A=1", "--socket", &daemon.path], &[]);
+        assert_eq!((outcome.code, outcome.out.as_str()), (0, "one\ntwo\nthree\n"));
+        assert_eq!(
+            daemon.request(),
+            Request::LogPath {
+                job: "web".into(),
+                env: vec!["A=1".into()],
+                instance: None
+            }
+        );
+        for (args, expected) in [
+            (&["-n", "1"][..], "three\n"),
+            (&["-n2"], "two\nthree\n"),
+            (&["--lines=9"], "one\ntwo\nthree\n"),
+            (&["--lines", "0"], ""),
+        ] {
+            let daemon = Daemon::start(&[&text_reply(path_text), DONE]);
+            let mut line = vec!["log", "web", "--socket", &daemon.path];
+            line.extend_from_slice(args);
+            let outcome = run(&line, &[]);
+            assert_eq!((outcome.code, outcome.out.as_str()), (0, expected), "{args:?}");
+            daemon.request();
+        }
+
+        let missing = dir.path().join("nothing.log");
+        let daemon = Daemon::start(&[&text_reply(missing.to_str().unwrap()), DONE]);
+        let outcome = run(&["log", "web", "--socket", &daemon.path], &[]);
+        assert_eq!((outcome.code, outcome.err.as_str()), (1, "uprisectl: No log for web\n"));
+        daemon.request();
+
+        assert_eq!(run(&["log", "web", "-n", "x", "--socket", "/nonexistent"], &[]).code, 2);
+        assert_eq!(run(&["log", "web", "-n"], &[]).code, 2);
+        assert_eq!(run(&["log", "web", "B", "--socket", "/nonexistent"], &[]).code, 1);
+        assert_eq!(run(&["log", "--socket", "/nonexistent"], &[]).code, 1);
+        // -n is still --no-wait for start.
+        assert_eq!(run(&["start", "-n", "--socket", "/nonexistent", "web"], &[]).code, 1);
+    }
+
+    #[test]
+    fn tail_start_counts_lines_from_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let tail = |text: &[u8], lines: usize| {
+            std::fs::write(&path, text).unwrap();
+            let mut file = File::open(&path).unwrap();
+            let start = tail_start(&mut file, lines).unwrap() as usize;
+            String::from_utf8(text[start..].to_vec()).unwrap()
+        };
+        assert_eq!(tail(b"a\nb\nc\n", 2), "b\nc\n");
+        assert_eq!(tail(b"a\nb\nc", 2), "b\nc");
+        assert_eq!(tail(b"a\nb\nc", 5), "a\nb\nc");
+        assert_eq!(tail(b"\n\n", 1), "\n");
+        assert_eq!(tail(b"", 3), "");
+        assert_eq!(tail(b"a\n", 0), "");
+        // Longer than one read.
+        let mut big = Vec::new();
+        for n in 0..30_000 {
+            big.extend_from_slice(format!("line {n}\n").as_bytes());
+        }
+        assert_eq!(tail(&big, 3), "line 29997\nline 29998\nline 29999\n");
+        assert_eq!(tail(&big, 30_000).len(), big.len());
+    }
+
+    /// A stdout shared with the test thread; it closes once `until` has been written.
+    struct Watched {
+        seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        until: &'static str,
+    }
+
+    impl Write for Watched {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            let mut seen = self.seen.lock().unwrap();
+            if String::from_utf8_lossy(&seen).contains(self.until) {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+            }
+            seen.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            if String::from_utf8_lossy(&self.seen.lock().unwrap()).contains(self.until) {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn log_follow_sees_appends_rotation_and_truncation() {
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("svc.log");
+        std::fs::write(&path, "old-1\nold-2\n").unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut out = Watched {
+            seen: seen.clone(),
+            until: "end\n",
+        };
+        let follower_path = path.clone();
+        let follower = std::thread::spawn(move || {
+            let options = LogOptions {
+                lines: Some(1),
+                follow: true,
+                poll: Duration::from_millis(5),
+            };
+            print_log(&follower_path, "svc", options, &mut out).map_err(|failure| failure.message)
+        });
+        let wait_for = |text: &str| {
+            let start = std::time::Instant::now();
+            while !String::from_utf8_lossy(&seen.lock().unwrap()).contains(text) {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "waiting for {text:?}, have {:?}",
+                    String::from_utf8_lossy(&seen.lock().unwrap())
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        };
+        let append = |text: &str| {
+            let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            file.write_all(text.as_bytes()).unwrap();
+        };
+        wait_for("old-2\n");
+        append("appended\n");
+        wait_for("appended\n");
+        // Rotation: the old file keeps its last line; a new one starts.
+        append("last-of-old\n");
+        std::fs::rename(&path, dir.path().join("svc.log.1")).unwrap();
+        std::fs::write(&path, "new-1\n").unwrap();
+        wait_for("new-1\n");
+        // Truncation (the file is shorter than what was read): read again from the start.
+        std::fs::write(&path, "t\n").unwrap();
+        wait_for("new-1\nt\n");
+        append("end\n");
+        assert_eq!(follower.join().unwrap(), Ok(()));
+        assert_eq!(
+            String::from_utf8_lossy(&seen.lock().unwrap()),
+            "old-2\nappended\nlast-of-old\nnew-1\nt\nend\n"
+        );
+    }
+
+    #[test]
+    fn log_follow_waits_for_a_missing_file() {
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut out = Watched {
+            seen: seen.clone(),
+            until: "here\n",
+        };
+        let follower_path = path.clone();
+        let follower = std::thread::spawn(move || {
+            let options = LogOptions {
+                lines: None,
+                follow: true,
+                poll: Duration::from_millis(5),
+            };
+            print_log(&follower_path, "late", options, &mut out).map_err(|failure| failure.message)
+        });
+        std::fs::write(&path, "here\n").unwrap();
+        // The writer closes once it has seen the line; one more line makes the follower write.
+        let start = std::time::Instant::now();
+        while !follower.is_finished() {
+            assert!(start.elapsed() < Duration::from_secs(20), "the follower did not end");
+            let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+            file.write_all(b"more\n").unwrap();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(follower.join().unwrap(), Ok(()));
+        assert!(String::from_utf8_lossy(&seen.lock().unwrap()).starts_with("here\n"));
     }
 }

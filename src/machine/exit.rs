@@ -1,7 +1,7 @@
 //! What a process exit means: failure, respawn or a normal end. Pure: the caller passes the
 //! job's settings, the instance's goal and state, and the current time.
 
-use crate::syntax::ast::{ExitItem, RespawnLimit};
+use crate::syntax::ast::{ExitItem, RespawnDelay, RespawnLimit};
 
 use super::state::{Goal, State};
 
@@ -93,6 +93,21 @@ impl RespawnWindow {
     }
 }
 
+/// The wait before respawn number `streak` (1 for the first): the initial delay doubled for
+/// each consecutive respawn, capped at `max`, plus `random % jitter` (the caller passes any
+/// random number). In milliseconds.
+pub fn backoff_millis(delay: RespawnDelay, streak: u32, random: u64) -> u64 {
+    let doublings = streak.saturating_sub(1).min(32);
+    let mut millis = delay.initial.millis.saturating_mul(1u64 << doublings);
+    if let Some(max) = delay.max {
+        millis = millis.min(max.millis);
+    }
+    match delay.jitter {
+        Some(jitter) if jitter.millis > 0 => millis.saturating_add(random % jitter.millis),
+        _ => millis,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +144,26 @@ mod tests {
         assert_eq!(run(Code(2), false, false, &[ExitItem::Status(2)]), Finished);
         assert_eq!(run(Signal(15), false, true, &[ExitItem::Signal(15)]), Finished);
         assert_eq!(run(Code(15), false, false, &[ExitItem::Signal(15)]), Failed);
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_plus_jitter() {
+        use crate::syntax::ast::Seconds;
+        let delay = RespawnDelay {
+            initial: Seconds { millis: 1000 },
+            max: Some(Seconds { millis: 5000 }),
+            jitter: None,
+        };
+        let waits: Vec<u64> = (1..=5).map(|streak| backoff_millis(delay, streak, 0)).collect();
+        assert_eq!(waits, [1000, 2000, 4000, 5000, 5000]);
+        let jittery = RespawnDelay {
+            jitter: Some(Seconds { millis: 300 }),
+            ..delay
+        };
+        assert_eq!(backoff_millis(jittery, 1, 1234), 1000 + 1234 % 300);
+        let unbounded = RespawnDelay { max: None, ..delay };
+        // Doublings stop at 2^32; without a maximum the delay is that large, not an overflow.
+        assert_eq!(backoff_millis(unbounded, 100, 0), 1000u64 << 32);
     }
 
     #[test]

@@ -98,21 +98,18 @@ impl Node {
         }
     }
 
-    fn offer(&mut self, event: &EventRef<'_>, vars: &[String]) -> bool {
+    /// Offers an event to every leaf; returns how many leaves took it (each is one hold).
+    fn offer(&mut self, event: &EventRef<'_>, vars: &[String]) -> usize {
         match self {
-            Node::And(left, right) | Node::Or(left, right) => {
-                let took_left = left.offer(event, vars);
-                let took_right = right.offer(event, vars);
-                took_left || took_right
-            }
+            Node::And(left, right) | Node::Or(left, right) => left.offer(event, vars) + right.offer(event, vars),
             Node::Leaf { pattern, matched } => {
                 if matched.is_none() && event_matches(pattern, event, vars) {
                     *matched = Some(event.id);
-                    return true;
+                    return 1;
                 }
-                false
+                0
             }
-            Node::Timer { .. } => false,
+            Node::Timer { .. } => 0,
         }
     }
 
@@ -128,9 +125,7 @@ impl Node {
                 }
             }
             Node::Leaf { matched, .. } | Node::Timer { matched } => {
-                if let Some(id) = matched.take()
-                    && !out.contains(&id)
-                {
+                if let Some(id) = matched.take() {
                     out.push(id);
                 }
             }
@@ -172,8 +167,8 @@ impl Node {
 /// What happened when an event was offered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Offer {
-    /// A leaf took the event (and now holds it).
-    pub taken: bool,
+    /// How many leaves took the event; each now holds it (one hold each).
+    pub taken: usize,
     /// The whole expression is true.
     pub fired: bool,
 }
@@ -188,7 +183,7 @@ impl Matcher {
         let taken = self.root.offer(event, vars);
         Offer {
             taken,
-            fired: taken && self.root.value(),
+            fired: taken > 0 && self.root.value(),
         }
     }
 
@@ -196,8 +191,9 @@ impl Matcher {
         self.root.value()
     }
 
-    /// After firing: the events that made the expression true, in tree order; their leaves
-    /// are reset, other partial matches stay.
+    /// After firing: the holds of the leaves that made the expression true, in tree order
+    /// (an event taken by two leaves appears twice); those leaves are reset, other partial
+    /// matches stay.
     pub fn take_fired(&mut self) -> Vec<EventId> {
         let mut out = Vec::new();
         self.root.take_true_part(&mut out);
@@ -213,11 +209,12 @@ impl Matcher {
         out
     }
 
-    /// Forgets every partial match; returns the events that were held.
+    /// Forgets every partial match; returns the holds that were kept (one per leaf).
     pub fn reset(&mut self) -> Vec<EventId> {
-        let held = self.held();
+        let mut holds = Vec::new();
+        self.root.held(&mut holds);
         self.root.clear();
-        held
+        holds
     }
 
     /// The event names the expression can match, for the dispatch index.
@@ -308,29 +305,11 @@ mod tests {
     #[test]
     fn and_holds_a_partial_match_until_the_other_side_comes() {
         let mut m = matcher("a and b");
-        assert_eq!(
-            offer(&mut m, 1, "a", &[]),
-            Offer {
-                taken: true,
-                fired: false
-            }
-        );
+        assert_eq!(offer(&mut m, 1, "a", &[]), Offer { taken: 1, fired: false });
         assert_eq!(m.held(), [1]);
         // A second `a` is ignored while the leaf holds the first.
-        assert_eq!(
-            offer(&mut m, 2, "a", &[]),
-            Offer {
-                taken: false,
-                fired: false
-            }
-        );
-        assert_eq!(
-            offer(&mut m, 3, "b", &[]),
-            Offer {
-                taken: true,
-                fired: true
-            }
-        );
+        assert_eq!(offer(&mut m, 2, "a", &[]), Offer { taken: 0, fired: false });
+        assert_eq!(offer(&mut m, 3, "b", &[]), Offer { taken: 1, fired: true });
         assert_eq!(m.take_fired(), [1, 3]);
         assert!(m.held().is_empty());
     }
@@ -359,10 +338,20 @@ mod tests {
     }
 
     #[test]
-    fn one_event_can_satisfy_two_leaves() {
+    fn one_event_taken_by_two_leaves_is_held_twice() {
         let mut m = matcher("started x or started JOB=x");
-        assert!(offer(&mut m, 7, "started", &["JOB=x"]).fired);
-        assert_eq!(m.take_fired(), [7]);
+        assert_eq!(offer(&mut m, 7, "started", &["JOB=x"]), Offer { taken: 2, fired: true });
+        assert_eq!(m.take_fired(), [7, 7]);
+    }
+
+    #[test]
+    fn a_firing_on_one_side_keeps_the_other_sides_hold_on_a_shared_event() {
+        let mut m = matcher("(a and x) or (a and y)");
+        assert_eq!(offer(&mut m, 1, "a", &[]).taken, 2);
+        assert!(offer(&mut m, 2, "x", &[]).fired);
+        assert_eq!(m.take_fired(), [1, 2]);
+        // The right-hand `a` still holds event 1: one hold is left to release.
+        assert_eq!(m.reset(), [1]);
     }
 
     #[test]

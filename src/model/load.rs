@@ -84,7 +84,8 @@ impl Config {
                 ConfigSource::Dir(dir) => {
                     config.load_daemon_file(&daemon_file_of(dir));
                     let mut found = Vec::new();
-                    config.walk(dir, dir, &mut found);
+                    let mut visited = HashSet::new();
+                    config.walk(dir, dir, &mut found, &mut visited);
                     files.extend(found);
                 }
                 ConfigSource::File(path) => {
@@ -140,7 +141,14 @@ impl Config {
             .count()
     }
 
-    fn walk(&mut self, root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>) {
+    fn walk(&mut self, root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>, visited: &mut HashSet<(u64, u64)>) {
+        // Symbolic links are followed, so a link back up the tree must not loop.
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = fs::metadata(dir)
+            && !visited.insert((meta.dev(), meta.ino()))
+        {
+            return;
+        }
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(error) => {
@@ -167,7 +175,7 @@ impl Config {
             // Symbolic links are followed (Upstart ignored them).
             let Ok(metadata) = fs::metadata(&path) else { continue };
             if metadata.is_dir() {
-                self.walk(root, &path, found);
+                self.walk(root, &path, found, visited);
             } else if metadata.is_file() && file_name.ends_with(".conf") {
                 let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
                 let name = relative.trim_start_matches('/').trim_end_matches(".conf").to_string();

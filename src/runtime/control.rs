@@ -31,6 +31,8 @@ pub struct Conn {
     busy: bool,
     /// Close once the output is written.
     closing: bool,
+    /// The client closed its side: answer what it sent, then close.
+    eof: bool,
     uid: u32,
 }
 
@@ -41,12 +43,29 @@ pub struct Clients {
     next: ClientId,
 }
 
-/// Binds the control socket: the parent dir is created private, a stale socket replaced.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
+/// Replies queued for one client beyond which it is dropped (a monitor that never reads).
+const MAX_BUFFERED: usize = 16 << 20;
+
+/// Statuses per reply line, so no line grows past what clients accept.
+pub const STATUSES_PER_LINE: usize = 500;
+
+/// Binds the control socket. A new parent dir is made private (user mode) or world-readable
+/// (system mode, where everyone may ask for status); a stale socket is replaced, a live one
+/// (another uprise) is not.
+pub fn bind(path: &Path, user_mode: bool) -> io::Result<UnixListener> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
+        && !parent.exists()
     {
         std::fs::create_dir_all(parent)?;
+        let mode = if user_mode { 0o700 } else { 0o755 };
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode))?;
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another uprise is listening on {}", path.display()),
+        ));
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -64,7 +83,15 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 fn modifies(request: &Request) -> bool {
     !matches!(
         request,
-        Request::Status { .. } | Request::List | Request::Version | Request::Usage { .. }
+        Request::Status { .. }
+            | Request::List
+            | Request::Version
+            | Request::Usage { .. }
+            | Request::GetEnv { .. }
+            | Request::ListEnv { .. }
+            | Request::ShowConfig { .. }
+            | Request::CheckConfig { .. }
+            | Request::LogPath { .. }
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -119,6 +146,7 @@ impl Daemon {
                 write_token: None,
                 busy: false,
                 closing: false,
+                eof: false,
                 uid,
             },
         );
@@ -133,7 +161,15 @@ impl Daemon {
         loop {
             match stream.read(&mut buffer) {
                 Ok(0) => {
-                    self.drop_client(id);
+                    // Half-closed: the requests already sent still get their answers.
+                    let Some(conn) = self.clients.conns.get_mut(&id) else {
+                        return PostAction::Remove;
+                    };
+                    conn.eof = true;
+                    self.next_request(id);
+                    self.settle();
+                    self.flush_clients();
+                    self.close_if_done(id);
                     return PostAction::Remove;
                 }
                 Ok(count) => {
@@ -252,7 +288,13 @@ impl Daemon {
             }
             Request::List => {
                 let instances = self.list();
-                done(self, vec![Reply::Status { instances }]);
+                let replies = instances
+                    .chunks(STATUSES_PER_LINE)
+                    .map(|chunk| Reply::Status {
+                        instances: chunk.to_vec(),
+                    })
+                    .collect();
+                done(self, replies);
                 Ok(())
             }
             Request::Emit { event, env, wait } => self.command_emit(id, &event, env, wait),
@@ -300,9 +342,54 @@ impl Daemon {
                 self.monitors.push(id);
                 Ok(())
             }
-            Request::Shutdown { .. } => {
+            Request::Shutdown { action } => {
                 done(self, Vec::new());
-                self.shutdown();
+                self.begin_shutdown(action, None);
+                Ok(())
+            }
+            Request::SetEnv {
+                vars,
+                retain,
+                job,
+                instance,
+            } => {
+                self.command_set_env(&vars, retain, job.as_deref(), instance.as_deref())?;
+                done(self, Vec::new());
+                Ok(())
+            }
+            Request::GetEnv { name, job, instance } => {
+                let text = self.command_get_env(&name, job.as_deref(), instance.as_deref())?;
+                done(self, vec![Reply::Text { text }]);
+                Ok(())
+            }
+            Request::ListEnv { job, instance } => {
+                let entries = self.command_list_env(job.as_deref(), instance.as_deref())?;
+                done(self, entries.into_iter().map(|text| Reply::Text { text }).collect());
+                Ok(())
+            }
+            Request::UnsetEnv { names, job, instance } => {
+                self.command_unset_env(&names, job.as_deref(), instance.as_deref())?;
+                done(self, Vec::new());
+                Ok(())
+            }
+            Request::ResetEnv { job, instance } => {
+                self.command_reset_env(job.as_deref(), instance.as_deref())?;
+                done(self, Vec::new());
+                Ok(())
+            }
+            Request::ShowConfig { job, enumerate } => {
+                let blocks = self.command_show_config(job.as_deref(), enumerate)?;
+                done(self, blocks.into_iter().map(|text| Reply::Text { text }).collect());
+                Ok(())
+            }
+            Request::CheckConfig { job, ignore, warn } => {
+                let blocks = self.command_check_config(job.as_deref(), &ignore, warn)?;
+                done(self, blocks.into_iter().map(|text| Reply::Text { text }).collect());
+                Ok(())
+            }
+            Request::LogPath { job, env, instance } => {
+                let text = self.command_log_path(&job, &env, instance.as_deref())?;
+                done(self, vec![Reply::Text { text }]);
                 Ok(())
             }
         }
@@ -343,10 +430,26 @@ impl Daemon {
         }
     }
 
+    /// Closes a half-closed client once nothing is left to answer.
+    fn close_if_done(&mut self, id: ClientId) {
+        let Some(conn) = self.clients.conns.get(&id) else {
+            return;
+        };
+        let pending_line = conn.input.contains(&b'\n');
+        if conn.eof && !conn.busy && !pending_line && conn.output.is_empty() && !self.monitors.contains(&id) {
+            self.drop_client(id);
+        }
+    }
+
     fn write_client(&mut self, id: ClientId) {
         let Some(conn) = self.clients.conns.get_mut(&id) else {
             return;
         };
+        if conn.output.len() > MAX_BUFFERED {
+            warn!("client {id} does not read its replies; dropping it");
+            self.drop_client(id);
+            return;
+        }
         while !conn.output.is_empty() {
             match conn.stream.write(&conn.output) {
                 Ok(0) => break,
@@ -364,6 +467,8 @@ impl Daemon {
         if conn.output.is_empty() {
             if conn.closing {
                 self.drop_client(id);
+            } else {
+                self.close_if_done(id);
             }
             return;
         }

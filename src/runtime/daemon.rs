@@ -102,7 +102,26 @@ pub struct Daemon {
     pub watcher: Option<nix::sys::inotify::Inotify>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
     pub monitors: Vec<ClientId>,
+    /// System mode: where a shutdown is, and what it ends with.
+    pub shutdown_phase: Option<super::system::Phase>,
+    pub shutdown_action: crate::control::proto::ShutdownAction,
+    /// The current runlevel (`N` until a `runlevel` event says otherwise).
+    pub runlevel: String,
+    /// Counts instances reaching `running`, for the reverse-order shutdown.
+    next_seq: u64,
     started_at: Instant,
+}
+
+/// A cheap random number for jitter (not for anything secret).
+fn random() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 32) ^ 0x9E37_79B9_7F4A_7C15;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
 }
 
 fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) -> Vec<String> {
@@ -141,6 +160,10 @@ impl Daemon {
             reload_pending: false,
             watcher: None,
             monitors: Vec::new(),
+            shutdown_phase: None,
+            shutdown_action: crate::control::proto::ShutdownAction::Poweroff,
+            runlevel: "N".to_string(),
+            next_seq: 0,
             started_at: Instant::now(),
         }
     }
@@ -259,11 +282,11 @@ impl Daemon {
         self.classes[id].as_ref().expect("live class")
     }
 
-    fn instance_mut(&mut self, key: &Key) -> Option<&mut Instance> {
+    pub(crate) fn instance_mut(&mut self, key: &Key) -> Option<&mut Instance> {
         self.classes.get_mut(key.0)?.as_mut()?.instances.get_mut(&key.1)
     }
 
-    fn instance(&self, key: &Key) -> Option<&Instance> {
+    pub(crate) fn instance(&self, key: &Key) -> Option<&Instance> {
         self.classes.get(key.0)?.as_ref()?.instances.get(&key.1)
     }
 
@@ -274,7 +297,10 @@ impl Daemon {
         let id = self.next_event;
         self.next_event += 1;
         debug!("event {name} {}", env.join(" "));
-        self.broadcast(Reply::Event { name: name.to_string(), env: env.clone() });
+        self.broadcast(Reply::Event {
+            name: name.to_string(),
+            env: env.clone(),
+        });
         self.events.insert(
             id,
             Event {
@@ -303,6 +329,13 @@ impl Daemon {
             }
             break;
         }
+        if self.shutdown_phase.is_some() {
+            self.advance_shutdown();
+            if !self.queue.is_empty() || !self.finished.is_empty() {
+                self.settle();
+            }
+            return;
+        }
         if self.shutting_down && self.classes.iter().flatten().all(|class| class.instances.is_empty()) {
             info!("all jobs stopped; exiting");
             self.stop_signal.stop();
@@ -314,6 +347,9 @@ impl Daemon {
         event.progress = Progress::Handling;
         let name = event.name.clone();
         let env = event.env.clone();
+        if name == "runlevel" {
+            self.observe_runlevel(id, &env);
+        }
         // Stop first, then start, as Upstart does.
         let stop_classes = self.stop_index.get(&name).cloned().unwrap_or_default();
         for class_id in stop_classes {
@@ -389,7 +425,11 @@ impl Daemon {
     fn fired_env(&self, fired: &[EventId], list_key: &str) -> Vec<String> {
         let mut env = Vec::new();
         let mut names = Vec::new();
-        for id in fired {
+        let mut unique = fired.to_vec();
+        unique.dedup();
+        let mut seen = std::collections::HashSet::new();
+        unique.retain(|id| seen.insert(*id));
+        for id in &unique {
             if let Some(event) = self.events.get(id) {
                 environ::merge(&mut env, &event.env);
                 names.push(event.name.clone());
@@ -414,7 +454,7 @@ impl Daemon {
                 continue;
             }
             let offer = matcher.offer(&event, &instance.env);
-            holds += usize::from(offer.taken);
+            holds += offer.taken;
             if offer.fired {
                 fired.push((instance.name.clone(), matcher.take_fired()));
             }
@@ -443,7 +483,7 @@ impl Daemon {
         let Some(matcher) = class.start_on.as_mut() else { return };
         let offer = matcher.offer(&EventRef { id, name, env }, &defaults);
         let fired = if offer.fired { matcher.take_fired() } else { Vec::new() };
-        if offer.taken {
+        for _ in 0..offer.taken {
             self.hold(id);
         }
         if !offer.fired {
@@ -520,12 +560,35 @@ impl Daemon {
             instance.restarting = false;
         }
         let state = instance.state;
+        if goal == Goal::Stop && instance.delay_timer.is_some() {
+            // A stop during the respawn back-off ends it.
+            let token = instance.delay_timer.take();
+            instance.respawn_at = None;
+            instance.pending_delay = None;
+            if let Some(token) = token {
+                self.handle.remove(token);
+            }
+            let next = next_state(state, goal, false);
+            self.change_state(key, next);
+            return;
+        }
+        if state == State::Spawned && goal == Goal::Stop {
+            self.abandon_readiness(key);
+            return;
+        }
         if state.is_rest() {
             let next = next_state(state, goal, instance.main_alive());
             self.change_state(key, next);
         } else if goal == Goal::Stop && matches!(state, State::PreStart | State::PostStart) {
-            // Upstart waited for such a script forever. uprise gives it the kill timeout to
-            // finish (a pre-start that calls `stop` and exits is the common case), then kills it.
+            self.arm_script_grace(key);
+        }
+    }
+
+    /// Upstart waited forever for a pre-start or post-start script once the goal was stop.
+    /// uprise gives it the kill timeout to finish (a pre-start that calls `stop` and exits is
+    /// the common case), then kills it.
+    fn arm_script_grace(&mut self, key: &Key) {
+        {
             let grace = self.class(key.0).job.kill_timeout.millis;
             let timer_key = key.clone();
             let _ = self.handle.insert_source(
@@ -603,7 +666,7 @@ impl Daemon {
                     "{} process ({pid}) did not stop in time; sending KILL",
                     name.as_deref().unwrap_or("?")
                 );
-                let _ = crate::sys::process::kill_group(*pid, 9);
+                super::readiness::signal_main(*pid, 9);
             }
         }
     }
@@ -611,13 +674,47 @@ impl Daemon {
     /// Enters `state` and performs its actions, following on while nothing needs waiting for.
     pub fn change_state(&mut self, key: &Key, mut state: State) {
         loop {
+            if let Some(instance) = self.instance_mut(key)
+                && state == State::Starting
+                && instance.goal == Goal::Respawn
+                && let Some(delay) = instance.pending_delay.take()
+                && delay > 0
+            {
+                // Respawn back-off: wait in `post-stop`, then start.
+                instance.respawn_at = Some(Instant::now() + Duration::from_millis(delay));
+                let timer_key = key.clone();
+                let token = self.handle.insert_source(
+                    Timer::from_duration(Duration::from_millis(delay)),
+                    move |_, _, daemon| {
+                        if let Some(instance) = daemon.instance_mut(&timer_key) {
+                            instance.delay_timer = None;
+                            instance.respawn_at = None;
+                            if instance.goal == Goal::Respawn {
+                                daemon.change_state(&timer_key, State::Starting);
+                            }
+                        }
+                        daemon.settle();
+                        daemon.flush_clients();
+                        TimeoutAction::Drop
+                    },
+                );
+                if let (Ok(token), Some(instance)) = (token, self.instance_mut(key)) {
+                    instance.delay_timer = Some(token);
+                }
+                return;
+            }
             let Some(instance) = self.instance_mut(key) else { return };
             let from = instance.state;
             instance.state = state;
             let goal = instance.shown_goal().to_string();
             let job = self.class(key.0).job.clone();
             debug!("{} ({}) state {from} -> {state}", job.name, key.1);
-            self.broadcast(Reply::Change { job: job.name.clone(), instance: key.1.clone(), goal, state: state.name().to_string() });
+            self.broadcast(Reply::Change {
+                job: job.name.clone(),
+                instance: key.1.clone(),
+                goal,
+                state: state.name().to_string(),
+            });
             let next = match state {
                 State::Waiting => {
                     self.enter_waiting(key, &job);
@@ -635,8 +732,13 @@ impl Daemon {
                     }
                     instance.stop_env.clear();
                     instance.failed = None;
+                    // A fresh stop matcher; holds of the old one (from before a respawn) go.
+                    let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
                     instance.stop_on = job.stop_on.as_ref().map(Matcher::new);
                     let env = job_event_env(&job, instance, &[]);
+                    for event in held {
+                        self.release(event, false);
+                    }
                     let event = self.emit("starting", env);
                     self.instance_mut(key).expect("checked").blocker = Some(event);
                     self.event_waiters.entry(event).or_default().push(key.clone());
@@ -666,10 +768,21 @@ impl Daemon {
                     next_state(state, instance.goal, instance.main_alive())
                 }
                 State::Spawned => {
-                    if job.processes.contains_key(&ProcessKind::Main)
-                        && let Err(()) = self.spawn_process(key, &job, ProcessKind::Main)
-                    {
-                        self.fail(key, "main", None);
+                    if job.processes.contains_key(&ProcessKind::Main) {
+                        match self.spawn_process(key, &job, ProcessKind::Main) {
+                            Ok(true) => {
+                                let pid = self
+                                    .instance(key)
+                                    .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+                                if let Some(pid) = pid
+                                    && self.begin_readiness(key, &job, pid)
+                                {
+                                    return;
+                                }
+                            }
+                            Ok(false) => {}
+                            Err(()) => self.fail(key, "main", None),
+                        }
                     }
                     let instance = self.instance(key).expect("checked");
                     next_state(state, instance.goal, instance.main_alive())
@@ -678,6 +791,11 @@ impl Daemon {
                     if from == State::PostStart {
                         let env = job_event_env(&job, self.instance(key).expect("checked"), &[]);
                         self.emit("started", env);
+                        self.next_seq += 1;
+                        let seq = self.next_seq;
+                        if let Some(instance) = self.instance_mut(key) {
+                            instance.started_seq = seq;
+                        }
                         let instance = self.instance_mut(key).expect("checked");
                         instance.respawn_streak = 0;
                     }
@@ -724,7 +842,7 @@ impl Daemon {
                     if let Some(&pid) = instance.pids.get(&ProcessKind::Main) {
                         let signal = crate::sys::process::signal_name(job.kill_signal);
                         info!("Sending {signal} signal to {} main process ({pid})", job.name);
-                        let _ = crate::sys::process::kill_group(pid, job.kill_signal);
+                        super::readiness::signal_main(pid, job.kill_signal);
                         self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
                         return;
                     }
@@ -765,14 +883,21 @@ impl Daemon {
             if let Some(token) = instance.delay_timer.take() {
                 self.handle.remove(token);
             }
-            if let Some(pipe) = instance.log.take() {
+            if let Some(mut pipe) = instance.log.take() {
                 self.handle.remove(pipe.token);
+                // Output kept while the log dir was unwritable gets one more chance.
+                pipe.log.flush_pending();
             }
             for event in held {
                 self.release(event, false);
             }
         }
         self.consider_replacement(key.0);
+    }
+
+    /// `fail` for the other runtime modules.
+    pub(crate) fn fail_public(&mut self, key: &Key, process: &str, status: Option<ExitStatus>) {
+        self.fail(key, process, status);
     }
 
     /// Marks an instance failed (the first failure wins) and sets its goal to stop.
@@ -784,8 +909,12 @@ impl Daemon {
                 status,
             });
         }
+        let was_stop = instance.goal == Goal::Stop;
         instance.goal = Goal::Stop;
         instance.restarting = false;
+        if !was_stop && matches!(instance.state, State::PreStart | State::PostStart) {
+            self.arm_script_grace(key);
+        }
     }
 
     /// Releases everything waiting on an instance: its goal is reached (or failed).
@@ -836,6 +965,9 @@ impl Daemon {
         environ::set(&mut env, "UPSTART_JOB", &job.name);
         environ::set(&mut env, "UPSTART_INSTANCE", &instance.name);
         environ::set(&mut env, "UPRISE_SOCKET", &self.settings.socket.to_string_lossy());
+        if job.expect == crate::syntax::ast::Expect::Notify {
+            environ::set(&mut env, "NOTIFY_SOCKET", &self.notify_socket_path().to_string_lossy());
+        }
         env
     }
 
@@ -954,13 +1086,14 @@ impl Daemon {
     }
 
     /// A child uprise started has ended.
-    pub fn process_exited(&mut self, pid: i32, status: ExitStatus) {
+    /// Returns false when uprise did not start the process (an adopted orphan).
+    pub fn process_exited(&mut self, pid: i32, status: ExitStatus) -> bool {
         let Some((class_id, instance_name, kind)) = self.pids.remove(&pid) else {
-            return;
+            return false;
         };
         let key = (class_id, instance_name);
         let Some(instance) = self.instance_mut(&key) else {
-            return;
+            return true;
         };
         instance.pids.remove(&kind);
         let job = self.class(class_id).job.clone();
@@ -986,6 +1119,10 @@ impl Daemon {
         }
         let instance = self.instance_mut(&key).expect("checked");
         let state = instance.state;
+        if kind == ProcessKind::Main && state == State::Spawned && self.forking_parent_exited(&key, pid, status) {
+            return true;
+        }
+        let instance = self.instance_mut(&key).expect("checked");
         match kind {
             ProcessKind::Main => {
                 let verdict = classify_main_exit(state, instance.goal, status, job.task, job.respawn, &job.normal_exit);
@@ -1007,6 +1144,12 @@ impl Daemon {
                     State::Killed => {
                         let next = next_state(State::Killed, instance.goal, false);
                         self.change_state(&key, next);
+                    }
+                    // Died before it was ready: Upstart went on to `running` with no process
+                    // (and never respawned it); uprise stops, and respawns when asked to.
+                    State::Spawned if instance.goal != Goal::Start => {
+                        self.end_awaiting(&key);
+                        self.change_state(&key, State::Stopping);
                     }
                     _ => {}
                 }
@@ -1040,6 +1183,7 @@ impl Daemon {
                 }
             }
         }
+        true
     }
 
     fn respawn(&mut self, key: &Key, job: &Job, name: &str, status: ExitStatus) {
@@ -1054,9 +1198,17 @@ impl Daemon {
             self.fail(key, "respawn", None);
             return;
         }
-        info!("{name} main process ended, respawning");
         instance.goal = Goal::Respawn;
         instance.respawn_streak += 1;
+        match job.respawn_delay {
+            Some(delay) => {
+                let millis = crate::machine::exit::backoff_millis(delay, instance.respawn_streak, random());
+                instance.pending_delay = Some(millis);
+                let shown = crate::model::job::render_duration(crate::syntax::ast::Seconds { millis });
+                info!("{name} main process ended, respawning in {shown}");
+            }
+            None => info!("{name} main process ended, respawning"),
+        }
     }
 
     // ------------------------------------------------------------------ status
@@ -1100,6 +1252,25 @@ impl Daemon {
                 }
                 if instance.respawn_streak > 0 {
                     detail.push(format!("respawned {} time(s) in a row", instance.respawn_streak));
+                }
+                if let Some(at) = instance.respawn_at {
+                    let left = at.saturating_duration_since(Instant::now()).as_millis() as u64;
+                    let shown = crate::model::job::render_duration(crate::syntax::ast::Seconds { millis: left });
+                    detail.push(format!("respawning in {shown}"));
+                }
+                if let Some(awaiting) = &instance.awaiting {
+                    detail.push(match awaiting {
+                        super::readiness::Awaiting::Stop => {
+                            "waiting for the main process to stop itself (expect stop)".to_string()
+                        }
+                        super::readiness::Awaiting::Notify => "waiting for READY=1 (expect notify)".to_string(),
+                        super::readiness::Awaiting::Fork { .. } => {
+                            "waiting for the daemon to fork (expect fork/daemon, pid file)".to_string()
+                        }
+                    });
+                }
+                if let Some(status) = &instance.notify_status {
+                    detail.push(format!("status: {status}"));
                 }
                 InstanceStatus {
                     job: job.name.clone(),
@@ -1193,6 +1364,18 @@ impl Daemon {
         })
     }
 
+    fn check_env(env: &[String]) -> Result<(), String> {
+        let bad = env.iter().find(|entry| {
+            entry
+                .split_once('=')
+                .is_none_or(|(key, _)| !crate::syntax::values::is_env_key(key))
+        });
+        match bad {
+            Some(bad) => Err(format!("Env must be KEY=VALUE pairs: {bad}")),
+            None => Ok(()),
+        }
+    }
+
     pub fn command_start(
         &mut self,
         client: ClientId,
@@ -1201,6 +1384,7 @@ impl Daemon {
         instance: Option<String>,
         wait: bool,
     ) -> Result<(), String> {
+        Self::check_env(&env)?;
         if self.shutting_down {
             return Err("uprise is shutting down".into());
         }
@@ -1239,6 +1423,7 @@ impl Daemon {
         instance: Option<String>,
         wait: bool,
     ) -> Result<(), String> {
+        Self::check_env(&env)?;
         let class_id = self.lookup(job)?;
         let name = self.instance_name(class_id, &env, instance.as_deref())?;
         let key = (class_id, name.clone());
@@ -1269,6 +1454,7 @@ impl Daemon {
         instance: Option<String>,
         wait: bool,
     ) -> Result<(), String> {
+        Self::check_env(&env)?;
         let class_id = self.lookup(job)?;
         let name = self.instance_name(class_id, &env, instance.as_deref())?;
         let key = (class_id, name.clone());
@@ -1307,6 +1493,7 @@ impl Daemon {
     }
 
     pub fn command_reload(&mut self, job: &str, env: Vec<String>, instance: Option<String>) -> Result<(), String> {
+        Self::check_env(&env)?;
         let class_id = self.lookup(job)?;
         let name = self.instance_name(class_id, &env, instance.as_deref())?;
         let key = (class_id, name.clone());
@@ -1331,6 +1518,7 @@ impl Daemon {
     }
 
     pub fn command_status(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<InstanceStatus, String> {
+        Self::check_env(env)?;
         let class_id = self.lookup(job)?;
         let name = self.instance_name(class_id, env, instance)?;
         let key = (class_id, name.clone());

@@ -75,6 +75,16 @@ pub struct Instance {
     pub log: Option<LogPipe>,
     /// The last time a main process ended, and how, for `status -v`.
     pub last_exit: Option<(Instant, String)>,
+    /// What the instance waits for in `spawned` (expect, pid file).
+    pub awaiting: Option<super::readiness::Awaiting>,
+    /// The last `STATUS=` sent on the notify socket.
+    pub notify_status: Option<String>,
+    /// The back-off before the next respawn, once decided.
+    pub pending_delay: Option<u64>,
+    /// When a delayed respawn will start.
+    pub respawn_at: Option<Instant>,
+    /// Order of reaching `running`, for the reverse-order shutdown.
+    pub started_seq: u64,
 }
 
 /// The daemon's side of an instance's output pipe.
@@ -106,6 +116,11 @@ impl Instance {
             killing_scripts: false,
             log: None,
             last_exit: None,
+            awaiting: None,
+            notify_status: None,
+            pending_delay: None,
+            respawn_at: None,
+            started_seq: 0,
         }
     }
 

@@ -1,7 +1,9 @@
-//! The daemon's own log: one line per message on stderr (user mode), prefixed `uprise: `.
+//! The daemon's own log: one line per message, prefixed `uprise: `, on stderr in user mode
+//! and in containers, and in the kernel log (`/dev/kmsg`) when uprise is a machine's PID 1.
 //! Priorities follow Upstart's names: debug, info, message, warn, error, fatal.
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 
@@ -16,6 +18,18 @@ impl Log for StderrLogger {
         if !self.enabled(record.metadata()) || !record.target().starts_with("uprise") {
             return;
         }
+        if let Some(kmsg) = KMSG.get() {
+            let priority = match record.level() {
+                Level::Error => 3,
+                Level::Warn => 4,
+                Level::Info => 6,
+                Level::Debug | Level::Trace => 7,
+            };
+            // One write per line: the kernel takes each write as one record.
+            let line = format!("<{priority}>uprise: {}\n", record.args());
+            let _ = (&*kmsg).write_all(line.as_bytes());
+            return;
+        }
         let mut stderr = std::io::stderr().lock();
         let _ = writeln!(stderr, "uprise: {}", record.args());
     }
@@ -24,6 +38,14 @@ impl Log for StderrLogger {
 }
 
 static LOGGER: StderrLogger = StderrLogger;
+static KMSG: OnceLock<std::fs::File> = OnceLock::new();
+
+/// Sends the log to the kernel log from now on (a machine's PID 1).
+pub fn use_kernel_log() {
+    if let Ok(file) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = KMSG.set(file);
+    }
+}
 
 /// Installs the logger; `debug` lowers the priority to debug.
 pub fn init(debug: bool) {

@@ -2,11 +2,14 @@
 //! job output pipes. Callbacks stay thin; the daemon core (`daemon.rs`) decides with the
 //! pure `machine` and acts through `sys`.
 
+pub mod commands;
 pub mod control;
 pub mod daemon;
 pub mod jobs;
 pub mod logger;
 pub mod output;
+pub mod readiness;
+pub mod system;
 pub mod watch;
 
 use std::io;
@@ -67,12 +70,19 @@ impl Daemon {
                     let status = match exit {
                         Exit::Code(code) => ExitStatus::Code(code),
                         Exit::Signal(signal) => ExitStatus::Signal(signal),
-                        Exit::Stopped(_) | Exit::Continued => continue,
+                        Exit::Stopped(_) => {
+                            self.process_stopped(pid);
+                            continue;
+                        }
+                        Exit::Continued => continue,
                     };
-                    self.process_exited(pid, status);
+                    if !self.process_exited(pid, status) {
+                        // An adopted orphan: a forking job may have finished forking.
+                        self.adopted_exited();
+                    }
                 }
             }
-            Signal::SIGTERM => self.shutdown(),
+            Signal::SIGTERM => self.begin_shutdown(crate::control::proto::ShutdownAction::Poweroff, None),
             Signal::SIGINT if self.settings.user_mode => self.shutdown(),
             Signal::SIGINT => {
                 self.emit("control-alt-delete", Vec::new());
@@ -93,6 +103,14 @@ impl Daemon {
 /// runs, nothing a job or a client does makes it return.
 pub fn run(options: Options) -> io::Result<()> {
     logger::init(options.debug);
+    let machine_init = !options.user_mode && std::process::id() == 1 && !system::in_nested_pid_namespace();
+    if machine_init {
+        logger::use_kernel_log();
+        // Ctrl-Alt-Del becomes SIGINT (the control-alt-delete event) instead of a reboot.
+        if let Err(error) = nix::sys::reboot::set_cad_enabled(false) {
+            warn!("cannot take over Ctrl-Alt-Del: {error}");
+        }
+    }
     // Block the handled signals before anything else so that none is lost; children get
     // an empty mask back from sys::spawn.
     let mut mask = SigSet::empty();
@@ -139,8 +157,11 @@ pub fn run(options: Options) -> io::Result<()> {
         )
         .map_err(|error| io::Error::other(error.to_string()))?;
 
-    let listener = control::bind(&options.socket)?;
+    let listener = control::bind(&options.socket, options.user_mode)?;
     daemon.listen(listener)?;
+    if let Err(error) = daemon.listen_notify() {
+        warn!("cannot open the notify socket ({error}); `expect notify` jobs will not become ready");
+    }
     info!("listening on {}", options.socket.display());
 
     daemon.reload_configuration();
@@ -164,14 +185,14 @@ pub fn run(options: Options) -> io::Result<()> {
 
 /// The environment every job starts from. User mode passes the daemon's own environment on,
 /// as a session supervisor should; system mode gives Upstart's minimal PATH and TERM.
-fn initial_environment(user_mode: bool) -> Vec<String> {
+pub(crate) fn initial_environment(user_mode: bool) -> Vec<String> {
     let mut env: Vec<String> = if user_mode {
         std::env::vars()
             .filter(|(key, _)| key != "UPRISE_SOCKET")
             .map(|(key, value)| format!("{key}={value}"))
             .collect()
     } else {
-        let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+        let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin".to_string()];
         if let Ok(term) = std::env::var("TERM") {
             env.push(format!("TERM={term}"));
         }

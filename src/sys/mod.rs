@@ -15,4 +15,5 @@
 //!   the child-subreaper bit, signal names.
 
 pub mod process;
+pub mod procfs;
 pub mod spawn;

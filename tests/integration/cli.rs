@@ -137,3 +137,13 @@ fn next_elapse_rejects_a_bad_expression_with_a_caret() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_symbolic_link_loop_in_a_job_dir_is_walked_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.conf"), "exec /bin/true\n").unwrap();
+    std::os::unix::fs::symlink(".", dir.path().join("loop")).unwrap();
+    let out = uprisectl(&["check", "--json", dir.path().to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["jobs"].as_array().unwrap().len(), 1, "{report}");
+}

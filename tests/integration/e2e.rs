@@ -334,3 +334,39 @@ fn scripts_run_in_any_interpreter_through_fd_3() {
     assert_eq!(h.ctl(&["start", "py"]).code, Some(0), "{}", h.daemon_log());
     assert_eq!(h.work_file("py"), "/dev/fd/3\n");
 }
+
+#[test]
+fn a_request_followed_by_end_of_file_still_gets_its_answer() {
+    use std::io::{Read, Write};
+    let h = Harness::start(&[("svc", "exec sleep 300\n")]);
+    for _ in 0..20 {
+        let mut stream = std::os::unix::net::UnixStream::connect(h.socket()).unwrap();
+        stream.write_all(b"{\"method\":\"status\",\"job\":\"svc\"}\n").unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.contains("\"state\":\"waiting\"") && answer.ends_with("{\"reply\":\"done\"}\n"),
+            "{answer}"
+        );
+    }
+}
+
+#[test]
+fn a_second_daemon_does_not_take_over_a_live_socket() {
+    let h = Harness::start(&[("svc", "exec sleep 300\n")]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uprise"))
+        .args(["--user", "--confdir"])
+        .arg(h.path("init"))
+        .arg("--socket")
+        .arg(h.socket())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another uprise is listening on"));
+    assert_eq!(
+        h.ctl(&["status", "svc"]).code,
+        Some(0),
+        "the first daemon still answers"
+    );
+}

@@ -75,6 +75,59 @@ impl Harness {
         });
     }
 
+    /// Starts uprise in system mode as PID 1 of a new PID namespace (`unshare --pid --fork`).
+    /// Jobs get no environment from the test: their files use absolute paths.
+    pub fn spawn_system(&mut self) {
+        let stderr = std::fs::File::create(&self.stderr_path).unwrap();
+        let child = Command::new("unshare")
+            .args(["--pid", "--fork", "--mount-proc"])
+            .arg(env!("CARGO_BIN_EXE_uprise"))
+            .arg("--confdir")
+            .arg(self.path("init"))
+            .arg("--logdir")
+            .arg(self.path("log"))
+            .arg("--socket")
+            .arg(self.socket())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("unshare runs (util-linux, as root)");
+        self.daemon = Some(child);
+        let socket = self.socket();
+        self.wait_until("the control socket", || {
+            socket.exists() && self.ctl(&["version"]).code == Some(0)
+        });
+    }
+
+    /// The pid, outside the namespace, of the uprise that runs as PID 1 inside it.
+    pub fn namespace_init(&self) -> i32 {
+        let unshare = self.daemon.as_ref().expect("started").id();
+        let children = std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|pid| pid.parse().ok())
+            .expect("unshare has forked uprise")
+    }
+
+    /// Waits for the daemon process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.daemon.take()?;
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if start.elapsed() > DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon did not exit\n{}", self.daemon_log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     pub fn path(&self, sub: &str) -> PathBuf {
         self.dir.path().join(sub)
     }

@@ -3,6 +3,9 @@
 mod cli;
 mod corpus;
 mod e2e;
+mod e2e_control;
+mod e2e_readiness;
+mod e2e_system;
 mod golden;
 mod harness;
 mod props;

@@ -1,0 +1,465 @@
+//! Readiness: when a main process counts as started, and which pid is the main process.
+//!
+//! No ptrace, ever. uprise is a child subreaper, so a daemon whose parent exits is adopted
+//! by uprise and can be found among uprise's own children:
+//! - `expect fork` / `expect daemon`: once the spawned process has exited successfully, the
+//!   job's daemon is the adopted child carrying the job's `UPSTART_JOB`/`UPSTART_INSTANCE` in
+//!   its environment (or, failing that, the spawned process's session or group). The choice
+//!   is made once no candidate has exited for a short settle time, so an intermediate child
+//!   of a double fork is not mistaken for the daemon; the count of forks does not matter.
+//! - `pid file PATH`: the pid in PATH, once the spawned process has exited; the file is
+//!   watched with inotify until it appears, and the pid must be a live child of uprise.
+//! - `expect stop`: the main process stops itself with SIGSTOP; uprise continues it.
+//! - `expect notify`: `READY=1` on `$NOTIFY_SOCKET` (the sd_notify protocol), from the main
+//!   process or another process of the job; `MAINPID=` moves the main pid.
+//!
+//! Fork-style discovery gives up after `pid timeout`; the job then fails (`PROCESS=main`).
+
+use std::io::IoSliceMut;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use calloop::generic::Generic;
+use calloop::timer::{TimeoutAction, Timer};
+use calloop::{Interest, Mode, PostAction, RegistrationToken};
+use log::{info, warn};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, setsockopt, sockopt};
+
+use crate::machine::exit::ExitStatus;
+use crate::machine::{Goal, State, next_state};
+use crate::model::Job;
+use crate::syntax::ast::{Expect, ProcessKind};
+use crate::sys::procfs;
+
+use super::daemon::Daemon;
+use super::jobs::ClassId;
+
+type Key = (ClassId, String);
+
+/// How long the candidates must stay put before the daemon of a forking job is chosen.
+const SETTLE: Duration = Duration::from_millis(50);
+
+/// What an instance in `spawned` waits for.
+pub enum Awaiting {
+    /// `expect stop`.
+    Stop,
+    /// `expect notify`.
+    Notify,
+    /// `expect fork|daemon` or `pid file`: the spawned process `original` must exit first.
+    Fork {
+        original: i32,
+        exited: bool,
+        deadline: Option<RegistrationToken>,
+        watch: Option<RegistrationToken>,
+    },
+}
+
+/// True when the job needs more than the spawn to be ready.
+pub fn needs_readiness(job: &Job) -> bool {
+    job.expect != Expect::None || job.pid_file.is_some()
+}
+
+/// Signals a main process: its group when it leads one, else the process alone (a daemon
+/// found after a double fork leads no group).
+pub fn signal_main(pid: i32, signal: i32) {
+    let leads_group = procfs::stat(pid).is_some_and(|stat| stat.pgid == pid);
+    let _ = if leads_group {
+        crate::sys::process::kill_group(pid, signal)
+    } else {
+        crate::sys::process::kill_process(pid, signal)
+    };
+}
+
+impl Daemon {
+    /// Called right after the main process was spawned. Returns true when the instance must
+    /// wait in `spawned`.
+    pub fn begin_readiness(&mut self, key: &Key, job: &Job, pid: i32) -> bool {
+        if !needs_readiness(job) {
+            return false;
+        }
+        let awaiting = match (job.expect, &job.pid_file) {
+            (Expect::Stop, None) => Awaiting::Stop,
+            (Expect::Notify, None) => Awaiting::Notify,
+            _ => {
+                let millis = job.pid_timeout.millis;
+                let timer_key = key.clone();
+                let deadline = self
+                    .handle
+                    .insert_source(
+                        Timer::from_duration(Duration::from_millis(millis)),
+                        move |_, _, daemon| {
+                            daemon.readiness_timed_out(&timer_key);
+                            TimeoutAction::Drop
+                        },
+                    )
+                    .ok();
+                Awaiting::Fork {
+                    original: pid,
+                    exited: false,
+                    deadline,
+                    watch: None,
+                }
+            }
+        };
+        if let Some(instance) = self.instance_mut(key) {
+            instance.awaiting = Some(awaiting);
+        }
+        true
+    }
+
+    fn readiness_timed_out(&mut self, key: &Key) {
+        let Some(instance) = self.instance_mut(key) else { return };
+        if !matches!(instance.awaiting, Some(Awaiting::Fork { .. })) {
+            return;
+        }
+        let name = self.display(key);
+        warn!("{name}: no main process found within the pid timeout");
+        self.end_awaiting(key);
+        self.fail_public(key, "main", None);
+        self.change_state(key, State::Stopping);
+        self.settle();
+        self.flush_clients();
+    }
+
+    /// Cancels what an instance waits for (timers and watches included).
+    pub fn end_awaiting(&mut self, key: &Key) {
+        let Some(instance) = self.instance_mut(key) else { return };
+        if let Some(Awaiting::Fork { deadline, watch, .. }) = instance.awaiting.take() {
+            for token in [deadline, watch].into_iter().flatten() {
+                self.handle.remove(token);
+            }
+        }
+    }
+
+    /// The instance is ready: on to `post-start`.
+    fn ready(&mut self, key: &Key) {
+        self.end_awaiting(key);
+        let Some(instance) = self.instance(key) else { return };
+        if instance.state != State::Spawned {
+            return;
+        }
+        let next = next_state(State::Spawned, instance.goal, instance.main_alive());
+        self.change_state(key, next);
+    }
+
+    /// A child stopped itself (WUNTRACED): `expect stop` readiness.
+    pub fn process_stopped(&mut self, pid: i32) {
+        let Some((class_id, name, ProcessKind::Main)) = self.pids.get(&pid).cloned() else {
+            return;
+        };
+        let key = (class_id, name);
+        if matches!(
+            self.instance(&key).and_then(|instance| instance.awaiting.as_ref()),
+            Some(Awaiting::Stop)
+        ) {
+            let _ = crate::sys::process::kill_process(pid, libc::SIGCONT);
+            self.ready(&key);
+        }
+    }
+
+    /// The spawned process of a forking job exited. Returns true when this exit was the
+    /// expected one (the caller must not treat it as the main process ending).
+    pub fn forking_parent_exited(&mut self, key: &Key, pid: i32, status: ExitStatus) -> bool {
+        let Some(instance) = self.instance_mut(key) else {
+            return false;
+        };
+        let Some(Awaiting::Fork { original, exited, .. }) = instance.awaiting.as_mut() else {
+            return false;
+        };
+        if *original != pid || !status.is_success() {
+            return false;
+        }
+        *exited = true;
+        self.find_daemon(key);
+        true
+    }
+
+    /// A process uprise did not start (an adopted orphan) ended: a forking job may have
+    /// finished forking.
+    pub fn adopted_exited(&mut self) {
+        let waiting: Vec<Key> = self.forking_instances();
+        for key in waiting {
+            self.find_daemon(&key);
+        }
+    }
+
+    fn forking_instances(&self) -> Vec<Key> {
+        self.classes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
+            .flat_map(|(id, class)| {
+                class
+                    .instances
+                    .values()
+                    .filter(|instance| matches!(instance.awaiting, Some(Awaiting::Fork { exited: true, .. })))
+                    .map(move |instance| (id, instance.name.clone()))
+            })
+            .collect()
+    }
+
+    fn find_daemon(&mut self, key: &Key) {
+        let Some(instance) = self.instance(key) else { return };
+        let Some(Awaiting::Fork {
+            original, exited: true, ..
+        }) = instance.awaiting
+        else {
+            return;
+        };
+        let job = self.class(key.0).job.clone();
+        if let Some(path) = &job.pid_file {
+            let expanded = crate::machine::environ::expand(path, &instance.env).unwrap_or_else(|_| path.clone());
+            self.read_pid_file(key, Path::new(&expanded));
+            return;
+        }
+        let candidates = self.candidates(key, &job, original);
+        if candidates.is_empty() {
+            return;
+        }
+        // Wait for the candidates to settle: an intermediate child of a double fork exits.
+        let timer_key = key.clone();
+        let _ = self
+            .handle
+            .insert_source(Timer::from_duration(SETTLE), move |_, _, daemon| {
+                daemon.choose_daemon(&timer_key, &candidates);
+                daemon.settle();
+                daemon.flush_clients();
+                TimeoutAction::Drop
+            });
+    }
+
+    /// Adopted children that belong to the instance.
+    fn candidates(&self, key: &Key, job: &Job, original: i32) -> Vec<i32> {
+        procfs::own_children()
+            .into_iter()
+            .filter(|pid| !self.pids.contains_key(pid))
+            .filter(|pid| {
+                let tagged = procfs::environ_var(*pid, "UPSTART_JOB").as_deref() == Some(job.name.as_str())
+                    && procfs::environ_var(*pid, "UPSTART_INSTANCE").unwrap_or_default() == key.1;
+                tagged || procfs::stat(*pid).is_some_and(|stat| stat.sid == original || stat.pgid == original)
+            })
+            .collect()
+    }
+
+    fn choose_daemon(&mut self, key: &Key, seen: &[i32]) {
+        let Some(instance) = self.instance(key) else { return };
+        let Some(Awaiting::Fork { original, .. }) = instance.awaiting else {
+            return;
+        };
+        let job = self.class(key.0).job.clone();
+        let now = self.candidates(key, &job, original);
+        if now.is_empty() || now != seen {
+            // Something changed while settling; look again.
+            self.find_daemon(key);
+            return;
+        }
+        // Prefer a process that does not lead its session (the last child of a double fork).
+        let chosen = now
+            .iter()
+            .copied()
+            .find(|pid| procfs::stat(*pid).is_some_and(|stat| stat.sid != *pid))
+            .unwrap_or(now[now.len() - 1]);
+        if now.len() > 1 {
+            warn!(
+                "{}: several processes could be the main process ({now:?}); tracking {chosen}",
+                self.display(key)
+            );
+        }
+        self.adopt(key, chosen);
+    }
+
+    fn read_pid_file(&mut self, key: &Key, path: &Path) {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        match text.trim().parse::<i32>() {
+            Ok(pid) if pid > 1 && procfs::stat(pid).is_some_and(|stat| stat.ppid == std::process::id() as i32) => {
+                self.adopt(key, pid);
+            }
+            Ok(pid) if pid > 1 && procfs::stat(pid).is_some() => {
+                warn!(
+                    "{}: pid file {} names process {pid}, which is not one of the job's",
+                    self.display(key),
+                    path.display()
+                );
+            }
+            _ => self.watch_pid_file(key, path),
+        }
+    }
+
+    /// Watches the pid file's directory until the file is written.
+    fn watch_pid_file(&mut self, key: &Key, path: &Path) {
+        let already = matches!(
+            self.instance(key).and_then(|i| i.awaiting.as_ref()),
+            Some(Awaiting::Fork { watch: Some(_), .. })
+        );
+        if already {
+            return;
+        }
+        let Some(dir) = path.parent() else { return };
+        let Ok(inotify) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) else {
+            return;
+        };
+        let flags = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CREATE;
+        if inotify.add_watch(dir, flags).is_err() {
+            return;
+        }
+        let watch_key = key.clone();
+        let path: PathBuf = path.to_path_buf();
+        let token = self.handle.insert_source(
+            Generic::new(inotify, Interest::READ, Mode::Level),
+            move |_, inotify, daemon| {
+                // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
+                let inotify: &mut Inotify = unsafe { inotify.get_mut() };
+                while matches!(inotify.read_events(), Ok(events) if !events.is_empty()) {}
+                let still_waiting = matches!(
+                    daemon.instance(&watch_key).and_then(|i| i.awaiting.as_ref()),
+                    Some(Awaiting::Fork { watch: Some(_), .. })
+                );
+                if !still_waiting {
+                    return Ok(PostAction::Remove);
+                }
+                daemon.read_pid_file(&watch_key, &path);
+                daemon.settle();
+                daemon.flush_clients();
+                Ok(PostAction::Continue)
+            },
+        );
+        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key))
+            && let Some(Awaiting::Fork { watch, .. }) = instance.awaiting.as_mut()
+        {
+            *watch = Some(token);
+        }
+    }
+
+    /// Makes `pid` the main process and moves on.
+    fn adopt(&mut self, key: &Key, pid: i32) {
+        let name = self.display(key);
+        info!("{name} main process is now {pid}");
+        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main));
+        if let Some(instance) = self.instance_mut(key) {
+            instance.pids.insert(ProcessKind::Main, pid);
+        }
+        self.ready(key);
+    }
+
+    /// The `$NOTIFY_SOCKET` for `expect notify` jobs, next to the control socket.
+    pub fn notify_socket_path(&self) -> PathBuf {
+        self.settings.socket.with_file_name("notify")
+    }
+
+    /// Binds the notify socket and registers it with the loop.
+    pub fn listen_notify(&mut self) -> std::io::Result<()> {
+        let path = self.notify_socket_path();
+        let _ = std::fs::remove_file(&path);
+        let socket = UnixDatagram::bind(&path)?;
+        socket.set_nonblocking(true)?;
+        setsockopt(&socket, sockopt::PassCred, &true).map_err(std::io::Error::from)?;
+        let source = Generic::new(socket, Interest::READ, Mode::Level);
+        self.handle
+            .insert_source(source, |_, socket, daemon| {
+                loop {
+                    let mut buffer = [0u8; 4096];
+                    let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+                    let mut iov = [IoSliceMut::new(&mut buffer)];
+                    let received = recvmsg::<UnixAddr>(
+                        std::os::fd::AsRawFd::as_raw_fd(&**socket),
+                        &mut iov,
+                        Some(&mut space),
+                        MsgFlags::MSG_DONTWAIT,
+                    );
+                    let Ok(message) = received else { break };
+                    let mut sender = None;
+                    if let Ok(cmsgs) = message.cmsgs() {
+                        for cmsg in cmsgs {
+                            if let ControlMessageOwned::ScmCredentials(credentials) = cmsg {
+                                sender = Some(credentials.pid());
+                            }
+                        }
+                    }
+                    let length = message.bytes;
+                    let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
+                    if let Some(pid) = sender {
+                        daemon.notify_message(pid, &text);
+                    }
+                }
+                daemon.settle();
+                daemon.flush_clients();
+                Ok(PostAction::Continue)
+            })
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        Ok(())
+    }
+
+    /// Which instance a process belongs to: one uprise started, or one tagged with the job.
+    fn instance_of(&self, pid: i32) -> Option<Key> {
+        if let Some((class_id, name, _)) = self.pids.get(&pid) {
+            return Some((*class_id, name.clone()));
+        }
+        let job = procfs::environ_var(pid, "UPSTART_JOB")?;
+        let instance = procfs::environ_var(pid, "UPSTART_INSTANCE").unwrap_or_default();
+        let class_id = *self.class_by_name.get(&job)?;
+        self.instance(&(class_id, instance.clone()))?;
+        Some((class_id, instance))
+    }
+
+    fn notify_message(&mut self, sender: i32, text: &str) {
+        let Some(key) = self.instance_of(sender) else { return };
+        let mut ready = false;
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some(("READY", "1")) => ready = true,
+                Some(("MAINPID", pid)) => {
+                    if let Ok(pid) = pid.trim().parse::<i32>()
+                        && pid > 1
+                        && self
+                            .instance(&key)
+                            .and_then(|instance| instance.pids.get(&ProcessKind::Main))
+                            != Some(&pid)
+                    {
+                        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main));
+                        if let Some(instance) = self.instance_mut(&key) {
+                            instance.pids.insert(ProcessKind::Main, pid);
+                        }
+                    }
+                }
+                Some(("STATUS", status)) => {
+                    if let Some(instance) = self.instance_mut(&key) {
+                        instance.notify_status = Some(status.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if ready
+            && matches!(
+                self.instance(&key).and_then(|instance| instance.awaiting.as_ref()),
+                Some(Awaiting::Notify)
+            )
+        {
+            self.ready(&key);
+        }
+    }
+
+    pub fn display(&self, key: &Key) -> String {
+        let job = &self.class(key.0).job;
+        if key.1.is_empty() {
+            job.name.clone()
+        } else {
+            format!("{} ({})", job.name, key.1)
+        }
+    }
+
+    /// A goal change while waiting in `spawned`: stop waiting and stop the job.
+    pub fn abandon_readiness(&mut self, key: &Key) {
+        if self
+            .instance(key)
+            .is_some_and(|instance| instance.awaiting.is_some() && instance.state == State::Spawned)
+        {
+            self.end_awaiting(key);
+            if self.instance(key).is_some_and(|instance| instance.goal != Goal::Start) {
+                self.change_state(key, State::Stopping);
+            }
+        }
+    }
+}

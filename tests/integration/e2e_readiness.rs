@@ -1,0 +1,128 @@
+//! Readiness and respawn back-off with real processes: expect fork/daemon/stop/notify and
+//! pid files, all without ptrace.
+
+use crate::harness::{Harness, alive, pid_of};
+
+fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn expect_fork_tracks_the_forked_child() {
+    let h = Harness::start(&[("forker", "expect fork\nexec sh -c 'sleep 301 & exit 0'\n")]);
+    let out = h.ctl(&["start", "forker"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, h.daemon_log());
+    let pid = pid_of(&out.stdout);
+    assert!(cmdline(pid).starts_with("sleep 301"), "tracked {pid}: {}", cmdline(pid));
+    assert_eq!(h.ctl(&["stop", "forker"]).stdout, "forker stop/waiting\n");
+    h.wait_until("the daemon to die", || !alive(pid));
+}
+
+#[test]
+fn expect_daemon_tracks_the_child_of_a_double_fork() {
+    let h = Harness::start(&[(
+        "double",
+        "expect daemon\nexec sh -c 'sh -c \"sleep 302 & exit 0\" & exit 0'\n",
+    )]);
+    let out = h.ctl(&["start", "double"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, h.daemon_log());
+    let pid = pid_of(&out.stdout);
+    assert!(cmdline(pid).starts_with("sleep 302"), "tracked {pid}: {}", cmdline(pid));
+    // It leads no process group of its own, and is still stopped.
+    assert_eq!(h.ctl(&["stop", "double"]).code, Some(0));
+    h.wait_until("the daemon to die", || !alive(pid));
+}
+
+#[test]
+fn a_pid_file_written_late_names_the_main_process() {
+    let h = Harness::start(&[(
+        "pidf",
+        "pid file $WORK/pidf.pid\nexec sh -c 'sleep 303 & p=$!; (sleep 0.3; echo $p > $WORK/pidf.pid) & exit 0'\n",
+    )]);
+    let out = h.ctl(&["start", "pidf"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, h.daemon_log());
+    let pid = pid_of(&out.stdout);
+    assert_eq!(h.work_file("pidf.pid").trim(), pid.to_string());
+    assert!(cmdline(pid).starts_with("sleep 303"));
+}
+
+#[test]
+fn a_daemon_that_never_appears_fails_after_the_pid_timeout() {
+    let h = Harness::start(&[("ghost", "expect fork\npid timeout 300ms\nexec true\n")]);
+    let out = h.ctl(&["start", "ghost"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        h.daemon_log()
+            .contains("ghost: no main process found within the pid timeout"),
+        "{}",
+        h.daemon_log()
+    );
+}
+
+#[test]
+fn expect_stop_waits_for_sigstop_and_continues_the_process() {
+    let h = Harness::start(&[(
+        "stopper",
+        "expect stop\nexec sh -c 'kill -STOP $$; echo continued > $WORK/stopper; exec sleep 304'\n",
+    )]);
+    let out = h.ctl(&["start", "stopper"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    h.wait_until("the process to continue", || h.work_file("stopper") == "continued\n");
+}
+
+#[test]
+fn expect_notify_waits_for_ready() {
+    let job = "expect notify
+script python3
+    import os, socket, time
+    time.sleep(0.3)
+    with open(os.environ['WORK'] + '/before', 'w') as f:
+        f.write('not ready yet\\n')
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b'STATUS=serving\\nREADY=1', os.environ['NOTIFY_SOCKET'])
+    time.sleep(300)
+end script
+";
+    let h = Harness::start(&[("notifier", job)]);
+    let out = h.ctl(&["start", "notifier"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, h.daemon_log());
+    // start returned only once READY=1 arrived, which comes after this file.
+    assert_eq!(h.work_file("before"), "not ready yet\n");
+    let verbose = h.ctl(&["status", "-v", "notifier"]).stdout;
+    assert!(verbose.contains("  status: serving"), "{verbose}");
+}
+
+#[test]
+fn a_process_dying_before_it_is_ready_is_respawned_not_left_running() {
+    let h = Harness::start(&[(
+        "early",
+        "expect stop\nrespawn\nrespawn limit 2 60\nexec sh -c 'echo run >> $WORK/early; exit 1'\n",
+    )]);
+    assert_eq!(h.ctl(&["start", "early", "--no-wait"]).code, Some(0));
+    h.wait_until("the respawn limit", || {
+        h.daemon_log().contains("early respawning too fast, stopped")
+    });
+    assert_eq!(h.work_file("early").lines().count(), 3);
+    h.wait_status("early", "early stop/waiting");
+}
+
+#[test]
+fn respawn_back_off_waits_and_shows_a_countdown() {
+    let h = Harness::start(&[(
+        "backoff",
+        "respawn\nrespawn delay 30s\nexec sh -c 'echo run >> $WORK/backoff; exit 1'\n",
+    )]);
+    assert_eq!(h.ctl(&["start", "backoff", "--no-wait"]).code, Some(0));
+    h.wait_until("the back-off", || {
+        h.status("backoff").starts_with("backoff respawn/post-stop")
+    });
+    let verbose = h.ctl(&["status", "-v", "backoff"]).stdout;
+    assert!(verbose.contains("  respawning in "), "{verbose}");
+    assert!(h.daemon_log().contains("backoff main process ended, respawning in 30s"));
+    assert_eq!(h.work_file("backoff"), "run\n", "no second run during the back-off");
+    // A stop ends the back-off at once.
+    let out = h.ctl(&["stop", "backoff"]);
+    assert_eq!(out.stdout, "backoff stop/waiting\n", "{}", out.stderr);
+}
