@@ -2,7 +2,7 @@
 //! built yet is reported by `uprisectl check` and by the daemon as "parsed but not yet
 //! enforced", so nothing is ignored silently. Update this table when a feature lands.
 
-use crate::syntax::ast::{Command, Console, EventExpr, Expect, Stanza};
+use crate::syntax::ast::{Command, Console, EventExpr, Stanza};
 
 /// Whether a stanza takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,18 +28,11 @@ pub fn of(stanza: &Stanza) -> Option<Enforcement> {
     let feature = match stanza {
         Stanza::StartOn(expr) | Stanza::StopOn(expr) if has_temporal(expr) => "a time-based event",
         Stanza::Process(_, command) if is_lua(command) => "`script lua`",
-        Stanza::ProcessTimeout(..) => "a stage `timeout`",
         Stanza::Watershed => "`watershed`",
-        Stanza::RespawnDelay(_) => "`respawn delay`",
-        Stanza::Expect(Expect::Notify) => "`expect notify`",
-        Stanza::Expect(Expect::Stop | Expect::Fork | Expect::Daemon) => "this `expect` mode",
         Stanza::ApparmorLoad(_) | Stanza::ApparmorSwitch(_) => "`apparmor`",
         Stanza::Cgroup(_) => "`cgroup`",
         Stanza::Debug => "`debug`",
         Stanza::Console(Console::Owner) => "`console owner` (a controlling terminal)",
-        Stanza::PidFile(_) => "`pid file`",
-        Stanza::PidTimeout(_) => "`pid timeout`",
-        Stanza::KillAbandon(_) => "`kill abandon`",
         Stanza::Reload(_) => "`reload exec|script`",
         Stanza::StopAction(_) => "`stop exec|script`",
         Stanza::Action(..) => "`action`",

@@ -102,6 +102,8 @@ pub struct Daemon {
     pub watcher: Option<nix::sys::inotify::Inotify>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
     pub monitors: Vec<ClientId>,
+    /// The descriptor limit jobs get (the daemon raised its own).
+    pub job_nofile: Option<(crate::syntax::ast::LimitValue, crate::syntax::ast::LimitValue)>,
     /// System mode: where a shutdown is, and what it ends with.
     pub shutdown_phase: Option<super::system::Phase>,
     pub shutdown_action: crate::control::proto::ShutdownAction,
@@ -111,6 +113,9 @@ pub struct Daemon {
     next_seq: u64,
     started_at: Instant,
 }
+
+/// How long a process may survive SIGKILL before it is treated as gone (`kill abandon`).
+const DEFAULT_ABANDON: Duration = Duration::from_secs(60);
 
 /// A cheap random number for jitter (not for anything secret).
 fn random() -> u64 {
@@ -160,6 +165,7 @@ impl Daemon {
             reload_pending: false,
             watcher: None,
             monitors: Vec::new(),
+            job_nofile: None,
             shutdown_phase: None,
             shutdown_action: crate::control::proto::ShutdownAction::Poweroff,
             runlevel: "N".to_string(),
@@ -180,7 +186,7 @@ impl Daemon {
                 Some(id) => {
                     let class = self.classes[id].as_mut().expect("indexed class exists");
                     class.deleted = false;
-                    if class.job != job {
+                    if *class.job != job {
                         if !class.instances.is_empty() {
                             info!(
                                 "{} changed; the new definition takes effect when its instances are idle",
@@ -196,7 +202,7 @@ impl Daemon {
                     let start_on = job.start_on.as_ref().map(Matcher::new);
                     self.class_by_name.insert(job.name.clone(), id);
                     self.classes.push(Some(Class {
-                        job,
+                        job: std::rc::Rc::new(job),
                         start_on,
                         instances: BTreeMap::new(),
                         replacement: None,
@@ -269,7 +275,7 @@ impl Daemon {
                 class.start_on = job.start_on.as_ref().map(Matcher::new);
                 held
             };
-            class.job = job;
+            class.job = std::rc::Rc::new(job);
             self.unindex_class(id);
             self.index_class(id);
             for event in held {
@@ -660,6 +666,7 @@ impl Daemon {
             .map(|class| class.job.name.clone());
         let Some(instance) = self.instance_mut(key) else { return };
         instance.kill_timer = None;
+        let mut killed = Vec::new();
         for pid in pids {
             if instance.pids.values().any(|known| known == pid) {
                 warn!(
@@ -667,8 +674,37 @@ impl Daemon {
                     name.as_deref().unwrap_or("?")
                 );
                 super::readiness::signal_main(*pid, 9);
+                killed.push(*pid);
             }
         }
+        if killed.is_empty() {
+            return;
+        }
+        // A process can outlive SIGKILL (stuck in the kernel). Past the give-up time it is
+        // treated as gone, so a stop never hangs for ever.
+        let abandon = self
+            .class(key.0)
+            .job
+            .kill_abandon
+            .map_or(DEFAULT_ABANDON, |after| Duration::from_millis(after.millis));
+        let timer_key = key.clone();
+        let _ = self
+            .handle
+            .insert_source(Timer::from_duration(abandon), move |_, _, daemon| {
+                for pid in &killed {
+                    if daemon.pids.contains_key(pid) {
+                        warn!(
+                            "{} process ({pid}) survived SIGKILL for {}s; treating it as gone",
+                            daemon.display(&timer_key),
+                            abandon.as_secs()
+                        );
+                        daemon.process_exited(*pid, ExitStatus::Signal(9));
+                    }
+                }
+                daemon.settle();
+                daemon.flush_clients();
+                TimeoutAction::Drop
+            });
     }
 
     /// Enters `state` and performs its actions, following on while nothing needs waiting for.
@@ -1042,6 +1078,12 @@ impl Daemon {
                 None => Stdio::Null,
             },
         };
+        // The daemon raised its own descriptor limit; jobs get the usual one back unless
+        // they set `limit nofile`.
+        let mut limits = job.limits.clone();
+        if let Some(original) = self.job_nofile {
+            limits.entry(crate::syntax::ast::Rlimit::Nofile).or_insert(original);
+        }
         let spec = SpawnSpec {
             job_name: &job.name,
             kind,
@@ -1051,7 +1093,7 @@ impl Daemon {
             umask: job.umask,
             nice: job.nice,
             oom_score: job.oom_score,
-            limits: &job.limits,
+            limits: &limits,
             chroot: job.chroot.as_deref(),
             chdir: job.chdir.as_deref(),
             setuid: job.setuid.as_deref(),
@@ -1070,6 +1112,9 @@ impl Daemon {
                 if let Some(instance) = self.instance_mut(key) {
                     instance.pids.insert(kind, pid);
                 }
+                if let Some(timeout) = job.process_timeouts.get(&kind) {
+                    self.arm_stage_timeout(key, kind, pid, Duration::from_millis(timeout.millis));
+                }
                 Ok(true)
             }
             Err(error) => {
@@ -1083,6 +1128,35 @@ impl Daemon {
                 Err(())
             }
         }
+    }
+
+    /// `pre-start timeout` and friends: a stage still running after its timeout is killed
+    /// (kill signal, then SIGKILL after the kill timeout); a killed pre-start fails the job.
+    fn arm_stage_timeout(&mut self, key: &Key, kind: ProcessKind, pid: i32, timeout: Duration) {
+        let timer_key = key.clone();
+        let _ = self
+            .handle
+            .insert_source(Timer::from_duration(timeout), move |_, _, daemon| {
+                let running = daemon
+                    .instance(&timer_key)
+                    .is_some_and(|instance| instance.pids.get(&kind) == Some(&pid));
+                if running {
+                    let job = daemon.class(timer_key.0).job.clone();
+                    warn!(
+                        "{} {} process ({pid}) timed out after {}; killing it",
+                        daemon.display(&timer_key),
+                        kind.keyword(),
+                        crate::model::job::render_duration(crate::syntax::ast::Seconds {
+                            millis: timeout.as_millis() as u64
+                        })
+                    );
+                    let _ = crate::sys::process::kill_group(pid, job.kill_signal);
+                    daemon.arm_kill_timer(&timer_key, job.kill_timeout.millis, vec![pid]);
+                }
+                daemon.settle();
+                daemon.flush_clients();
+                TimeoutAction::Drop
+            });
     }
 
     /// A child uprise started has ended.

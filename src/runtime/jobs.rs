@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
+use std::rc::Rc;
 use std::time::Instant;
 
 use calloop::RegistrationToken;
@@ -36,7 +37,8 @@ pub struct Failure {
 
 /// One job class: a loaded job and its instances.
 pub struct Class {
-    pub job: Job,
+    /// Shared, so that handling an instance never copies the definition.
+    pub job: Rc<Job>,
     pub start_on: Option<Matcher>,
     pub instances: BTreeMap<String, Instance>,
     /// A newer definition waiting for the instances to go idle.

@@ -126,6 +126,7 @@ pub fn run(options: Options) -> io::Result<()> {
     std::fs::create_dir_all(&options.logdir)
         .unwrap_or_else(|error| warn!("cannot create log dir {}: {error}", options.logdir.display()));
 
+    let job_nofile = raise_nofile_limit();
     let mut event_loop: EventLoop<'static, Daemon> =
         EventLoop::try_new().map_err(|error| io::Error::other(error.to_string()))?;
     let settings = Settings {
@@ -136,6 +137,7 @@ pub fn run(options: Options) -> io::Result<()> {
     };
     let mut daemon = Daemon::new(settings, event_loop.handle(), event_loop.get_signal());
     daemon.confdirs = options.confdirs.clone();
+    daemon.job_nofile = job_nofile;
     daemon.global_env = initial_environment(options.user_mode);
 
     event_loop
@@ -183,14 +185,50 @@ pub fn run(options: Options) -> io::Result<()> {
     Ok(())
 }
 
+/// Raises the daemon's descriptor limit to the hard limit (every service holds a log pipe)
+/// and returns the limit jobs should get back.
+fn raise_nofile_limit() -> Option<(crate::syntax::ast::LimitValue, crate::syntax::ast::LimitValue)> {
+    use crate::syntax::ast::LimitValue;
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft >= hard {
+        return None;
+    }
+    if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        warn!("cannot raise the descriptor limit: {error}");
+        return None;
+    }
+    let value = |limit: u64| {
+        if limit == libc::RLIM_INFINITY {
+            LimitValue::Unlimited
+        } else {
+            LimitValue::Value(limit)
+        }
+    };
+    Some((value(soft), value(hard)))
+}
+
 /// The environment every job starts from. User mode passes the daemon's own environment on,
 /// as a session supervisor should; system mode gives Upstart's minimal PATH and TERM.
 pub(crate) fn initial_environment(user_mode: bool) -> Vec<String> {
     let mut env: Vec<String> = if user_mode {
-        std::env::vars()
+        let mut env: Vec<String> = std::env::vars()
             .filter(|(key, _)| key != "UPRISE_SOCKET")
             .map(|(key, value)| format!("{key}={value}"))
-            .collect()
+            .collect();
+        // Jobs find `uprisectl` beside the daemon, wherever it was installed or built.
+        let exe_dir = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.to_string_lossy().into_owned()));
+        if let Some(dir) = exe_dir {
+            let path = crate::machine::environ::get(&env, "PATH")
+                .unwrap_or("/usr/bin:/bin")
+                .to_string();
+            if !path.split(':').any(|entry| entry == dir) {
+                crate::machine::environ::set(&mut env, "PATH", &format!("{path}:{dir}"));
+            }
+        }
+        env
     } else {
         let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/bin:/usr/sbin:/sbin:/bin".to_string()];
         if let Ok(term) = std::env::var("TERM") {

@@ -126,3 +126,33 @@ fn respawn_back_off_waits_and_shows_a_countdown() {
     let out = h.ctl(&["stop", "backoff"]);
     assert_eq!(out.stdout, "backoff stop/waiting\n", "{}", out.stderr);
 }
+
+#[test]
+fn a_pre_start_that_outlives_its_timeout_is_killed_and_fails_the_job() {
+    let h = Harness::start(&[(
+        "slow",
+        "pre-start timeout 200ms\nkill timeout 1\npre-start exec sleep 300\nexec sleep 300\n",
+    )]);
+    let out = h.ctl(&["start", "slow"]);
+    assert_eq!(out.code, Some(1));
+    assert_eq!(out.stderr, "uprisectl: Job failed to start\n");
+    assert!(
+        h.daemon_log().contains("slow pre-start process ("),
+        "{}",
+        h.daemon_log()
+    );
+    assert!(h.daemon_log().contains("timed out after 200ms; killing it"));
+}
+
+#[test]
+fn jobs_find_uprisectl_beside_the_daemon() {
+    let mut h = Harness::new(&[("which", "task\nexec sh -c 'command -v uprisectl > $WORK/which'\n")]);
+    // The daemon's own PATH does not name the build dir; the daemon adds its own dir.
+    h.spawn_with_path(&[], "/usr/bin:/bin");
+    assert_eq!(h.ctl(&["start", "which"]).code, Some(0));
+    assert!(
+        h.work_file("which").trim_end().ends_with("/uprisectl"),
+        "{}",
+        h.work_file("which")
+    );
+}

@@ -48,6 +48,12 @@ impl Harness {
     }
 
     pub fn spawn(&mut self, extra: &[&str]) {
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+        self.spawn_with_path(extra, &path);
+    }
+
+    /// Starts the daemon with exactly this `PATH`.
+    pub fn spawn_with_path(&mut self, extra: &[&str], path: &str) {
         let stderr = std::fs::File::create(&self.stderr_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_uprise"))
             .arg("--user")
@@ -59,10 +65,7 @@ impl Harness {
             .arg(self.socket())
             .args(extra)
             .env("WORK", self.path("work"))
-            .env(
-                "PATH",
-                format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default()),
-            )
+            .env("PATH", path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
