@@ -93,6 +93,8 @@ pub struct Daemon {
     pub client_waits: HashMap<ClientId, (ClassId, String, WaitKind)>,
     pub outgoing: Vec<Outgoing>,
     pub shutting_down: bool,
+    /// The loop has been told to stop.
+    exiting: bool,
     pub clients: super::control::Clients,
     pub confdirs: Vec<PathBuf>,
     /// Instances waiting for their own `starting`/`stopping` event, by event: finishing an
@@ -159,6 +161,7 @@ impl Daemon {
             client_waits: HashMap::new(),
             outgoing: Vec::new(),
             shutting_down: false,
+            exiting: false,
             clients: super::control::Clients::default(),
             confdirs: Vec::new(),
             event_waiters: HashMap::new(),
@@ -342,15 +345,29 @@ impl Daemon {
             }
             return;
         }
-        if self.shutting_down && self.classes.iter().flatten().all(|class| class.instances.is_empty()) {
+        if self.shutting_down && !self.exiting && self.classes.iter().flatten().all(|class| class.instances.is_empty())
+        {
             info!("all jobs stopped; exiting");
+            self.exiting = true;
             self.stop_signal.stop();
         }
     }
 
     fn handle_event(&mut self, id: EventId) {
-        let Some(event) = self.events.get_mut(&id) else { return };
+        let Some(event) = self.events.get_mut(&id) else {
+            return;
+        };
         event.progress = Progress::Handling;
+        // An event no class listens for costs a hash lookup, whatever the number of classes.
+        let interested = self.stop_index.contains_key(&event.name)
+            || self.start_index.contains_key(&event.name)
+            || event.name == "runlevel";
+        if !interested {
+            if event.blockers == 0 {
+                self.finished.push_back(id);
+            }
+            return;
+        }
         let name = event.name.clone();
         let env = event.env.clone();
         if name == "runlevel" {
@@ -393,10 +410,10 @@ impl Daemon {
         }
         event.progress = Progress::Finished;
         let failed = event.failed;
-        let name = event.name.clone();
-        let env = event.env.clone();
         let clients = std::mem::take(&mut event.waiting_clients);
-        self.events.remove(&id);
+        let Some(Event { name, env, .. }) = self.events.remove(&id) else {
+            return;
+        };
         for client in clients {
             if failed {
                 self.outgoing.push(Outgoing::Reply(
@@ -1170,6 +1187,7 @@ impl Daemon {
             return true;
         };
         instance.pids.remove(&kind);
+        let expected = matches!(instance.state, State::Killed | State::Stopping) || instance.killing_scripts;
         let job = self.class(class_id).job.clone();
         let name = if key.1.is_empty() {
             job.name.clone()
@@ -1179,6 +1197,9 @@ impl Daemon {
         let described = describe_exit(status);
         if status.is_success() {
             debug!("{name} {} process ({pid}) {described}", kind.keyword());
+        } else if expected {
+            // uprise stopped it: worth a line, not a warning.
+            info!("{name} {} process ({pid}) {described}", kind.keyword());
         } else {
             warn!("{name} {} process ({pid}) {described}", kind.keyword());
         }
