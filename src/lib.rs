@@ -6,6 +6,7 @@ pub mod ctl;
 pub mod lua;
 pub mod machine;
 pub mod model;
+pub mod reexec;
 pub mod runtime;
 pub mod syntax;
 pub mod sys;

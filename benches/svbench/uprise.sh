@@ -25,10 +25,14 @@ fi
 
 SUP=uprise
 [ "$SVB_UPRISE_CONSOLE" != auto ] && SUP=uprise_console_$SVB_UPRISE_CONSOLE
-# version plus the commit it was built from (the tree may be dirty: others edit src/)
+# version plus the commit of the tree (-dirty: src/ differs from it, others edit src/;
+# -stale: src/ is newer than the binary)
 SUP_VERSION=$("$UPRISE_BIN/uprise" --version 2>/dev/null | sed 's/^uprise //')
 if _rev=$(git -C "$UPRISE_ROOT" rev-parse --short HEAD 2>/dev/null); then
     git -C "$UPRISE_ROOT" diff --quiet HEAD -- src Cargo.lock 2>/dev/null || _rev="$_rev-dirty"
+    # the binary predates the sources: it was not built from this tree
+    [ -n "$(find "$UPRISE_ROOT/src" "$UPRISE_ROOT/Cargo.lock" -newer "$UPRISE_BIN/uprise" 2>/dev/null | head -1)" ] \
+        && _rev="$_rev-stale"
     SUP_VERSION="$SUP_VERSION+$_rev"
 fi
 SUP_CHILD_NAME=

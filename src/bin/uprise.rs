@@ -32,21 +32,75 @@ fn home_dir(sub: &str, xdg: &str) -> PathBuf {
     }
 }
 
+/// `--reexec-probe FD`: the old image asks whether this binary can read its state.
+fn probe(fd: &str) -> ExitCode {
+    let Ok(fd) = fd.parse::<i32>() else {
+        eprintln!("uprise: --reexec-probe takes a descriptor number");
+        return ExitCode::from(2);
+    };
+    let result = uprise::sys::exec::read_state(fd)
+        .map_err(|error| error.to_string())
+        .and_then(|bytes| uprise::reexec::Snapshot::from_bytes(&bytes).map_err(|error| error.to_string()));
+    match result {
+        Ok(_) => {
+            println!("{}", uprise::sys::exec::PROBE_ANSWER);
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("uprise: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, fd] = all.as_slice()
+        && flag == "--reexec-probe"
+    {
+        return probe(fd);
+    }
     let mut mode: Option<bool> = None;
     let mut confdirs = Vec::new();
     let mut logdir = None;
     let mut socket = None;
     let mut startup_event = Some("startup".to_string());
     let mut debug = false;
-    let mut args = std::env::args().skip(1);
+    let mut restore_fd = None;
+    let mut listener_fd = None;
+    // The command line to re-exec with: everything but the re-exec options.
+    let mut kept = Vec::new();
+    let mut args = all.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
             Some((flag, value)) if flag.starts_with("--") => (flag.to_string(), Some(value.to_string())),
             _ => (arg.clone(), None),
         };
+        if matches!(flag.as_str(), "--restore-fd" | "--listener-fd") {
+            let number = inline
+                .clone()
+                .or_else(|| args.next())
+                .and_then(|value| value.parse::<i32>().ok());
+            match (flag.as_str(), number) {
+                ("--restore-fd", Some(fd)) => restore_fd = Some(fd),
+                ("--listener-fd", Some(fd)) => listener_fd = Some(fd),
+                _ => {
+                    eprintln!("uprise: {flag} takes a descriptor number");
+                    return ExitCode::from(2);
+                }
+            }
+            continue;
+        }
+        kept.push(arg.clone());
+        let takes_value =
+            inline.is_none() && matches!(flag.as_str(), "--confdir" | "--logdir" | "--socket" | "--startup-event");
         let mut value = |name: &str| match inline.clone().or_else(|| args.next()) {
-            Some(value) => Ok(value),
+            Some(value) => {
+                if takes_value {
+                    kept.push(value.clone());
+                }
+                Ok(value)
+            }
             None => Err(format!("{name} takes a value")),
         };
         let result = match flag.as_str() {
@@ -116,6 +170,7 @@ fn main() -> ExitCode {
             PathBuf::from("/run/uprise/control")
         }
     });
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let options = Options {
         user_mode,
         confdirs,
@@ -123,6 +178,10 @@ fn main() -> ExitCode {
         socket,
         startup_event,
         debug,
+        restore_fd,
+        listener_fd,
+        args: kept,
+        exe,
     };
     match runtime::run(options) {
         Ok(()) => ExitCode::SUCCESS,

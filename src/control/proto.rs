@@ -88,6 +88,12 @@ pub enum Request {
         #[serde(default)]
         action: ShutdownAction,
     },
+    /// Replace the running daemon with `binary` (default: its own path), keeping every job,
+    /// event and client. Answered by the new image.
+    Reexec {
+        #[serde(default)]
+        binary: Option<String>,
+    },
     /// Stream events and state changes (`Reply::Event`, `Reply::Change`) until the client
     /// closes the connection.
     Monitor,

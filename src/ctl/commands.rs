@@ -288,6 +288,13 @@ const COMMANDS: &[CommandHelp] = &[
         options: &[GLOBAL_ENV],
     },
     CommandHelp {
+        name: "reexec",
+        args: "[--binary PATH]",
+        summary: "replace the daemon with its binary (or PATH), keeping every job and client",
+        group: Group::Daemon,
+        options: &[("--binary PATH", "the new binary (default: the daemon's own path)")],
+    },
+    CommandHelp {
         name: "reload-configuration",
         args: "",
         summary: "reread the job files",
@@ -455,6 +462,7 @@ enum Opt {
     Warn,
     Follow,
     Lines(String),
+    Binary(String),
 }
 
 impl Opt {
@@ -464,6 +472,7 @@ impl Opt {
             Opt::Socket(_) | Opt::Quiet | Opt::Verbose | Opt::Help | Opt::Version => true,
             Opt::NoWait => matches!(command, Some("start" | "stop" | "restart" | "emit")),
             Opt::Json => matches!(command, Some("status" | "list" | "monitor")),
+            Opt::Binary(_) => matches!(command, Some("reexec")),
             Opt::Shutdown(_) => command == Some("shutdown"),
             Opt::Env(_) => command == Some("telinit"),
             Opt::Global => matches!(
@@ -497,6 +506,7 @@ struct Parsed {
     warn: bool,
     follow: bool,
     lines: Option<String>,
+    binary: Option<String>,
     words: Vec<String>,
     /// The first error met; `--help` anywhere still wins over it.
     error: Option<Failure>,
@@ -552,6 +562,7 @@ fn parse(args: &[String]) -> Parsed {
             Opt::Warn => parsed.warn = true,
             Opt::Follow => parsed.follow = true,
             Opt::Lines(count) => parsed.lines = Some(count),
+            Opt::Binary(path) => parsed.binary = Some(path),
         }
     }
     parsed.error = error;
@@ -577,6 +588,7 @@ fn long_option<'a>(long: &str, rest: &mut impl Iterator<Item = &'a String>) -> R
         "env" => return value("KEY=VALUE").map(Opt::Env),
         "ignore-events" => return value("a LIST").map(Opt::IgnoreEvents),
         "lines" => return value("a number").map(Opt::Lines),
+        "binary" => return value("a PATH").map(Opt::Binary),
         "quiet" => Opt::Quiet,
         "verbose" => Opt::Verbose,
         "help" => Opt::Help,
@@ -778,6 +790,15 @@ fn execute(
         "reload-configuration" => {
             no_more(args)?;
             (Request::ReloadConfiguration, Show::Text)
+        }
+        "reexec" => {
+            no_more(args)?;
+            (
+                Request::Reexec {
+                    binary: parsed.binary.clone(),
+                },
+                Show::Text,
+            )
         }
         "version" => {
             no_more(args)?;
@@ -1206,7 +1227,7 @@ fn telinit(args: &[String], extra_env: &[String], env: &dyn Fn(&str) -> Option<S
             })
         }
         "q" | "Q" => Ok(Request::ReloadConfiguration),
-        "u" | "U" => Err(failure("re-exec is not available yet")),
+        "u" | "U" => Ok(Request::Reexec { binary: None }),
         other => Err(usage(format!("illegal runlevel: {other}"))),
     }
 }
@@ -1644,10 +1665,23 @@ mod tests {
         run(&["telinit", "q", "--socket", &daemon.path], &[]);
         assert_eq!(daemon.request(), Request::ReloadConfiguration);
 
-        let outcome = run_as("telinit", &["telinit", "u", "--socket", "/nonexistent"], &[]);
+        let daemon = Daemon::start(&[DONE]);
+        run_as("telinit", &["telinit", "u", "--socket", &daemon.path], &[]);
+        assert_eq!(daemon.request(), Request::Reexec { binary: None });
+        let daemon = Daemon::start(&[DONE]);
         assert_eq!(
-            (outcome.code, outcome.err.as_str()),
-            (1, "telinit: re-exec is not available yet\n")
+            run(
+                &["reexec", "--binary", "/usr/sbin/uprise", "--socket", &daemon.path],
+                &[]
+            )
+            .code,
+            0
+        );
+        assert_eq!(
+            daemon.request(),
+            Request::Reexec {
+                binary: Some("/usr/sbin/uprise".into())
+            }
         );
         assert_eq!(run(&["telinit", "7", "--socket", "/nonexistent"], &[]).code, 2);
     }

@@ -152,6 +152,26 @@ impl Node {
         }
     }
 
+    fn holds(&self, out: &mut Vec<Option<EventId>>) {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => {
+                left.holds(out);
+                right.holds(out);
+            }
+            Node::Leaf { matched, .. } | Node::Timer { matched } => out.push(*matched),
+        }
+    }
+
+    fn set_holds(&mut self, holds: &mut impl Iterator<Item = Option<EventId>>) {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => {
+                left.set_holds(holds);
+                right.set_holds(holds);
+            }
+            Node::Leaf { matched, .. } | Node::Timer { matched } => *matched = holds.next().flatten(),
+        }
+    }
+
     fn names<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
             Node::And(left, right) | Node::Or(left, right) => {
@@ -215,6 +235,21 @@ impl Matcher {
         self.root.held(&mut holds);
         self.root.clear();
         holds
+    }
+
+    /// What each leaf holds, in tree order (for re-exec).
+    pub fn leaf_holds(&self) -> Vec<Option<EventId>> {
+        let mut out = Vec::new();
+        self.root.holds(&mut out);
+        out
+    }
+
+    /// A matcher for `expr` whose leaves hold what `holds` says, in tree order (re-exec).
+    /// Missing entries leave leaves empty; extra ones are ignored.
+    pub fn with_holds(expr: &EventExpr, holds: &[Option<EventId>]) -> Matcher {
+        let mut matcher = Matcher::new(expr);
+        matcher.root.set_holds(&mut holds.iter().copied());
+        matcher
     }
 
     /// The event names the expression can match, for the dispatch index.
@@ -352,6 +387,22 @@ mod tests {
         assert_eq!(m.take_fired(), [1, 2]);
         // The right-hand `a` still holds event 1: one hold is left to release.
         assert_eq!(m.reset(), [1]);
+    }
+
+    #[test]
+    fn leaf_holds_round_trip() {
+        let mut m = matcher("(a and b) or (c and 5m after d)");
+        offer(&mut m, 4, "c", &[]);
+        offer(&mut m, 9, "b", &[]);
+        let holds = m.leaf_holds();
+        assert_eq!(holds, [None, Some(9), Some(4), None]);
+        let (ast, _) = parse_file("start on (a and b) or (c and 5m after d)\n");
+        let Stanza::StartOn(expr) = &ast.stanzas[0].node else {
+            panic!()
+        };
+        let mut restored = Matcher::with_holds(expr, &holds);
+        assert_eq!(restored.leaf_holds(), holds);
+        assert!(offer(&mut restored, 10, "a", &[]).fired);
     }
 
     #[test]

@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::syntax::ast::*;
 
 /// How `reload` acts on a running job.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Reload {
     Signal { signal: i32 },
@@ -20,7 +20,7 @@ pub enum Reload {
 }
 
 /// Admission gate settings.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Gate {
     pub condition: Option<GateExpr>,
     pub lua: Option<LuaCode>,
@@ -36,14 +36,14 @@ impl Gate {
 }
 
 /// A Lua hook on job events.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hook {
     pub events: Vec<HookEvent>,
     pub lua: LuaCode,
 }
 
 /// A file that must exist before the job may start.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Requirement {
     pub kind: PathKind,
     pub path: String,
@@ -56,7 +56,7 @@ pub const DEFAULT_RESPAWN_LIMIT: RespawnLimit = RespawnLimit::Limit {
 };
 
 /// One job class.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// Path-derived name, e.g. `net/apache`, or `stack/web` for a block in `stack.conf`.
     pub name: String,

@@ -79,7 +79,9 @@ pub fn bind(path: &Path, user_mode: bool) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// True for requests that change something (only the owner, or root, may send them).
+/// True for requests only the owner (or root) may send: those that change something, and
+/// the environment reads (the environment may hold secrets). Status, configuration views,
+/// log paths and the monitor stream are open to everyone who can reach the socket.
 fn modifies(request: &Request) -> bool {
     !matches!(
         request,
@@ -87,17 +89,103 @@ fn modifies(request: &Request) -> bool {
             | Request::List
             | Request::Version
             | Request::Usage { .. }
-            | Request::GetEnv { .. }
-            | Request::ListEnv { .. }
             | Request::ShowConfig { .. }
             | Request::CheckConfig { .. }
             | Request::LogPath { .. }
+            | Request::Monitor
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
 impl Daemon {
+    /// The connected clients, for a re-exec snapshot.
+    pub fn snapshot_clients(&self) -> Vec<crate::reexec::ClientSnapshot> {
+        use std::os::fd::AsRawFd;
+        let mut out: Vec<crate::reexec::ClientSnapshot> = self
+            .clients
+            .conns
+            .iter()
+            .map(|(id, conn)| crate::reexec::ClientSnapshot {
+                id: *id,
+                fd: conn.stream.as_raw_fd(),
+                input: conn.input.clone(),
+                output: conn.output.clone(),
+                busy: conn.busy,
+                eof: conn.eof,
+                uid: conn.uid,
+                monitor: self.monitors.contains(id),
+                wait: self.client_waits.get(id).map(|(class_id, instance, kind)| {
+                    let kind = match kind {
+                        super::daemon::WaitKind::Start => "start",
+                        super::daemon::WaitKind::Stop => "stop",
+                        super::daemon::WaitKind::Restart => "restart",
+                    };
+                    (
+                        self.class(*class_id).job.name.clone(),
+                        instance.clone(),
+                        kind.to_string(),
+                    )
+                }),
+            })
+            .collect();
+        out.sort_by_key(|client| client.id);
+        out
+    }
+
+    /// Takes over a client connection handed over by the previous image.
+    pub fn restore_client(&mut self, snapshot: &crate::reexec::ClientSnapshot, stream: UnixStream) {
+        let id = snapshot.id;
+        self.clients.next = self.clients.next.max(id + 1);
+        let _ = stream.set_nonblocking(true);
+        if !snapshot.eof {
+            let Ok(reader) = stream.try_clone() else { return };
+            let source = Generic::new(reader, Interest::READ, Mode::Level);
+            let registered = self.handle.insert_source(source, move |_, reader, daemon| {
+                // SAFETY: the stream is only read here; NoIoDrop hands out a mutable reference.
+                let stream: &mut UnixStream = unsafe { reader.get_mut() };
+                Ok(daemon.client_readable(id, stream))
+            });
+            if registered.is_err() {
+                return;
+            }
+        }
+        self.clients.conns.insert(
+            id,
+            Conn {
+                stream,
+                input: snapshot.input.clone(),
+                output: snapshot.output.clone(),
+                write_token: None,
+                busy: snapshot.busy,
+                closing: false,
+                eof: snapshot.eof,
+                uid: snapshot.uid,
+            },
+        );
+        if snapshot.monitor {
+            self.monitors.push(id);
+        }
+    }
+
+    pub fn set_next_client(&mut self, next: ClientId) {
+        self.clients.next = self.clients.next.max(next);
+    }
+
+    pub fn next_client(&self) -> ClientId {
+        self.clients.next
+    }
+
+    /// After a restore: write what was queued and take any complete request lines.
+    pub fn resume_clients(&mut self) {
+        let ids: Vec<ClientId> = self.clients.conns.keys().copied().collect();
+        for id in ids {
+            self.write_client(id);
+            self.next_request(id);
+        }
+    }
+
     /// Registers the listener with the loop.
     pub fn listen(&mut self, listener: UnixListener) -> io::Result<()> {
+        self.listener_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
         let source = Generic::new(listener, Interest::READ, Mode::Level);
         self.handle
             .insert_source(source, |_, listener, daemon| {
@@ -337,6 +425,7 @@ impl Daemon {
                 );
                 Ok(())
             }
+            Request::Reexec { binary } => self.reexec(id, binary),
             Request::Monitor => {
                 // No final reply: the stream runs until the client closes the connection.
                 self.monitors.push(id);

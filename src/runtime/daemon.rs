@@ -78,13 +78,13 @@ pub struct Daemon {
     pub classes: Vec<Option<Class>>,
     pub class_by_name: HashMap<String, ClassId>,
     /// Classes whose `start on` names an event, by event name.
-    start_index: HashMap<String, Vec<ClassId>>,
+    pub(crate) start_index: HashMap<String, Vec<ClassId>>,
     /// Classes whose `stop on` names an event, by event name.
     stop_index: HashMap<String, Vec<ClassId>>,
     pub events: BTreeMap<EventId, Event>,
     queue: VecDeque<EventId>,
     finished: VecDeque<EventId>,
-    next_event: EventId,
+    pub(crate) next_event: EventId,
     /// Every process uprise started and still waits for.
     pub pids: HashMap<i32, (ClassId, String, ProcessKind)>,
     /// Environment every job starts from.
@@ -99,11 +99,20 @@ pub struct Daemon {
     pub confdirs: Vec<PathBuf>,
     /// Instances waiting for their own `starting`/`stopping` event, by event: finishing an
     /// event costs as much as the instances that wait on it, not all instances.
-    event_waiters: HashMap<EventId, Vec<Key>>,
+    pub(crate) event_waiters: HashMap<EventId, Vec<Key>>,
     pub reload_pending: bool,
     pub watcher: Option<nix::sys::inotify::Inotify>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
     pub monitors: Vec<ClientId>,
+    /// The control socket's listening fd and the notify socket's fd (kept across re-exec).
+    pub listener_fd: Option<std::os::fd::RawFd>,
+    pub notify_fd: Option<std::os::fd::RawFd>,
+    /// The daemon's own command line (without the program), to re-exec with.
+    pub args: Vec<String>,
+    /// The daemon's binary as it was started (re-exec runs what is at that path now).
+    pub exe: PathBuf,
+    /// The client whose `reexec` is under way.
+    pub reexec_requester: Option<ClientId>,
     /// The descriptor limit jobs get (the daemon raised its own).
     pub job_nofile: Option<(crate::syntax::ast::LimitValue, crate::syntax::ast::LimitValue)>,
     /// System mode: where a shutdown is, and what it ends with.
@@ -112,7 +121,7 @@ pub struct Daemon {
     /// The current runlevel (`N` until a `runlevel` event says otherwise).
     pub runlevel: String,
     /// Counts instances reaching `running`, for the reverse-order shutdown.
-    next_seq: u64,
+    pub(crate) next_seq: u64,
     started_at: Instant,
 }
 
@@ -169,6 +178,11 @@ impl Daemon {
             watcher: None,
             monitors: Vec::new(),
             job_nofile: None,
+            listener_fd: None,
+            notify_fd: None,
+            args: Vec::new(),
+            exe: PathBuf::new(),
+            reexec_requester: None,
             shutdown_phase: None,
             shutdown_action: crate::control::proto::ShutdownAction::Poweroff,
             runlevel: "N".to_string(),
@@ -241,6 +255,26 @@ impl Daemon {
                 self.stop_index.entry(name.to_string()).or_default().push(id);
             }
         }
+    }
+
+    /// Re-reads a class's expressions into the dispatch indexes.
+    pub(crate) fn reindex_class(&mut self, id: ClassId) {
+        self.unindex_class(id);
+        self.index_class(id);
+    }
+
+    /// Puts a restored pending event back in the queue.
+    pub(crate) fn requeue(&mut self, id: EventId) {
+        self.queue.push_back(id);
+    }
+
+    /// Marks a restored event that nothing holds any more as finished.
+    pub(crate) fn refinish(&mut self, id: EventId) {
+        self.finished.push_back(id);
+    }
+
+    pub(crate) fn arm_kill_timer_public(&mut self, key: &Key, millis: u64, pids: Vec<i32>) {
+        self.arm_kill_timer(key, millis, pids);
     }
 
     fn unindex_class(&mut self, id: ClassId) {
@@ -850,7 +884,7 @@ impl Daemon {
                             instance.started_seq = seq;
                         }
                         let instance = self.instance_mut(key).expect("checked");
-                        instance.respawn_streak = 0;
+                        instance.running_since = Some(Instant::now());
                     }
                     let main_alive = self.instance(key).is_some_and(Instance::main_alive);
                     if job.task && !main_alive {
@@ -894,7 +928,7 @@ impl Daemon {
                     let instance = self.instance(key).expect("checked");
                     if let Some(&pid) = instance.pids.get(&ProcessKind::Main) {
                         let signal = crate::sys::process::signal_name(job.kill_signal);
-                        info!("Sending {signal} signal to {} main process ({pid})", job.name);
+                        info!("Sending {signal} signal to {} main process ({pid})", self.display(key));
                         super::readiness::signal_main(pid, job.kill_signal);
                         self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
                         return;
@@ -1042,11 +1076,30 @@ impl Daemon {
             job.console == Console::Auto,
             self.settings.rotation,
         );
+        let read_fd = std::os::fd::AsRawFd::as_raw_fd(&read);
         let reader = std::fs::File::from(read);
+        let token = self.register_log_reader(key, reader)?;
+        let write_copy = write.try_clone().ok();
+        if let Some(instance) = self.instance_mut(key) {
+            instance.log = Some(LogPipe {
+                read_fd,
+                write,
+                token,
+                log,
+            });
+        }
+        write_copy
+    }
+
+    /// Registers the read end of an instance's output pipe with the loop.
+    pub(crate) fn register_log_reader(
+        &mut self,
+        key: &Key,
+        reader: std::fs::File,
+    ) -> Option<calloop::RegistrationToken> {
         let source = calloop::generic::Generic::new(reader, calloop::Interest::READ, calloop::Mode::Level);
         let pipe_key = key.clone();
-        let token = self
-            .handle
+        self.handle
             .insert_source(source, move |_, reader, daemon| {
                 let Some(instance) = daemon.instance_mut(&pipe_key) else {
                     return Ok(calloop::PostAction::Remove);
@@ -1063,12 +1116,7 @@ impl Daemon {
                     calloop::PostAction::Remove
                 })
             })
-            .ok()?;
-        let write_copy = write.try_clone().ok();
-        if let Some(instance) = self.instance_mut(key) {
-            instance.log = Some(LogPipe { write, token, log });
-        }
-        write_copy
+            .ok()
     }
 
     /// Starts one process of an instance. `Ok(true)` when a process now runs, `Ok(false)`
@@ -1294,6 +1342,20 @@ impl Daemon {
             return;
         }
         instance.goal = Goal::Respawn;
+        // The back-off grows with consecutive respawns; a job that stayed up for the respawn
+        // limit's interval (10 s without one) starts over.
+        let settled = match job.respawn_limit {
+            crate::syntax::ast::RespawnLimit::Limit { interval_secs, .. } if interval_secs > 0 => {
+                u64::from(interval_secs)
+            }
+            _ => 10,
+        };
+        if instance
+            .running_since
+            .is_some_and(|since| since.elapsed().as_secs() >= settled)
+        {
+            instance.respawn_streak = 0;
+        }
         instance.respawn_streak += 1;
         match job.respawn_delay {
             Some(delay) => {
@@ -1692,6 +1754,27 @@ impl Daemon {
             .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
             .flat_map(|(id, class)| class.instances.keys().map(move |name| (id, name.clone())))
             .collect();
+        // A job's hung script must not keep the daemon up for ever: after the longest kill
+        // timeout (twice, plus a margin) whatever is left is killed and the daemon exits.
+        let longest = self
+            .classes
+            .iter()
+            .flatten()
+            .map(|class| class.job.kill_timeout.millis)
+            .max()
+            .unwrap_or(5000);
+        let deadline = Duration::from_millis(longest.saturating_mul(2)) + Duration::from_secs(5);
+        let _ = self
+            .handle
+            .insert_source(Timer::from_duration(deadline), |_, _, daemon| {
+                warn!("jobs did not stop in time; killing what is left and exiting");
+                for pid in daemon.pids.keys().copied().collect::<Vec<_>>() {
+                    super::readiness::signal_main(pid, 9);
+                }
+                daemon.exiting = true;
+                daemon.stop_signal.stop();
+                TimeoutAction::Drop
+            });
         for key in keys {
             self.change_goal(&key, Goal::Stop);
         }

@@ -87,10 +87,14 @@ pub struct Instance {
     pub respawn_at: Option<Instant>,
     /// Order of reaching `running`, for the reverse-order shutdown.
     pub started_seq: u64,
+    /// When the instance last reached `running` (a long run resets the respawn back-off).
+    pub running_since: Option<Instant>,
 }
 
 /// The daemon's side of an instance's output pipe.
 pub struct LogPipe {
+    /// The read end's number (the loop's source owns it).
+    pub read_fd: std::os::fd::RawFd,
     pub write: OwnedFd,
     pub token: RegistrationToken,
     pub log: JobLog,
@@ -123,6 +127,7 @@ impl Instance {
             pending_delay: None,
             respawn_at: None,
             started_seq: 0,
+            running_since: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod logger;
 pub mod output;
 pub mod readiness;
+pub mod reexec;
 pub mod system;
 pub mod watch;
 
@@ -38,6 +39,14 @@ pub struct Options {
     /// `None` with `--no-startup-event`.
     pub startup_event: Option<String>,
     pub debug: bool,
+    /// Re-exec: the state file handed over by the previous image.
+    pub restore_fd: Option<i32>,
+    /// Re-exec: the control listener handed over, used even when the state cannot be read.
+    pub listener_fd: Option<i32>,
+    /// The command line to re-exec with (without the program and the re-exec options).
+    pub args: Vec<String>,
+    /// The daemon's binary.
+    pub exe: PathBuf,
 }
 
 const HANDLED_SIGNALS: [Signal; 7] = [
@@ -159,19 +168,51 @@ pub fn run(options: Options) -> io::Result<()> {
         )
         .map_err(|error| io::Error::other(error.to_string()))?;
 
-    let listener = control::bind(&options.socket, options.user_mode)?;
-    daemon.listen(listener)?;
-    if let Err(error) = daemon.listen_notify() {
-        warn!("cannot open the notify socket ({error}); `expect notify` jobs will not become ready");
-    }
-    info!("listening on {}", options.socket.display());
-
-    daemon.reload_configuration();
-    daemon.watch_confdirs();
-    if let Some(name) = &options.startup_event {
-        daemon.emit(name, Vec::new());
+    daemon.args = options.args.clone();
+    daemon.exe = options.exe.clone();
+    let restored = options.restore_fd.map(|fd| {
+        crate::sys::exec::read_state(fd)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| crate::reexec::Snapshot::from_bytes(&bytes).map_err(|error| error.to_string()))
+    });
+    match restored {
+        Some(Ok(snapshot)) => {
+            if let Some(fd) = snapshot.listener_fd.or(options.listener_fd) {
+                daemon.restore_listener(fd)?;
+            }
+            daemon.reload_configuration();
+            daemon.watch_confdirs();
+            daemon.restore(snapshot);
+        }
+        Some(Err(message)) => {
+            // Never a dead daemon: carry on without the state, keeping the socket.
+            error!("re-exec: cannot read the handed-over state ({message}); continuing without it");
+            match options.listener_fd {
+                Some(fd) => daemon.restore_listener(fd)?,
+                None => daemon.listen(control::bind(&options.socket, options.user_mode)?)?,
+            }
+            if let Err(error) = daemon.listen_notify() {
+                warn!("cannot open the notify socket ({error})");
+            }
+            daemon.reload_configuration();
+            daemon.watch_confdirs();
+        }
+        None => {
+            let listener = control::bind(&options.socket, options.user_mode)?;
+            daemon.listen(listener)?;
+            if let Err(error) = daemon.listen_notify() {
+                warn!("cannot open the notify socket ({error}); `expect notify` jobs will not become ready");
+            }
+            info!("listening on {}", options.socket.display());
+            daemon.reload_configuration();
+            daemon.watch_confdirs();
+            if let Some(name) = &options.startup_event {
+                daemon.emit(name, Vec::new());
+            }
+        }
     }
     daemon.settle();
+    daemon.flush_clients();
 
     let result = event_loop.run(Some(Duration::from_secs(60)), &mut daemon, |daemon| {
         daemon.settle();
@@ -182,6 +223,7 @@ pub fn run(options: Options) -> io::Result<()> {
         return Err(io::Error::other(error.to_string()));
     }
     let _ = std::fs::remove_file(&options.socket);
+    let _ = std::fs::remove_file(options.socket.with_file_name("notify"));
     Ok(())
 }
 

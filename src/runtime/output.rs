@@ -162,6 +162,17 @@ impl JobLog {
         }
     }
 
+    /// Buffered output and the count of dropped bytes, for a re-exec snapshot.
+    pub fn pending(&self) -> (&[u8], u64) {
+        (&self.pending, self.dropped)
+    }
+
+    /// Puts back buffered output after a re-exec.
+    pub fn restore_pending(&mut self, pending: Vec<u8>, dropped: u64) {
+        self.pending = pending;
+        self.dropped = dropped;
+    }
+
     pub fn pending_len(&self) -> usize {
         self.pending.len()
     }

@@ -116,11 +116,42 @@ impl Daemon {
         }
         let name = self.display(key);
         warn!("{name}: no main process found within the pid timeout");
+        self.stop_candidates(key);
         self.end_awaiting(key);
         self.fail_public(key, "main", None);
         self.change_state(key, State::Stopping);
         self.settle();
         self.flush_clients();
+    }
+
+    /// A forking job given up while its daemon was still being looked for: the processes
+    /// that would have been its daemon are stopped, so none is left running untracked.
+    fn stop_candidates(&mut self, key: &Key) {
+        let original = match self.instance(key).and_then(|instance| instance.awaiting.as_ref()) {
+            Some(Awaiting::Fork {
+                original, exited: true, ..
+            }) => *original,
+            _ => return,
+        };
+        let job = self.class(key.0).job.clone();
+        let candidates = self.candidates(key, &job, original);
+        if candidates.is_empty() {
+            return;
+        }
+        for pid in &candidates {
+            warn!(
+                "{}: stopping process {pid}, which was starting as its daemon",
+                self.display(key)
+            );
+            signal_main(*pid, job.kill_signal);
+        }
+        let grace = Duration::from_millis(job.kill_timeout.millis);
+        let _ = self.handle.insert_source(Timer::from_duration(grace), move |_, _, _| {
+            for pid in &candidates {
+                signal_main(*pid, 9);
+            }
+            TimeoutAction::Drop
+        });
     }
 
     /// Cancels what an instance waits for (timers and watches included).
@@ -353,6 +384,15 @@ impl Daemon {
         let path = self.notify_socket_path();
         let _ = std::fs::remove_file(&path);
         let socket = UnixDatagram::bind(&path)?;
+        // Jobs that run as other users must be able to send; a message only counts for the
+        // instance its sender belongs to.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o666))?;
+        self.register_notify(socket)
+    }
+
+    /// Registers the notify socket (new, or handed over by a re-exec) with the loop.
+    pub fn register_notify(&mut self, socket: UnixDatagram) -> std::io::Result<()> {
+        self.notify_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&socket));
         socket.set_nonblocking(true)?;
         setsockopt(&socket, sockopt::PassCred, &true).map_err(std::io::Error::from)?;
         let source = Generic::new(socket, Interest::READ, Mode::Level);
@@ -417,6 +457,13 @@ impl Daemon {
                             .and_then(|instance| instance.pids.get(&ProcessKind::Main))
                             != Some(&pid)
                     {
+                        // The old main pid is no longer the job's main process.
+                        let old = self
+                            .instance(&key)
+                            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+                        if let Some(old) = old {
+                            self.pids.remove(&old);
+                        }
                         self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main));
                         if let Some(instance) = self.instance_mut(&key) {
                             instance.pids.insert(ProcessKind::Main, pid);
@@ -456,6 +503,7 @@ impl Daemon {
             .instance(key)
             .is_some_and(|instance| instance.awaiting.is_some() && instance.state == State::Spawned)
         {
+            self.stop_candidates(key);
             self.end_awaiting(key);
             if self.instance(key).is_some_and(|instance| instance.goal != Goal::Start) {
                 self.change_state(key, State::Stopping);

@@ -4,10 +4,10 @@
 //! `model::job`), never touches the file system and never evaluates anything.
 //! Every node that a diagnostic may point at carries a [`Span`].
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A byte range `lo..hi` in the source text of one file.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Span {
     pub lo: u32,
     pub hi: u32,
@@ -23,7 +23,7 @@ impl Span {
 }
 
 /// A value with the span it was read from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Spanned<T> {
     pub node: T,
     #[serde(skip)]
@@ -44,7 +44,7 @@ pub struct FileAst {
 }
 
 /// One stanza of the daemon file (`DIR.conf` beside a job dir `DIR`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum DaemonStanza {
     /// `resource NAME MAX`: the capacity of a resource pool.
@@ -181,7 +181,7 @@ impl Stanza {
 }
 
 /// Which process slot a command fills.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProcessKind {
     Main,
@@ -212,7 +212,7 @@ impl ProcessKind {
 }
 
 /// What runs: a verbatim command line, or a script body with an optional interpreter.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Command {
     /// `exec …`: the rest of the logical line, verbatim.
@@ -230,7 +230,7 @@ impl Command {
 }
 
 /// A Lua chunk from `hook`, `gate lua` or `gate script lua`, with the line it starts on.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LuaCode {
     pub code: String,
     /// 1-based line of the first line of code in the file, for tracebacks.
@@ -238,7 +238,7 @@ pub struct LuaCode {
 }
 
 /// A duration, kept in milliseconds. Upstart's plain integers are seconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Seconds {
     pub millis: u64,
 }
@@ -252,7 +252,7 @@ impl Seconds {
 }
 
 /// `respawn limit COUNT INTERVAL` or `respawn limit unlimited`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum RespawnLimit {
     Unlimited,
@@ -260,7 +260,7 @@ pub enum RespawnLimit {
 }
 
 /// `respawn delay INITIAL [max MAX] [jitter J]`: exponential back-off between respawns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RespawnDelay {
     pub initial: Seconds,
     pub max: Option<Seconds>,
@@ -268,7 +268,7 @@ pub struct RespawnDelay {
 }
 
 /// One item of `normal exit`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "kebab-case")]
 pub enum ExitItem {
     Status(i32),
@@ -276,13 +276,13 @@ pub enum ExitItem {
 }
 
 /// `env KEY=VALUE` or `env KEY` (copy KEY from the daemon's environment).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EnvEntry {
     pub key: String,
     pub value: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Expect {
     None,
@@ -293,12 +293,12 @@ pub enum Expect {
 }
 
 /// A signal as a number; `name` keeps the spelling for messages (`TERM`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Signal {
     pub number: i32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Console {
     None,
@@ -311,7 +311,7 @@ pub enum Console {
     Inherit,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Rlimit {
     As,
@@ -330,7 +330,7 @@ pub enum Rlimit {
     Stack,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "kebab-case")]
 pub enum LimitValue {
     Unlimited,
@@ -340,7 +340,7 @@ pub enum LimitValue {
 // ------------------------------------------------------------------ event expressions
 
 /// `start on` / `stop on` expression. `and`/`or` are equal-precedence, left-associative.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum EventExpr {
     And {
@@ -360,7 +360,7 @@ pub enum EventExpr {
 }
 
 /// `NAME [VALUE…] [KEY=VALUE…] [KEY!=VALUE…]`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventMatch {
     pub name: String,
     pub args: Vec<EventArg>,
@@ -369,7 +369,7 @@ pub struct EventMatch {
 }
 
 /// One value test of an event match. Values are globs with `$VAR` expansion.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum EventArg {
     Positional { value: String },
@@ -378,7 +378,7 @@ pub enum EventArg {
 }
 
 /// A time-based operand of an event expression.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Temporal {
     /// `15m after startup`
@@ -392,7 +392,7 @@ pub enum Temporal {
 }
 
 /// A wall-clock schedule.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Calendar {
     pub period: Period,
     /// Times of day, in the order written. Empty means the period's default (00:00, or :00).
@@ -400,7 +400,7 @@ pub struct Calendar {
     pub zone: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "kebab-case")]
 pub enum Period {
     Minute,
@@ -415,7 +415,7 @@ pub enum Period {
 }
 
 /// `HH:MM[:SS]`, or `:MM` (`hour` is None) for minutes past every hour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TimeOfDay {
     pub hour: Option<u8>,
     pub minute: u8,
@@ -425,7 +425,7 @@ pub struct TimeOfDay {
 // ------------------------------------------------------------------ gates
 
 /// A load / pressure / network condition. Mixed `and`/`or` need parentheses.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum GateExpr {
     And { terms: Vec<GateExpr> },
@@ -433,7 +433,7 @@ pub enum GateExpr {
     Compare { metric: Metric, op: CompareOp, value: f64 },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Metric {
     /// `load1`, `load5`, `load15`: the load average over that many minutes.
@@ -448,7 +448,7 @@ pub enum Metric {
     Net { interface: Option<String>, tx: bool },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PressureResource {
     Cpu,
@@ -456,7 +456,7 @@ pub enum PressureResource {
     Memory,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CompareOp {
     #[serde(rename = "<")]
     Lt,
@@ -479,7 +479,7 @@ impl CompareOp {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GateExpire {
     Start,
@@ -489,7 +489,7 @@ pub enum GateExpire {
 // ------------------------------------------------------------------ pools, paths, hooks
 
 /// The amount in `uses POOL AMOUNT`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "value", rename_all = "kebab-case")]
 pub enum Amount {
     Fixed(f64),
@@ -497,7 +497,7 @@ pub enum Amount {
     Variable(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PathKind {
     File,
@@ -505,7 +505,7 @@ pub enum PathKind {
     Path,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HookEvent {
     Starting,

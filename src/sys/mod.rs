@@ -14,6 +14,7 @@
 //! - `process.rs`: `kill(2)` on a process or its group, `waitpid(2)` decoded into `Exit`,
 //!   the child-subreaper bit, signal names.
 
+pub mod exec;
 pub mod process;
 pub mod procfs;
 pub mod spawn;

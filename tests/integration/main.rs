@@ -5,6 +5,7 @@ mod corpus;
 mod e2e;
 mod e2e_control;
 mod e2e_readiness;
+mod e2e_reexec;
 mod e2e_system;
 mod golden;
 mod harness;

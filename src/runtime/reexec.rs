@@ -1,0 +1,525 @@
+//! Stateful re-exec: capturing the daemon into a `reexec::Snapshot`, and rebuilding it in the
+//! new image.
+//!
+//! The handover: the state is written to a memfd; the new binary first runs as a probe on
+//! it (`--reexec-probe FD`) and must say it can read it; only then are the fds that carry
+//! over (control listener, client connections, log pipes, notify socket, the state) made
+//! inheritable and the daemon execs the new binary with `--restore-fd` and `--listener-fd`.
+//! The pid stays the same, so every job stays uprise's child; SIGCHLD stays blocked and
+//! pending across exec, so exits during the handover are reaped by the new image. If
+//! anything fails before the exec, the old image restores close-on-exec and carries on.
+
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use calloop::timer::{TimeoutAction, Timer};
+use log::{error, info, warn};
+
+use crate::control::proto::Reply;
+use crate::machine::exit::{ExitStatus, RespawnWindow};
+use crate::machine::{Goal, Matcher, State};
+use crate::reexec::{
+    AwaitingSnapshot, BlockedSnapshot, ClassSnapshot, EventSnapshot, ExitSnapshot, FailureSnapshot, InstanceSnapshot,
+    LogSnapshot, Snapshot,
+};
+use crate::syntax::ast::ProcessKind;
+use crate::sys::exec;
+
+use super::daemon::{Daemon, Event, Outgoing, Progress, WaitKind};
+use super::jobs::{Blocked, Class, ClientId, Failure, Instance, LogPipe};
+use super::output::JobLog;
+use super::readiness::Awaiting;
+
+/// How long the probe of the new binary may take.
+const PROBE_LIMIT: Duration = Duration::from_secs(10);
+
+fn goal_name(goal: Goal) -> &'static str {
+    goal.name()
+}
+
+fn parse_goal(name: &str) -> Goal {
+    match name {
+        "start" => Goal::Start,
+        "respawn" => Goal::Respawn,
+        _ => Goal::Stop,
+    }
+}
+
+fn parse_state(name: &str) -> State {
+    State::ALL
+        .into_iter()
+        .find(|state| state.name() == name)
+        .unwrap_or(State::Waiting)
+}
+
+fn parse_kind(name: &str) -> Option<ProcessKind> {
+    ProcessKind::ALL.into_iter().find(|kind| kind.keyword() == name)
+}
+
+impl Daemon {
+    /// Handles `reexec`: returns an error when the old image must carry on; on success the
+    /// process is replaced and this never returns.
+    pub fn reexec(&mut self, client: ClientId, binary: Option<String>) -> Result<(), String> {
+        if self.shutdown_phase.is_some() || self.shutting_down {
+            return Err("cannot re-exec while shutting down".into());
+        }
+        let binary = match binary {
+            Some(binary) => binary,
+            None => self.exe.to_string_lossy().into_owned(),
+        };
+        self.settle();
+        self.flush_clients();
+        let mut snapshot = self.capture();
+        snapshot.requester = Some(client);
+        let bytes = snapshot.to_bytes();
+        // A debugging aid, as Upstart's --write-state-file: keep a copy of the state.
+        if let Some(path) = std::env::var_os("UPRISE_WRITE_STATEFILE")
+            && let Err(error) = std::fs::write(&path, &bytes)
+        {
+            warn!("cannot write the state file copy: {error}");
+        }
+        let state = exec::state_file(&bytes).map_err(|error| format!("cannot write the state: {error}"))?;
+        let started = Instant::now();
+        exec::probe(&binary, &state, PROBE_LIMIT)?;
+        let fds = self.handover_fds(&snapshot, state.as_raw_fd());
+        for fd in &fds {
+            let _ = exec::set_cloexec(*fd, false);
+        }
+        let mut args = vec!["--restore-fd".to_string(), state.as_raw_fd().to_string()];
+        if let Some(listener) = snapshot.listener_fd {
+            args.push("--listener-fd".into());
+            args.push(listener.to_string());
+        }
+        args.extend(self.args.iter().cloned());
+        info!(
+            "re-executing {binary} ({} bytes of state, probe took {} ms)",
+            bytes.len(),
+            started.elapsed().as_millis()
+        );
+        log::logger().flush();
+        let failure = exec::exec(&binary, &args);
+        // Still here: the exec failed; nothing was handed over.
+        for fd in &fds {
+            let _ = exec::set_cloexec(*fd, true);
+        }
+        Err(format!("cannot exec {binary}: {failure}"))
+    }
+
+    /// The fds that must stay open across the exec.
+    fn handover_fds(&self, snapshot: &Snapshot, state: RawFd) -> Vec<RawFd> {
+        let mut fds = vec![state];
+        fds.extend(snapshot.listener_fd);
+        fds.extend(snapshot.notify_fd);
+        fds.extend(snapshot.clients.iter().map(|client| client.fd));
+        for class in &snapshot.classes {
+            for instance in &class.instances {
+                if let Some(log) = &instance.log {
+                    fds.push(log.read_fd);
+                    fds.push(log.write_fd);
+                }
+            }
+        }
+        fds
+    }
+
+    /// The daemon's state as a snapshot.
+    pub fn capture(&self) -> Snapshot {
+        let mut snapshot = Snapshot::new();
+        snapshot.listener_fd = self.listener_fd;
+        snapshot.notify_fd = self.notify_fd;
+        snapshot.global_env = self.global_env.clone();
+        snapshot.log_priority = super::logger::priority_name(log::max_level()).to_string();
+        snapshot.runlevel = self.runlevel.clone();
+        snapshot.next_event = self.next_event;
+        snapshot.next_seq = self.next_seq;
+        snapshot.next_client = self.next_client();
+        snapshot.events = self
+            .events
+            .iter()
+            .map(|(id, event)| EventSnapshot {
+                id: *id,
+                name: event.name.clone(),
+                env: event.env.clone(),
+                progress: match event.progress {
+                    Progress::Pending => "pending",
+                    Progress::Handling => "handling",
+                    Progress::Finished => "finished",
+                }
+                .to_string(),
+                blockers: event.blockers,
+                failed: event.failed,
+                waiting_clients: event.waiting_clients.clone(),
+            })
+            .collect();
+        for class in self.classes.iter().flatten() {
+            let start_on_holds = class.start_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default();
+            if class.instances.is_empty() && start_on_holds.iter().all(Option::is_none) {
+                continue;
+            }
+            let instances = class
+                .instances
+                .values()
+                .map(|instance| self.capture_instance(instance))
+                .collect();
+            snapshot.classes.push(ClassSnapshot {
+                job: (*class.job).clone(),
+                start_on_holds,
+                instances,
+            });
+        }
+        snapshot.clients = self.snapshot_clients();
+        snapshot
+    }
+
+    fn capture_instance(&self, instance: &Instance) -> InstanceSnapshot {
+        let now = Instant::now();
+        InstanceSnapshot {
+            name: instance.name.clone(),
+            goal: goal_name(instance.goal).to_string(),
+            state: instance.state.name().to_string(),
+            env: instance.env.clone(),
+            start_env: instance.start_env.clone(),
+            stop_env: instance.stop_env.clone(),
+            stop_on_holds: instance.stop_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default(),
+            pids: instance
+                .pids
+                .iter()
+                .map(|(kind, pid)| (kind.keyword().to_string(), *pid))
+                .collect(),
+            blocker: instance.blocker,
+            blocking: instance
+                .blocking
+                .iter()
+                .map(|blocked| match blocked {
+                    Blocked::Event(id) => BlockedSnapshot::Event(*id),
+                    Blocked::Client(id) => BlockedSnapshot::Client(*id),
+                })
+                .collect(),
+            failed: instance.failed.as_ref().map(|failure| FailureSnapshot {
+                process: failure.process.clone(),
+                exit: failure.status.map(|status| match status {
+                    ExitStatus::Code(code) => ExitSnapshot::Code(code),
+                    ExitStatus::Signal(signal) => ExitSnapshot::Signal(signal),
+                }),
+            }),
+            respawn_window_start: instance.respawn.started,
+            respawn_count: instance.respawn.count,
+            respawn_streak: instance.respawn_streak,
+            restarting: instance.restarting,
+            killing_scripts: instance.killing_scripts,
+            log: instance.log.as_ref().map(|pipe| {
+                let (pending, dropped) = pipe.log.pending();
+                LogSnapshot {
+                    read_fd: pipe.read_fd,
+                    write_fd: pipe.write.as_raw_fd(),
+                    pending: pending.to_vec(),
+                    dropped,
+                }
+            }),
+            last_exit: instance.last_exit.as_ref().map(|(_, what)| what.clone()),
+            awaiting: instance.awaiting.as_ref().map(|awaiting| match awaiting {
+                Awaiting::Stop => AwaitingSnapshot::Stop,
+                Awaiting::Notify => AwaitingSnapshot::Notify,
+                Awaiting::Fork { original, exited, .. } => AwaitingSnapshot::Fork {
+                    original: *original,
+                    exited: *exited,
+                },
+            }),
+            notify_status: instance.notify_status.clone(),
+            pending_delay_ms: instance.pending_delay,
+            respawn_in_ms: instance
+                .respawn_at
+                .map(|at| at.saturating_duration_since(now).as_millis() as u64),
+            kill_in_ms: None,
+            kill_pids: Vec::new(),
+            started_seq: instance.started_seq,
+        }
+    }
+
+    /// Rebuilds the daemon from a snapshot; the job dirs have been loaded already.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        if let Some(fd) = snapshot.notify_fd {
+            // SAFETY: the previous image handed this fd over for this process to own.
+            let socket = unsafe { UnixDatagram::from_raw_fd(fd) };
+            let _ = exec::set_cloexec(fd, true);
+            if let Err(error) = self.register_notify(socket) {
+                warn!("cannot take over the notify socket: {error}");
+            }
+        }
+        self.global_env = snapshot.global_env;
+        if let Some(level) = super::logger::parse_priority(&snapshot.log_priority) {
+            log::set_max_level(level);
+        }
+        self.runlevel = if snapshot.runlevel.is_empty() {
+            "N".into()
+        } else {
+            snapshot.runlevel
+        };
+        self.next_event = self.next_event.max(snapshot.next_event);
+        self.next_seq = self.next_seq.max(snapshot.next_seq);
+        self.set_next_client(snapshot.next_client);
+        for event in snapshot.events {
+            let progress = match event.progress.as_str() {
+                "pending" => Progress::Pending,
+                "finished" => Progress::Finished,
+                _ => Progress::Handling,
+            };
+            self.events.insert(
+                event.id,
+                Event {
+                    name: event.name,
+                    env: event.env,
+                    progress,
+                    blockers: event.blockers,
+                    failed: event.failed,
+                    waiting_clients: event.waiting_clients,
+                },
+            );
+            match progress {
+                Progress::Pending => self.requeue(event.id),
+                Progress::Handling if event.blockers == 0 => self.refinish(event.id),
+                _ => {}
+            }
+        }
+        let mut waits = Vec::new();
+        for class in snapshot.classes {
+            let class_id = self.adopt_class(class.job, &class.start_on_holds);
+            for instance in class.instances {
+                for blocked in &instance.blocking {
+                    if let BlockedSnapshot::Client(client) = blocked {
+                        waits.push(*client);
+                    }
+                }
+                self.restore_instance(class_id, instance);
+            }
+        }
+        for client in &snapshot.clients {
+            // SAFETY: the previous image handed this fd over for this process to own.
+            let stream = unsafe { UnixStream::from_raw_fd(client.fd) };
+            let _ = exec::set_cloexec(client.fd, true);
+            self.restore_client(client, stream);
+            if let Some((job, instance, kind)) = &client.wait
+                && let Some(class_id) = self.class_by_name.get(job).copied()
+            {
+                let kind = match kind.as_str() {
+                    "stop" => WaitKind::Stop,
+                    "restart" => WaitKind::Restart,
+                    _ => WaitKind::Start,
+                };
+                self.client_waits.insert(client.id, (class_id, instance.clone(), kind));
+            }
+        }
+        if let Some(requester) = snapshot.requester {
+            self.outgoing.push(Outgoing::Reply(requester, Reply::Done));
+            self.outgoing.push(Outgoing::Finish(requester));
+        }
+        info!(
+            "re-exec complete: {} events, {} instances, {} clients carried over",
+            self.events.len(),
+            self.pids.len(),
+            snapshot.clients.len()
+        );
+        let _ = waits;
+        self.settle();
+        self.flush_clients();
+        self.resume_clients();
+    }
+
+    /// Installs the definition the instances ran with. When the file on disk says something
+    /// else, the disk version waits until the instances are idle, as after any edit.
+    fn adopt_class(&mut self, job: crate::model::Job, start_on_holds: &[Option<u64>]) -> usize {
+        let id = match self.class_by_name.get(&job.name).copied() {
+            Some(id) => {
+                let class = self.classes[id].as_mut().expect("indexed class exists");
+                if *class.job != job {
+                    let on_disk = std::mem::replace(&mut class.job, Rc::new(job));
+                    class.replacement = Some((*on_disk).clone());
+                }
+                id
+            }
+            None => {
+                let id = self.classes.len();
+                self.class_by_name.insert(job.name.clone(), id);
+                self.classes.push(Some(Class {
+                    start_on: None,
+                    job: Rc::new(job),
+                    instances: Default::default(),
+                    replacement: None,
+                    deleted: true,
+                }));
+                id
+            }
+        };
+        let class = self.classes[id].as_mut().expect("live class");
+        class.start_on = class
+            .job
+            .start_on
+            .as_ref()
+            .map(|expr| Matcher::with_holds(expr, start_on_holds));
+        self.reindex_class(id);
+        id
+    }
+
+    fn restore_instance(&mut self, class_id: usize, snapshot: InstanceSnapshot) {
+        let job = self.class(class_id).job.clone();
+        let key = (class_id, snapshot.name.clone());
+        let mut instance = Instance::new(snapshot.name.clone());
+        instance.goal = parse_goal(&snapshot.goal);
+        instance.state = parse_state(&snapshot.state);
+        instance.env = snapshot.env;
+        instance.start_env = snapshot.start_env;
+        instance.stop_env = snapshot.stop_env;
+        instance.stop_on = job
+            .stop_on
+            .as_ref()
+            .map(|expr| Matcher::with_holds(expr, &snapshot.stop_on_holds));
+        for (kind, pid) in &snapshot.pids {
+            if let Some(kind) = parse_kind(kind) {
+                instance.pids.insert(kind, *pid);
+                self.pids.insert(*pid, (class_id, snapshot.name.clone(), kind));
+            }
+        }
+        instance.blocker = snapshot.blocker;
+        if let Some(event) = snapshot.blocker {
+            self.event_waiters.entry(event).or_default().push(key.clone());
+        }
+        instance.blocking = snapshot
+            .blocking
+            .iter()
+            .map(|blocked| match blocked {
+                BlockedSnapshot::Event(id) => Blocked::Event(*id),
+                BlockedSnapshot::Client(id) => Blocked::Client(*id),
+            })
+            .collect();
+        instance.failed = snapshot.failed.map(|failure| Failure {
+            process: failure.process,
+            status: failure.exit.map(|exit| match exit {
+                ExitSnapshot::Code(code) => ExitStatus::Code(code),
+                ExitSnapshot::Signal(signal) => ExitStatus::Signal(signal),
+            }),
+        });
+        instance.respawn = RespawnWindow {
+            started: snapshot.respawn_window_start,
+            count: snapshot.respawn_count,
+        };
+        instance.respawn_streak = snapshot.respawn_streak;
+        instance.restarting = snapshot.restarting;
+        instance.killing_scripts = snapshot.killing_scripts;
+        instance.last_exit = snapshot.last_exit.map(|what| (Instant::now(), what));
+        instance.notify_status = snapshot.notify_status;
+        instance.pending_delay = snapshot.pending_delay_ms;
+        instance.started_seq = snapshot.started_seq;
+        let awaiting = snapshot.awaiting.clone();
+        let respawn_in = snapshot.respawn_in_ms;
+        let log = snapshot.log;
+        if let Some(class) = self.classes[class_id].as_mut() {
+            class.instances.insert(snapshot.name.clone(), instance);
+        }
+        if let Some(log) = log {
+            self.restore_log(&key, &job, log);
+        }
+        match awaiting {
+            Some(AwaitingSnapshot::Stop) => self.set_awaiting(&key, Awaiting::Stop),
+            Some(AwaitingSnapshot::Notify) => self.set_awaiting(&key, Awaiting::Notify),
+            Some(AwaitingSnapshot::Fork { original, exited }) => {
+                // The pid timeout starts again: the new image cannot know how much was left.
+                if self.begin_readiness(&key, &job, original)
+                    && let Some(Awaiting::Fork { exited: flag, .. }) =
+                        self.instance_mut(&key).and_then(|instance| instance.awaiting.as_mut())
+                {
+                    *flag = exited;
+                }
+            }
+            None => {}
+        }
+        // A kill under way gets a fresh kill timeout.
+        let killing = self
+            .instance(&key)
+            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+        if self
+            .instance(&key)
+            .is_some_and(|instance| instance.state == State::Killed)
+            && let Some(pid) = killing
+        {
+            self.arm_kill_timer_public(&key, job.kill_timeout.millis, vec![pid]);
+        }
+        if let Some(millis) = respawn_in {
+            self.resume_respawn_delay(&key, millis);
+        }
+    }
+
+    fn set_awaiting(&mut self, key: &(usize, String), awaiting: Awaiting) {
+        if let Some(instance) = self.instance_mut(key) {
+            instance.awaiting = Some(awaiting);
+        }
+    }
+
+    fn restore_log(&mut self, key: &(usize, String), job: &crate::model::Job, snapshot: LogSnapshot) {
+        let _ = exec::set_cloexec(snapshot.read_fd, true);
+        let _ = exec::set_cloexec(snapshot.write_fd, true);
+        // SAFETY: the previous image handed these fds over for this process to own.
+        let (reader, write) = unsafe {
+            (
+                std::fs::File::from_raw_fd(snapshot.read_fd),
+                std::os::fd::OwnedFd::from_raw_fd(snapshot.write_fd),
+            )
+        };
+        let mut log = JobLog::new(
+            &self.settings.logdir,
+            &job.name,
+            &key.1,
+            job.console == crate::syntax::ast::Console::Auto,
+            self.settings.rotation,
+        );
+        log.restore_pending(snapshot.pending, snapshot.dropped);
+        match self.register_log_reader(key, reader) {
+            Some(token) => {
+                if let Some(instance) = self.instance_mut(key) {
+                    instance.log = Some(LogPipe {
+                        read_fd: snapshot.read_fd,
+                        write,
+                        token,
+                        log,
+                    });
+                }
+            }
+            None => error!("{}: cannot take over the output pipe", self.display(key)),
+        }
+    }
+
+    fn resume_respawn_delay(&mut self, key: &(usize, String), millis: u64) {
+        let timer_key = key.clone();
+        if let Some(instance) = self.instance_mut(key) {
+            instance.respawn_at = Some(Instant::now() + Duration::from_millis(millis));
+        }
+        let token = self.handle.insert_source(
+            Timer::from_duration(Duration::from_millis(millis)),
+            move |_, _, daemon| {
+                if let Some(instance) = daemon.instance_mut(&timer_key) {
+                    instance.delay_timer = None;
+                    instance.respawn_at = None;
+                    if instance.goal == Goal::Respawn {
+                        daemon.change_state(&timer_key, State::Starting);
+                    }
+                }
+                daemon.settle();
+                daemon.flush_clients();
+                TimeoutAction::Drop
+            },
+        );
+        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key)) {
+            instance.delay_timer = Some(token);
+        }
+    }
+
+    /// Takes over the control socket's listener handed over by the previous image.
+    pub fn restore_listener(&mut self, fd: RawFd) -> std::io::Result<()> {
+        exec::set_cloexec(fd, true)?;
+        // SAFETY: the previous image handed this fd over for this process to own.
+        let listener = unsafe { UnixListener::from_raw_fd(fd) };
+        listener.set_nonblocking(true)?;
+        self.listen(listener)
+    }
+}

@@ -1,0 +1,168 @@
+//! Re-exec support: the state file (a memfd), fds that survive exec, the probe run of the new
+//! binary, and the exec itself. Nothing here knows what the state means.
+
+use std::ffi::CString;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Writes `bytes` into a new memfd (kept across exec) and rewinds it.
+pub fn state_file(bytes: &[u8]) -> io::Result<OwnedFd> {
+    let name = CString::new("uprise-state").expect("no NUL");
+    // SAFETY: `name` is a valid C string; flags 0 keeps the fd across exec.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a fresh fd that nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut file = std::fs::File::from(owned);
+    file.write_all(bytes)?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Reads a state file passed by number, from its start, and closes it.
+pub fn read_state(fd: RawFd) -> io::Result<Vec<u8>> {
+    if fd < 0 || set_cloexec(fd, true).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not open"),
+        ));
+    }
+    // SAFETY: the fd was handed to this process for it to own (checked open above).
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Sets or clears close-on-exec on an fd.
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on an fd number has no memory effects; errors are reported.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// What a new image prints when it can read the state it was probed with.
+pub const PROBE_ANSWER: &str = "uprise-reexec-probe-ok";
+
+/// Runs `binary --reexec-probe FD` and waits (at most `limit`) for it to say it can read
+/// the state. Returns the probe's complaint when it cannot.
+pub fn probe(binary: &str, state: &OwnedFd, limit: Duration) -> Result<(), String> {
+    let fd = state.as_raw_fd();
+    set_cloexec(fd, false).map_err(|error| format!("cannot pass the state: {error}"))?;
+    let spawned = Command::new(binary)
+        .arg("--reexec-probe")
+        .arg(fd.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let _ = set_cloexec(fd, true);
+    let mut child = spawned.map_err(|error| format!("cannot run {binary}: {error}"))?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{binary} did not answer within {}s", limit.as_secs()));
+            }
+            Err(error) => return Err(format!("cannot wait for {binary}: {error}")),
+        }
+    };
+    let mut answer = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        let _ = stdout.read_to_string(&mut answer);
+    }
+    // Exiting 0 is not enough (`/bin/true` does): the probe must say the word.
+    if status.success() && answer.trim() == PROBE_ANSWER {
+        return Ok(());
+    }
+    if status.success() {
+        return Err(format!(
+            "{binary} is not an uprise that can take over (it did not answer the probe)"
+        ));
+    }
+    let mut complaint = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut complaint);
+    }
+    let complaint = complaint.lines().last().unwrap_or("").trim().to_string();
+    Err(match status.code() {
+        Some(code) => format!("{binary} cannot take over (exit {code}): {complaint}"),
+        None => format!("{binary} cannot take over (killed by a signal)"),
+    })
+}
+
+/// Replaces this process with `binary ARGS`; returns only on failure.
+pub fn exec(binary: &str, args: &[String]) -> io::Error {
+    let Ok(path) = CString::new(binary) else {
+        return io::Error::new(io::ErrorKind::InvalidInput, "binary path holds a NUL byte");
+    };
+    let mut argv = vec![path.clone()];
+    for arg in args {
+        match CString::new(arg.as_str()) {
+            Ok(arg) => argv.push(arg),
+            Err(_) => return io::Error::new(io::ErrorKind::InvalidInput, "argument holds a NUL byte"),
+        }
+    }
+    match nix::unistd::execv(&path, &argv) {
+        Ok(never) => match never {},
+        Err(errno) => io::Error::from(errno),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_file_reads_back_from_the_start_however_often() {
+        let fd = state_file(b"hello state").unwrap();
+        let raw = fd.as_raw_fd();
+        let duplicate = nix::unistd::dup(&fd).unwrap();
+        // Reading once moves the shared offset; the reader rewinds first.
+        std::mem::forget(fd);
+        assert_eq!(read_state(raw).unwrap(), b"hello state");
+        use std::os::fd::IntoRawFd;
+        assert_eq!(read_state(duplicate.into_raw_fd()).unwrap(), b"hello state");
+    }
+
+    #[test]
+    fn cloexec_toggles() {
+        let fd = state_file(b"x").unwrap();
+        let flags = |fd: RawFd| {
+            // SAFETY: a plain fcntl query on an open fd.
+            unsafe { libc::fcntl(fd, libc::F_GETFD) }
+        };
+        set_cloexec(fd.as_raw_fd(), true).unwrap();
+        assert_ne!(flags(fd.as_raw_fd()) & libc::FD_CLOEXEC, 0);
+        set_cloexec(fd.as_raw_fd(), false).unwrap();
+        assert_eq!(flags(fd.as_raw_fd()) & libc::FD_CLOEXEC, 0);
+    }
+
+    #[test]
+    fn a_missing_binary_fails_the_probe() {
+        let fd = state_file(b"{}").unwrap();
+        let error = probe("/nonexistent/uprise", &fd, Duration::from_secs(1)).unwrap_err();
+        assert!(error.contains("cannot run /nonexistent/uprise"), "{error}");
+    }
+}
