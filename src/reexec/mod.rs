@@ -135,6 +135,19 @@ pub struct InstanceSnapshot {
     pub kill_pids: Vec<i32>,
     #[serde(default)]
     pub started_seq: u64,
+    /// Stage timeouts under way.
+    #[serde(default)]
+    pub stage_timeouts: Vec<StageTimeoutSnapshot>,
+}
+
+/// A `pre-start timeout` (or another stage's) still running.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTimeoutSnapshot {
+    pub stage: String,
+    pub pid: i32,
+    pub in_ms: u64,
+    /// The timeout as written, for messages.
+    pub timeout_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -694,6 +694,7 @@ impl Daemon {
 
     fn arm_kill_timer(&mut self, key: &Key, millis: u64, pids: Vec<i32>) {
         let timer_key = key.clone();
+        let pids_copy = pids.clone();
         let token = self.handle.insert_source(
             Timer::from_duration(Duration::from_millis(millis)),
             move |_, _, daemon| {
@@ -702,6 +703,9 @@ impl Daemon {
                 TimeoutAction::Drop
             },
         );
+        if let Some(instance) = self.instance_mut(key) {
+            instance.kill_deadline = Some((Instant::now() + Duration::from_millis(millis), pids_copy));
+        }
         if let (Ok(token), Some(instance)) = (token, self.instance_mut(key))
             && let Some(old) = instance.kill_timer.replace(token)
         {
@@ -717,6 +721,7 @@ impl Daemon {
             .map(|class| class.job.name.clone());
         let Some(instance) = self.instance_mut(key) else { return };
         instance.kill_timer = None;
+        instance.kill_deadline = None;
         let mut killed = Vec::new();
         for pid in pids {
             if instance.pids.values().any(|known| known == pid) {
@@ -1178,7 +1183,8 @@ impl Daemon {
                     instance.pids.insert(kind, pid);
                 }
                 if let Some(timeout) = job.process_timeouts.get(&kind) {
-                    self.arm_stage_timeout(key, kind, pid, Duration::from_millis(timeout.millis));
+                    let timeout = Duration::from_millis(timeout.millis);
+                    self.arm_stage_timeout(key, kind, pid, timeout, timeout);
                 }
                 Ok(true)
             }
@@ -1197,11 +1203,28 @@ impl Daemon {
 
     /// `pre-start timeout` and friends: a stage still running after its timeout is killed
     /// (kill signal, then SIGKILL after the kill timeout); a killed pre-start fails the job.
-    fn arm_stage_timeout(&mut self, key: &Key, kind: ProcessKind, pid: i32, timeout: Duration) {
+    /// `timeout` is the stage's timeout as written; `due_in` how long is left of it (less
+    /// than `timeout` after a re-exec).
+    pub(crate) fn arm_stage_timeout(
+        &mut self,
+        key: &Key,
+        kind: ProcessKind,
+        pid: i32,
+        timeout: Duration,
+        due_in: Duration,
+    ) {
         let timer_key = key.clone();
+        if let Some(instance) = self.instance_mut(key) {
+            instance
+                .stage_deadlines
+                .push((kind, pid, Instant::now() + due_in, timeout));
+        }
         let _ = self
             .handle
-            .insert_source(Timer::from_duration(timeout), move |_, _, daemon| {
+            .insert_source(Timer::from_duration(due_in), move |_, _, daemon| {
+                if let Some(instance) = daemon.instance_mut(&timer_key) {
+                    instance.stage_deadlines.retain(|(_, known, _, _)| *known != pid);
+                }
                 let running = daemon
                     .instance(&timer_key)
                     .is_some_and(|instance| instance.pids.get(&kind) == Some(&pid));

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use calloop::RegistrationToken;
 
@@ -89,6 +89,10 @@ pub struct Instance {
     pub started_seq: u64,
     /// When the instance last reached `running` (a long run resets the respawn back-off).
     pub running_since: Option<Instant>,
+    /// When the pending SIGKILL is due, and to whom (carried over by re-exec).
+    pub kill_deadline: Option<(Instant, Vec<i32>)>,
+    /// Stage timeouts under way: (stage, pid, when due, the timeout as written).
+    pub stage_deadlines: Vec<(ProcessKind, i32, Instant, Duration)>,
 }
 
 /// The daemon's side of an instance's output pipe.
@@ -128,6 +132,8 @@ impl Instance {
             respawn_at: None,
             started_seq: 0,
             running_since: None,
+            kill_deadline: None,
+            stage_deadlines: Vec::new(),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::machine::exit::{ExitStatus, RespawnWindow};
 use crate::machine::{Goal, Matcher, State};
 use crate::reexec::{
     AwaitingSnapshot, BlockedSnapshot, ClassSnapshot, EventSnapshot, ExitSnapshot, FailureSnapshot, InstanceSnapshot,
-    LogSnapshot, Snapshot,
+    LogSnapshot, Snapshot, StageTimeoutSnapshot,
 };
 use crate::syntax::ast::ProcessKind;
 use crate::sys::exec;
@@ -232,9 +232,26 @@ impl Daemon {
             respawn_in_ms: instance
                 .respawn_at
                 .map(|at| at.saturating_duration_since(now).as_millis() as u64),
-            kill_in_ms: None,
-            kill_pids: Vec::new(),
+            kill_in_ms: instance
+                .kill_deadline
+                .as_ref()
+                .map(|(at, _)| at.saturating_duration_since(now).as_millis() as u64),
+            kill_pids: instance
+                .kill_deadline
+                .as_ref()
+                .map(|(_, pids)| pids.clone())
+                .unwrap_or_default(),
             started_seq: instance.started_seq,
+            stage_timeouts: instance
+                .stage_deadlines
+                .iter()
+                .map(|(kind, pid, at, timeout)| StageTimeoutSnapshot {
+                    stage: kind.keyword().to_string(),
+                    pid: *pid,
+                    in_ms: at.saturating_duration_since(now).as_millis() as u64,
+                    timeout_ms: timeout.as_millis() as u64,
+                })
+                .collect(),
         }
     }
 
@@ -413,6 +430,9 @@ impl Daemon {
         instance.started_seq = snapshot.started_seq;
         let awaiting = snapshot.awaiting.clone();
         let respawn_in = snapshot.respawn_in_ms;
+        let kill_in = snapshot.kill_in_ms;
+        let kill_pids = snapshot.kill_pids;
+        let stage_timeouts = snapshot.stage_timeouts;
         let log = snapshot.log;
         if let Some(class) = self.classes[class_id].as_mut() {
             class.instances.insert(snapshot.name.clone(), instance);
@@ -434,16 +454,15 @@ impl Daemon {
             }
             None => {}
         }
-        // A kill under way gets a fresh kill timeout.
-        let killing = self
-            .instance(&key)
-            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
-        if self
-            .instance(&key)
-            .is_some_and(|instance| instance.state == State::Killed)
-            && let Some(pid) = killing
-        {
-            self.arm_kill_timer_public(&key, job.kill_timeout.millis, vec![pid]);
+        // Timers go on with the time they had left.
+        if let Some(millis) = kill_in {
+            self.arm_kill_timer_public(&key, millis, kill_pids);
+        }
+        for stage in stage_timeouts {
+            if let Some(kind) = parse_kind(&stage.stage) {
+                let timeout = Duration::from_millis(stage.timeout_ms);
+                self.arm_stage_timeout(&key, kind, stage.pid, timeout, Duration::from_millis(stage.in_ms));
+            }
         }
         if let Some(millis) = respawn_in {
             self.resume_respawn_delay(&key, millis);

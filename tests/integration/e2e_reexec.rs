@@ -289,3 +289,36 @@ fn every_past_state_format_still_loads() {
     }
     assert!(checked >= 1);
 }
+
+#[test]
+fn timers_under_way_survive_a_reexec() {
+    let h = Harness::start(&[
+        (
+            "slow",
+            "pre-start timeout 1500ms\nkill timeout 1\npre-start exec sleep 300\nexec sleep 300\n",
+        ),
+        (
+            "stubborn",
+            "kill timeout 2\nexec sh -c 'trap \"\" TERM; touch $WORK/trapped; while :; do sleep 0.05; done'\n",
+        ),
+    ]);
+    assert_eq!(h.ctl(&["start", "slow", "--no-wait"]).code, Some(0));
+    h.wait_until("the pre-start", || {
+        h.status("slow").starts_with("slow start/pre-start, process")
+    });
+    let stubborn = pid_of(&h.ctl(&["start", "stubborn"]).stdout);
+    h.wait_until("the TERM trap", || h.path("work/trapped").exists());
+    assert_eq!(h.ctl(&["stop", "stubborn", "--no-wait"]).code, Some(0));
+    assert_eq!(h.ctl(&["reexec"]).code, Some(0), "{}", h.daemon_log());
+    // The stage timeout fires in the new image, with the timeout as written.
+    h.wait_until("the pre-start timeout", || {
+        h.daemon_log().contains("slow pre-start process (")
+    });
+    h.wait_until("the timeout message", || {
+        h.daemon_log().contains("timed out after 1s500ms; killing it")
+    });
+    h.wait_status("slow", "slow stop/waiting");
+    // The pending SIGKILL is sent by the new image.
+    h.wait_until("the stubborn process to be killed", || !alive(stubborn));
+    h.wait_status("stubborn", "stubborn stop/waiting");
+}
