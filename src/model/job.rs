@@ -49,6 +49,29 @@ pub struct Requirement {
     pub path: String,
 }
 
+/// The text a job was read from, kept so that a re-exec can hand the definition over as
+/// written (cheaper than any other encoding) and rebuild it exactly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSource {
+    pub file: String,
+    pub text: std::sync::Arc<str>,
+    pub override_file: Option<String>,
+    pub override_text: Option<std::sync::Arc<str>>,
+    /// The name the file gives (the job's name, or its prefix for a block).
+    pub base: String,
+}
+
+/// Where a job was read from. Two jobs are equal whatever their provenance: a file edited
+/// without changing its meaning does not make a new definition.
+#[derive(Clone, Debug, Default)]
+pub struct Provenance(pub Option<std::sync::Arc<JobSource>>);
+
+impl PartialEq for Provenance {
+    fn eq(&self, _other: &Provenance) -> bool {
+        true
+    }
+}
+
 /// Upstart's default respawn limit: 10 respawns in 5 seconds.
 pub const DEFAULT_RESPAWN_LIMIT: RespawnLimit = RespawnLimit::Limit {
     count: 10,
@@ -112,6 +135,9 @@ pub struct Job {
     pub catch_up: bool,
     pub jitter: Option<Seconds>,
     pub timezone: Option<String>,
+    /// Where the definition came from; not part of the JSON schema, nor of equality.
+    #[serde(skip)]
+    pub source: Provenance,
 }
 
 impl Job {
@@ -168,6 +194,7 @@ impl Job {
             catch_up: false,
             jitter: None,
             timezone: None,
+            source: Provenance::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::syntax::{self, DaemonStanza, FileAst, JobBlock, Spanned, Stanza};
 
 use super::analyze;
 use super::diagnostic::{Diagnostic, Severity, Sources};
-use super::job::Job;
+use super::job::{Job, JobSource};
 
 /// A resource pool's capacity.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -250,6 +250,36 @@ impl Config {
         }
     }
 
+    /// Rebuilds the job `name` from the text it was read from (after a re-exec). The text was
+    /// checked when it was first loaded, so only parsing and merging happen here.
+    pub fn rebuild_job(source: &JobSource, name: &str) -> Result<Job, String> {
+        let (ast, errors) = syntax::parse_file(&source.text);
+        if let Some(error) = errors.first() {
+            return Err(format!("{}: {}", source.file, error.kind.message()));
+        }
+        let override_ast = match (&source.override_file, &source.override_text) {
+            (Some(file), Some(text)) => {
+                let (ast, errors) = syntax::parse_file(text);
+                if !errors.is_empty() {
+                    return Err(format!("{file}: the override no longer parses"));
+                }
+                Some((file.clone(), ast))
+            }
+            _ => None,
+        };
+        let mut scratch = Config::default();
+        let jobs = scratch
+            .build_jobs(&source.base, &source.file, &ast, override_ast.as_ref())
+            .ok_or_else(|| format!("{}: cannot rebuild its jobs", source.file))?;
+        let mut job = jobs
+            .into_iter()
+            .map(|(job, _)| job)
+            .find(|job| job.name == name)
+            .ok_or_else(|| format!("{} no longer defines {name}", source.file))?;
+        job.source = super::job::Provenance(Some(Arc::new(source.clone())));
+        Ok(job)
+    }
+
     /// Loads one job file from memory, as if read from `file` (tests, fuzzing, benchmarks).
     pub fn from_text(name: &str, file: &str, text: &str) -> Config {
         let mut config = Config {
@@ -257,7 +287,7 @@ impl Config {
             ..Config::default()
         };
         config.sources.insert(file, Arc::from(text));
-        if let Some(jobs) = config.load_job_text(name, file, text, None) {
+        if let Some(jobs) = config.load_job_text(name, file, Arc::from(text), None) {
             config.jobs = jobs;
         }
         config
@@ -275,19 +305,20 @@ impl Config {
         {
             override_source = Some((override_path.display().to_string(), override_text));
         }
-        self.load_job_text(name, &file, &text, override_source)
+        self.load_job_text(name, &file, text, override_source)
     }
 
     fn load_job_text(
         &mut self,
         name: &str,
         file: &str,
-        text: &str,
+        text: Arc<str>,
         override_source: Option<(String, Arc<str>)>,
     ) -> Option<Vec<Job>> {
         let first = self.diagnostics.len();
         // An override that does not parse is reported and ignored: the job loads without it.
         let mut override_ast = None;
+        let mut override_kept = None;
         let mut ignored_errors = 0;
         if let Some((override_file, override_text)) = override_source {
             let (ast, override_errors) = syntax::parse_file(&override_text);
@@ -296,10 +327,23 @@ impl Config {
             }
             ignored_errors = override_errors.len();
             if override_errors.is_empty() {
+                override_kept = Some((override_file.clone(), override_text));
                 override_ast = Some((override_file, ast));
             }
         }
-        let jobs = self.parse_and_build(name, file, text, override_ast);
+        let mut jobs = self.parse_and_build(name, file, &text, override_ast);
+        if let Some(jobs) = jobs.as_mut() {
+            let source = Arc::new(JobSource {
+                file: file.to_string(),
+                text,
+                override_file: override_kept.as_ref().map(|(file, _)| file.clone()),
+                override_text: override_kept.map(|(_, text)| text),
+                base: name.to_string(),
+            });
+            for job in jobs {
+                job.source = super::job::Provenance(Some(source.clone()));
+            }
+        }
         self.sort_from(first);
         // Everything from `first` on is about this file or its override.
         let errors = self.diagnostics[first..]

@@ -56,6 +56,21 @@ pub struct Snapshot {
     /// The client that asked for the re-exec: it is answered by the new image.
     #[serde(default)]
     pub requester: Option<u64>,
+    /// When the re-exec was asked for (Unix time in microseconds), to report how long the
+    /// handover took.
+    #[serde(default)]
+    pub requested_at_us: u64,
+    /// Strings shared by many instances' environments, referred to by `envs`.
+    #[serde(default)]
+    pub strings: Vec<String>,
+    /// Environments shared by many instances (indexes into `strings`), referred to by
+    /// `env_set`.
+    #[serde(default)]
+    pub envs: Vec<Vec<u32>>,
+    /// The snapshot holds every class, not only those with something to carry: the new image
+    /// may serve before it reads the job dirs again.
+    #[serde(default)]
+    pub all_classes: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,8 +89,21 @@ pub struct EventSnapshot {
 /// A job class with something to carry over: instances, or partial `start on` matches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClassSnapshot {
-    /// The definition the instances run with (it may differ from the file on disk by now).
-    pub job: Job,
+    /// The job's name (also inside `job` when that is given).
+    #[serde(default)]
+    pub name: String,
+    /// The text the definition was read from; the new image parses it again. Preferred to
+    /// `job`, which is only written for a definition without a source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SourceSnapshot>,
+    /// The definition the instances run with (it may differ from the file on disk by now),
+    /// in the `check --json` schema. Fields equal to a job's defaults may be left out
+    /// (`compact_job`); a complete job reads as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<serde_json::Value>,
+    /// The class was not defined by any file any more: it goes once idle.
+    #[serde(default)]
+    pub deleted: bool,
     /// What each `start on` leaf holds, in tree order.
     #[serde(default)]
     pub start_on_holds: Vec<Option<u64>>,
@@ -83,60 +111,79 @@ pub struct ClassSnapshot {
     pub instances: Vec<InstanceSnapshot>,
 }
 
+/// A job file's text as it was read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSnapshot {
+    pub file: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_text: Option<String>,
+    /// The name the file gives (the job's, or its prefix for a block of a multi-job file).
+    pub base: String,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceSnapshot {
     pub name: String,
     pub goal: String,
     pub state: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
-    #[serde(default)]
+    /// The environment as indexes into `Snapshot::strings` (used instead of `env` when set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_ids: Vec<u32>,
+    /// The environment as an index into `Snapshot::envs` (used instead of the others when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_set: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_env: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_env: Vec<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stop_on_holds: Vec<Option<u64>>,
     /// Process kind (`main`, `pre-start`, …) → pid.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pids: BTreeMap<String, i32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocker: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocking: Vec<BlockedSnapshot>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed: Option<FailureSnapshot>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub respawn_window_start: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub respawn_count: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub respawn_streak: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restarting: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub killing_scripts: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<LogSnapshot>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_exit: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub awaiting: Option<AwaitingSnapshot>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify_status: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_delay_ms: Option<u64>,
     /// Time left of a respawn back-off.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub respawn_in_ms: Option<u64>,
     /// Time left before SIGKILL, and to whom.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kill_in_ms: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kill_pids: Vec<i32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub started_seq: u64,
     /// Stage timeouts under way.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stage_timeouts: Vec<StageTimeoutSnapshot>,
 }
 
@@ -214,6 +261,43 @@ pub struct ClientSnapshot {
     pub wait: Option<(String, String, String)>,
 }
 
+/// A job as JSON with every field equal to a new job's default left out.
+pub fn compact_job(job: &Job) -> serde_json::Value {
+    compact_job_against(job, &job_defaults())
+}
+
+/// A new job's fields as JSON, to compare many jobs against.
+pub fn job_defaults() -> serde_json::Value {
+    serde_json::to_value(Job::new(String::new(), String::new())).unwrap_or_default()
+}
+
+/// `compact_job` with the defaults computed once by the caller.
+pub fn compact_job_against(job: &Job, defaults: &serde_json::Value) -> serde_json::Value {
+    let full = serde_json::to_value(job).unwrap_or_default();
+    match (full, defaults) {
+        (serde_json::Value::Object(mut fields), serde_json::Value::Object(defaults)) => {
+            fields.retain(|key, value| key == "name" || key == "file" || defaults.get(key) != Some(value));
+            serde_json::Value::Object(fields)
+        }
+        (full, _) => full,
+    }
+}
+
+/// Reads a job written by `compact_job` (or in full).
+pub fn expand_job(value: &serde_json::Value) -> Result<Job, String> {
+    let mut merged = serde_json::to_value(Job::new(String::new(), String::new())).map_err(|error| error.to_string())?;
+    if let (serde_json::Value::Object(merged), serde_json::Value::Object(fields)) = (&mut merged, value) {
+        for (key, value) in fields {
+            merged.insert(key.clone(), value.clone());
+        }
+    }
+    serde_json::from_value(merged).map_err(|error| error.to_string())
+}
+
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// Why a snapshot cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -289,6 +373,20 @@ mod tests {
             waiting_clients: vec![7],
         });
         assert_eq!(Snapshot::from_bytes(&snapshot.to_bytes()), Ok(snapshot));
+    }
+
+    #[test]
+    fn compact_jobs_expand_to_the_same_job() {
+        let config = crate::model::Config::from_text(
+            "web",
+            "web.conf",
+            "start on started db\nrespawn\nenv A=1\nexec /bin/web --port 80\nkill timeout 9\n",
+        );
+        let job = &config.jobs[0];
+        let compact = compact_job(job);
+        assert!(compact.get("umask").is_none(), "defaults are left out: {compact}");
+        assert_eq!(&expand_job(&compact).unwrap(), job);
+        assert_eq!(&expand_job(&serde_json::to_value(job).unwrap()).unwrap(), job);
     }
 
     #[test]

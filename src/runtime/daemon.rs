@@ -101,6 +101,8 @@ pub struct Daemon {
     /// event costs as much as the instances that wait on it, not all instances.
     pub(crate) event_waiters: HashMap<EventId, Vec<Key>>,
     pub reload_pending: bool,
+    /// A re-exec restored the classes from the state; the job dirs are read after serving.
+    pub deferred_reload: bool,
     pub watcher: Option<nix::sys::inotify::Inotify>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
     pub monitors: Vec<ClientId>,
@@ -175,6 +177,7 @@ impl Daemon {
             confdirs: Vec::new(),
             event_waiters: HashMap::new(),
             reload_pending: false,
+            deferred_reload: false,
             watcher: None,
             monitors: Vec::new(),
             job_nofile: None,
@@ -255,6 +258,10 @@ impl Daemon {
                 self.stop_index.entry(name.to_string()).or_default().push(id);
             }
         }
+    }
+
+    pub(crate) fn index_class_public(&mut self, id: ClassId) {
+        self.index_class(id);
     }
 
     /// Re-reads a class's expressions into the dispatch indexes.

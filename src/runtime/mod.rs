@@ -170,6 +170,9 @@ pub fn run(options: Options) -> io::Result<()> {
 
     daemon.args = options.args.clone();
     daemon.exe = options.exe.clone();
+    let started_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
     let restored = options.restore_fd.map(|fd| {
         crate::sys::exec::read_state(fd)
             .map_err(|error| error.to_string())
@@ -177,12 +180,32 @@ pub fn run(options: Options) -> io::Result<()> {
     });
     match restored {
         Some(Ok(snapshot)) => {
+            if snapshot.requested_at_us > 0 {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                info!(
+                    "re-exec: new image running {} ms after the request, state read {} ms after",
+                    started_us.saturating_sub(snapshot.requested_at_us) / 1000,
+                    now.saturating_sub(snapshot.requested_at_us) / 1000
+                );
+            }
             if let Some(fd) = snapshot.listener_fd.or(options.listener_fd) {
                 daemon.restore_listener(fd)?;
             }
-            daemon.reload_configuration();
-            daemon.watch_confdirs();
-            daemon.restore(snapshot);
+            if snapshot.all_classes {
+                // Serve first; the job dirs are read right after, and changes take effect
+                // when their instances are idle, as after any edit.
+                daemon.deferred_reload = true;
+                daemon.restore(snapshot);
+                daemon.deferred_reload = false;
+                daemon.watch_confdirs();
+                daemon.schedule_reload();
+            } else {
+                daemon.reload_configuration();
+                daemon.watch_confdirs();
+                daemon.restore(snapshot);
+            }
         }
         Some(Err(message)) => {
             // Never a dead daemon: carry on without the state, keeping the socket.

@@ -22,7 +22,7 @@ use crate::machine::exit::{ExitStatus, RespawnWindow};
 use crate::machine::{Goal, Matcher, State};
 use crate::reexec::{
     AwaitingSnapshot, BlockedSnapshot, ClassSnapshot, EventSnapshot, ExitSnapshot, FailureSnapshot, InstanceSnapshot,
-    LogSnapshot, Snapshot, StageTimeoutSnapshot,
+    LogSnapshot, Snapshot, SourceSnapshot, StageTimeoutSnapshot,
 };
 use crate::syntax::ast::ProcessKind;
 use crate::sys::exec;
@@ -31,6 +31,12 @@ use super::daemon::{Daemon, Event, Outgoing, Progress, WaitKind};
 use super::jobs::{Blocked, Class, ClientId, Failure, Instance, LogPipe};
 use super::output::JobLog;
 use super::readiness::Awaiting;
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
 
 /// How long the probe of the new binary may take.
 const PROBE_LIMIT: Duration = Duration::from_secs(10);
@@ -69,11 +75,22 @@ impl Daemon {
             Some(binary) => binary,
             None => self.exe.to_string_lossy().into_owned(),
         };
+        let requested_at_us = unix_micros();
         self.settle();
         self.flush_clients();
+        let settled_us = unix_micros();
         let mut snapshot = self.capture();
         snapshot.requester = Some(client);
+        snapshot.requested_at_us = requested_at_us;
+        let snapshot_us = unix_micros();
         let bytes = snapshot.to_bytes();
+        let captured_us = unix_micros();
+        log::debug!(
+            "re-exec: settle {} us, capture {} us, encode {} us",
+            settled_us - requested_at_us,
+            snapshot_us - settled_us,
+            captured_us - snapshot_us
+        );
         // A debugging aid, as Upstart's --write-state-file: keep a copy of the state.
         if let Some(path) = std::env::var_os("UPRISE_WRITE_STATEFILE")
             && let Err(error) = std::fs::write(&path, &bytes)
@@ -94,8 +111,9 @@ impl Daemon {
         }
         args.extend(self.args.iter().cloned());
         info!(
-            "re-executing {binary} ({} bytes of state, probe took {} ms)",
+            "re-executing {binary} ({} bytes of state; capture {} ms, probe {} ms)",
             bytes.len(),
+            captured_us.saturating_sub(requested_at_us) / 1000,
             started.elapsed().as_millis()
         );
         log::logger().flush();
@@ -153,18 +171,57 @@ impl Daemon {
                 waiting_clients: event.waiting_clients.clone(),
             })
             .collect();
+        // Every class travels (compactly), so the new image can serve before it reads the job
+        // dirs again; environment strings are interned, since every instance repeats most.
+        snapshot.all_classes = true;
+        let defaults = crate::reexec::job_defaults();
+        let mut table: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        let mut env_sets: std::collections::HashMap<Vec<u32>, u32> = std::collections::HashMap::new();
         for class in self.classes.iter().flatten() {
             let start_on_holds = class.start_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default();
-            if class.instances.is_empty() && start_on_holds.iter().all(Option::is_none) {
-                continue;
-            }
             let instances = class
                 .instances
                 .values()
-                .map(|instance| self.capture_instance(instance))
+                .map(|instance| {
+                    let mut captured = self.capture_instance(instance);
+                    let ids: Vec<u32> = instance
+                        .env
+                        .iter()
+                        .map(|entry| {
+                            let next = table.len() as u32;
+                            *table.entry(entry.as_str()).or_insert_with(|| {
+                                snapshot.strings.push(entry.clone());
+                                next
+                            })
+                        })
+                        .collect();
+                    let next = env_sets.len() as u32;
+                    let set = *env_sets.entry(ids.clone()).or_insert_with(|| {
+                        snapshot.envs.push(ids);
+                        next
+                    });
+                    captured.env_set = Some(set);
+                    captured.env.clear();
+                    captured
+                })
                 .collect();
+            let source = class.job.source.0.as_ref().map(|source| SourceSnapshot {
+                file: source.file.clone(),
+                text: source.text.to_string(),
+                override_file: source.override_file.clone(),
+                override_text: source.override_text.as_ref().map(|text| text.to_string()),
+                base: source.base.clone(),
+            });
+            let job = if source.is_some() {
+                None
+            } else {
+                Some(crate::reexec::compact_job_against(&class.job, &defaults))
+            };
             snapshot.classes.push(ClassSnapshot {
-                job: (*class.job).clone(),
+                name: class.job.name.clone(),
+                source,
+                job,
+                deleted: class.deleted,
                 start_on_holds,
                 instances,
             });
@@ -180,6 +237,8 @@ impl Daemon {
             goal: goal_name(instance.goal).to_string(),
             state: instance.state.name().to_string(),
             env: instance.env.clone(),
+            env_ids: Vec::new(),
+            env_set: None,
             start_env: instance.start_env.clone(),
             stop_env: instance.stop_env.clone(),
             stop_on_holds: instance.stop_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default(),
@@ -256,7 +315,7 @@ impl Daemon {
     }
 
     /// Rebuilds the daemon from a snapshot; the job dirs have been loaded already.
-    pub fn restore(&mut self, snapshot: Snapshot) {
+    pub fn restore(&mut self, mut snapshot: Snapshot) {
         if let Some(fd) = snapshot.notify_fd {
             // SAFETY: the previous image handed this fd over for this process to own.
             let socket = unsafe { UnixDatagram::from_raw_fd(fd) };
@@ -301,9 +360,45 @@ impl Daemon {
             }
         }
         let mut waits = Vec::new();
+        let strings = std::mem::take(&mut snapshot.strings);
+        let envs = std::mem::take(&mut snapshot.envs);
+        let restore_started = Instant::now();
         for class in snapshot.classes {
-            let class_id = self.adopt_class(class.job, &class.start_on_holds);
-            for instance in class.instances {
+            let rebuilt = match (&class.source, &class.job) {
+                (Some(source), _) => {
+                    let source = crate::model::job::JobSource {
+                        file: source.file.clone(),
+                        text: std::sync::Arc::from(source.text.as_str()),
+                        override_file: source.override_file.clone(),
+                        override_text: source.override_text.as_deref().map(std::sync::Arc::from),
+                        base: source.base.clone(),
+                    };
+                    crate::model::Config::rebuild_job(&source, &class.name)
+                }
+                (None, Some(job)) => crate::reexec::expand_job(job),
+                (None, None) => Err("no definition".to_string()),
+            };
+            let job = match rebuilt {
+                Ok(job) => job,
+                Err(message) => {
+                    error!(
+                        "re-exec: job `{}` in the state cannot be read ({message}); it is left out",
+                        class.name
+                    );
+                    continue;
+                }
+            };
+            let class_id = self.adopt_class(job, class.deleted, &class.start_on_holds);
+            for mut instance in class.instances {
+                if let Some(ids) = instance.env_set.and_then(|set| envs.get(set as usize)) {
+                    instance.env = ids.iter().filter_map(|id| strings.get(*id as usize).cloned()).collect();
+                } else if !instance.env_ids.is_empty() {
+                    instance.env = instance
+                        .env_ids
+                        .iter()
+                        .filter_map(|id| strings.get(*id as usize).cloned())
+                        .collect();
+                }
                 for blocked in &instance.blocking {
                     if let BlockedSnapshot::Client(client) = blocked {
                         waits.push(*client);
@@ -332,8 +427,17 @@ impl Daemon {
             self.outgoing.push(Outgoing::Reply(requester, Reply::Done));
             self.outgoing.push(Outgoing::Finish(requester));
         }
+        log::debug!("re-exec: restore took {} us", restore_started.elapsed().as_micros());
+        let took = if snapshot.requested_at_us > 0 {
+            format!(
+                " in {} ms",
+                unix_micros().saturating_sub(snapshot.requested_at_us) / 1000
+            )
+        } else {
+            String::new()
+        };
         info!(
-            "re-exec complete: {} events, {} instances, {} clients carried over",
+            "re-exec complete{took}: {} events, {} processes, {} clients carried over",
             self.events.len(),
             self.pids.len(),
             snapshot.clients.len()
@@ -346,15 +450,15 @@ impl Daemon {
 
     /// Installs the definition the instances ran with. When the file on disk says something
     /// else, the disk version waits until the instances are idle, as after any edit.
-    fn adopt_class(&mut self, job: crate::model::Job, start_on_holds: &[Option<u64>]) -> usize {
-        let id = match self.class_by_name.get(&job.name).copied() {
+    fn adopt_class(&mut self, job: crate::model::Job, deleted: bool, start_on_holds: &[Option<u64>]) -> usize {
+        let (id, indexed) = match self.class_by_name.get(&job.name).copied() {
             Some(id) => {
                 let class = self.classes[id].as_mut().expect("indexed class exists");
                 if *class.job != job {
                     let on_disk = std::mem::replace(&mut class.job, Rc::new(job));
                     class.replacement = Some((*on_disk).clone());
                 }
-                id
+                (id, true)
             }
             None => {
                 let id = self.classes.len();
@@ -364,9 +468,10 @@ impl Daemon {
                     job: Rc::new(job),
                     instances: Default::default(),
                     replacement: None,
-                    deleted: true,
+                    // Without the job dirs read yet, trust the state; otherwise the file is gone.
+                    deleted: if self.deferred_reload { deleted } else { true },
                 }));
-                id
+                (id, false)
             }
         };
         let class = self.classes[id].as_mut().expect("live class");
@@ -375,7 +480,12 @@ impl Daemon {
             .start_on
             .as_ref()
             .map(|expr| Matcher::with_holds(expr, start_on_holds));
-        self.reindex_class(id);
+        // A class new to this image only needs adding to the indexes.
+        if indexed {
+            self.reindex_class(id);
+        } else {
+            self.index_class_public(id);
+        }
         id
     }
 

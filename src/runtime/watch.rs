@@ -109,7 +109,7 @@ impl Daemon {
         }
     }
 
-    fn schedule_reload(&mut self) {
+    pub(crate) fn schedule_reload(&mut self) {
         if self.reload_pending {
             return;
         }

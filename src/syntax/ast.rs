@@ -340,7 +340,8 @@ pub enum LimitValue {
 // ------------------------------------------------------------------ event expressions
 
 /// `start on` / `stop on` expression. `and`/`or` are equal-precedence, left-associative.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Equality ignores spans: two expressions written in different places are the same.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum EventExpr {
     And {
@@ -359,13 +360,31 @@ pub enum EventExpr {
     },
 }
 
-/// `NAME [VALUE…] [KEY=VALUE…] [KEY!=VALUE…]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// `NAME [VALUE…] [KEY=VALUE…] [KEY!=VALUE…]`. Equality ignores the span.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EventMatch {
     pub name: String,
     pub args: Vec<EventArg>,
     #[serde(skip)]
     pub span: Span,
+}
+
+impl PartialEq for EventExpr {
+    fn eq(&self, other: &EventExpr) -> bool {
+        match (self, other) {
+            (EventExpr::And { left: a, right: b }, EventExpr::And { left: c, right: d })
+            | (EventExpr::Or { left: a, right: b }, EventExpr::Or { left: c, right: d }) => a == c && b == d,
+            (EventExpr::Event(a), EventExpr::Event(b)) => a == b,
+            (EventExpr::Temporal { timer: a, .. }, EventExpr::Temporal { timer: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl PartialEq for EventMatch {
+    fn eq(&self, other: &EventMatch) -> bool {
+        self.name == other.name && self.args == other.args
+    }
 }
 
 /// One value test of an event match. Values are globs with `$VAR` expansion.

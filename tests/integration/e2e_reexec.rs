@@ -285,9 +285,28 @@ fn every_past_state_format_still_loads() {
         let snapshot =
             uprise::reexec::Snapshot::from_bytes(&bytes).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
         assert!(!snapshot.classes.is_empty(), "{} carries jobs", path.display());
+        // Every job can be rebuilt, whichever way it was written.
+        for class in &snapshot.classes {
+            let job = match (&class.source, &class.job) {
+                (Some(source), _) => {
+                    let source = uprise::model::job::JobSource {
+                        file: source.file.clone(),
+                        text: std::sync::Arc::from(source.text.as_str()),
+                        override_file: source.override_file.clone(),
+                        override_text: source.override_text.as_deref().map(std::sync::Arc::from),
+                        base: source.base.clone(),
+                    };
+                    uprise::model::Config::rebuild_job(&source, &class.name)
+                }
+                (None, Some(job)) => uprise::reexec::expand_job(job),
+                (None, None) => Err("no definition".into()),
+            };
+            let job = job.unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            assert!(class.name.is_empty() || job.name == class.name);
+        }
         checked += 1;
     }
-    assert!(checked >= 1);
+    assert!(checked >= 2);
 }
 
 #[test]

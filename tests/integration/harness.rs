@@ -220,6 +220,20 @@ impl Harness {
 
 impl Drop for Harness {
     fn drop(&mut self) {
+        // In a PID namespace, killing `unshare` does not reach the namespace's init.
+        if self.daemon.is_some()
+            && let Ok(children) = std::fs::read_to_string(format!(
+                "/proc/{0}/task/{0}/children",
+                self.daemon.as_ref().map_or(0, Child::id)
+            ))
+            && let Some(init) = children
+                .split_whitespace()
+                .next()
+                .and_then(|pid| pid.parse::<i32>().ok())
+            && std::fs::read_to_string(format!("/proc/{init}/cmdline")).is_ok_and(|cmd| cmd.contains("uprise"))
+        {
+            unsafe_kill(init, 15);
+        }
         if let Some(mut child) = self.daemon.take() {
             unsafe_kill(child.id() as i32, 15);
             let start = Instant::now();
