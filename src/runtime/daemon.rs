@@ -770,6 +770,32 @@ impl Daemon {
             });
     }
 
+    /// Starts the instance again after `millis` (respawn back-off), unless its goal changes.
+    pub(crate) fn arm_respawn_delay(&mut self, key: &Key, millis: u64) {
+        let timer_key = key.clone();
+        if let Some(instance) = self.instance_mut(key) {
+            instance.respawn_at = Some(Instant::now() + Duration::from_millis(millis));
+        }
+        let token = self.handle.insert_source(
+            Timer::from_duration(Duration::from_millis(millis)),
+            move |_, _, daemon| {
+                if let Some(instance) = daemon.instance_mut(&timer_key) {
+                    instance.delay_timer = None;
+                    instance.respawn_at = None;
+                    if instance.goal == Goal::Respawn {
+                        daemon.change_state(&timer_key, State::Starting);
+                    }
+                }
+                daemon.settle();
+                daemon.flush_clients();
+                TimeoutAction::Drop
+            },
+        );
+        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key)) {
+            instance.delay_timer = Some(token);
+        }
+    }
+
     /// Enters `state` and performs its actions, following on while nothing needs waiting for.
     pub fn change_state(&mut self, key: &Key, mut state: State) {
         loop {
@@ -780,26 +806,7 @@ impl Daemon {
                 && delay > 0
             {
                 // Respawn back-off: wait in `post-stop`, then start.
-                instance.respawn_at = Some(Instant::now() + Duration::from_millis(delay));
-                let timer_key = key.clone();
-                let token = self.handle.insert_source(
-                    Timer::from_duration(Duration::from_millis(delay)),
-                    move |_, _, daemon| {
-                        if let Some(instance) = daemon.instance_mut(&timer_key) {
-                            instance.delay_timer = None;
-                            instance.respawn_at = None;
-                            if instance.goal == Goal::Respawn {
-                                daemon.change_state(&timer_key, State::Starting);
-                            }
-                        }
-                        daemon.settle();
-                        daemon.flush_clients();
-                        TimeoutAction::Drop
-                    },
-                );
-                if let (Ok(token), Some(instance)) = (token, self.instance_mut(key)) {
-                    instance.delay_timer = Some(token);
-                }
+                self.arm_respawn_delay(key, delay);
                 return;
             }
             let Some(instance) = self.instance_mut(key) else { return };
@@ -1602,6 +1609,15 @@ impl Daemon {
         Ok(())
     }
 
+    /// What a command addresses: the class and instance, and how to name it in messages.
+    fn addressed(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<(Key, String), String> {
+        Self::check_env(env)?;
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, env, instance)?;
+        let display = Self::display_name(&self.class(class_id).job, &name);
+        Ok(((class_id, name), display))
+    }
+
     pub fn command_stop(
         &mut self,
         client: ClientId,
@@ -1610,11 +1626,7 @@ impl Daemon {
         instance: Option<String>,
         wait: bool,
     ) -> Result<(), String> {
-        Self::check_env(&env)?;
-        let class_id = self.lookup(job)?;
-        let name = self.instance_name(class_id, &env, instance.as_deref())?;
-        let key = (class_id, name.clone());
-        let display = Self::display_name(&self.class(class_id).job, &name);
+        let (key, display) = self.addressed(job, &env, instance.as_deref())?;
         let Some(instance) = self.instance_mut(&key) else {
             return Err(format!("Unknown instance: {display}"));
         };
@@ -1641,12 +1653,8 @@ impl Daemon {
         instance: Option<String>,
         wait: bool,
     ) -> Result<(), String> {
-        Self::check_env(&env)?;
-        let class_id = self.lookup(job)?;
-        let name = self.instance_name(class_id, &env, instance.as_deref())?;
-        let key = (class_id, name.clone());
-        let display = Self::display_name(&self.class(class_id).job, &name);
-        let has_pre_stop = self.class(class_id).job.processes.contains_key(&ProcessKind::PreStop);
+        let (key, display) = self.addressed(job, &env, instance.as_deref())?;
+        let has_pre_stop = self.class(key.0).job.processes.contains_key(&ProcessKind::PreStop);
         let Some(instance) = self.instance_mut(&key) else {
             return Err(format!("Unknown instance: {display}"));
         };

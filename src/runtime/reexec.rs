@@ -14,7 +14,6 @@ use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use calloop::timer::{TimeoutAction, Timer};
 use log::{error, info, warn};
 
 use crate::control::proto::Reply;
@@ -580,7 +579,7 @@ impl Daemon {
             }
         }
         if let Some(millis) = respawn_in {
-            self.resume_respawn_delay(&key, millis);
+            self.arm_respawn_delay(&key, millis);
         }
     }
 
@@ -620,31 +619,6 @@ impl Daemon {
                 }
             }
             None => error!("{}: cannot take over the output pipe", self.display(key)),
-        }
-    }
-
-    fn resume_respawn_delay(&mut self, key: &(usize, String), millis: u64) {
-        let timer_key = key.clone();
-        if let Some(instance) = self.instance_mut(key) {
-            instance.respawn_at = Some(Instant::now() + Duration::from_millis(millis));
-        }
-        let token = self.handle.insert_source(
-            Timer::from_duration(Duration::from_millis(millis)),
-            move |_, _, daemon| {
-                if let Some(instance) = daemon.instance_mut(&timer_key) {
-                    instance.delay_timer = None;
-                    instance.respawn_at = None;
-                    if instance.goal == Goal::Respawn {
-                        daemon.change_state(&timer_key, State::Starting);
-                    }
-                }
-                daemon.settle();
-                daemon.flush_clients();
-                TimeoutAction::Drop
-            },
-        );
-        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key)) {
-            instance.delay_timer = Some(token);
         }
     }
 
