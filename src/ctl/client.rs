@@ -117,8 +117,8 @@ fn describe(error: &std::io::Error) -> String {
 }
 
 /// The control socket to use: `explicit` (from `--socket`), else `$UPRISE_SOCKET`, else
-/// `/run/uprise/control` as root, else `$XDG_RUNTIME_DIR/uprise/control` (or
-/// `/run/user/UID/uprise/control` when that variable is unset).
+/// `$XDG_RUNTIME_DIR/uprise/control` (or `/run/user/UID/uprise/control` when that variable
+/// is unset); as root, that one only when it exists, else the system's `/run/uprise/control`.
 pub fn socket_path(explicit: Option<&str>) -> PathBuf {
     resolve_socket_path(
         explicit,
@@ -136,13 +136,15 @@ pub(crate) fn resolve_socket_path(explicit: Option<&str>, env: &dyn Fn(&str) -> 
     if let Some(path) = set("UPRISE_SOCKET") {
         return PathBuf::from(path);
     }
-    if euid == 0 {
-        return PathBuf::from(SYSTEM_SOCKET);
-    }
-    match set("XDG_RUNTIME_DIR") {
+    let user = match set("XDG_RUNTIME_DIR") {
         Some(dir) => Path::new(&dir).join("uprise/control"),
         None => PathBuf::from(format!("/run/user/{euid}/uprise/control")),
+    };
+    // Root talks to the system daemon, unless root runs a session daemon of its own.
+    if euid == 0 && !user.exists() {
+        return PathBuf::from(SYSTEM_SOCKET);
     }
+    user
 }
 
 #[cfg(test)]
@@ -315,6 +317,16 @@ mod tests {
         assert_eq!(
             resolve_socket_path(None, &none, 1000),
             PathBuf::from("/run/user/1000/uprise/control")
+        );
+        // Root with a session daemon of its own talks to that one.
+        let runtime = tempfile::tempdir().unwrap();
+        std::fs::create_dir(runtime.path().join("uprise")).unwrap();
+        std::fs::write(runtime.path().join("uprise/control"), "").unwrap();
+        let dir = runtime.path().to_string_lossy().into_owned();
+        let with_session = move |name: &str| (name == "XDG_RUNTIME_DIR").then(|| dir.clone());
+        assert_eq!(
+            resolve_socket_path(None, &with_session, 0),
+            runtime.path().join("uprise/control")
         );
     }
 }
