@@ -227,6 +227,7 @@ impl Daemon {
                         instances: BTreeMap::new(),
                         replacement: None,
                         deleted: false,
+                        last_result: None,
                     }));
                     self.index_class(id);
                 }
@@ -975,6 +976,13 @@ impl Daemon {
         }
         let env = job_event_env(job, instance, &extra);
         let failed = instance.failed.is_some();
+        let mut result = extra.join(" ");
+        if let Some((_, what)) = &instance.last_exit {
+            result.push_str(&format!("; {what}"));
+        }
+        if let Some(class) = self.classes[key.0].as_mut() {
+            class.last_result = Some((Instant::now(), result));
+        }
         self.emit("stopped", env);
         self.job_finished(key, failed);
         // Instances do not persist in `waiting`.
@@ -1489,6 +1497,9 @@ impl Daemon {
     fn class_detail(&self, class_id: ClassId) -> Vec<String> {
         let class = self.class(class_id);
         let mut detail = Vec::new();
+        if let Some((when, result)) = &class.last_result {
+            detail.push(format!("last stopped {}s ago: {result}", when.elapsed().as_secs()));
+        }
         match (&class.job.start_on, &class.start_on) {
             (None, _) => detail.push("no `start on`: starts only when asked".to_string()),
             (Some(expr), Some(matcher)) => {

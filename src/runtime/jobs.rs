@@ -45,6 +45,9 @@ pub struct Class {
     pub replacement: Option<Job>,
     /// The file is gone; the class goes when idle.
     pub deleted: bool,
+    /// How the last instance ended (`RESULT=…` and the failing process), and when, for
+    /// `status -v` once the instance is gone.
+    pub last_result: Option<(Instant, String)>,
 }
 
 /// One instance of a class.

@@ -474,6 +474,7 @@ impl Daemon {
                     replacement: None,
                     // Without the job dirs read yet, trust the state; otherwise the file is gone.
                     deleted: if self.deferred_reload { deleted } else { true },
+                    last_result: None,
                 }));
                 (id, false)
             }

@@ -158,6 +158,9 @@ fn respawn_restarts_the_main_process_until_the_limit() {
     assert!(h.daemon_log().contains("flaky main process ended, respawning"));
     assert_eq!(h.work_file("runs").lines().count(), 4, "one run and three respawns");
     h.wait_status("flaky", "flaky stop/waiting");
+    // Once the instance is gone, `status -v` still says why it stopped.
+    let verbose = h.ctl(&["status", "-v", "flaky"]).stdout;
+    assert!(verbose.contains("RESULT=failed PROCESS=respawn"), "{verbose}");
 }
 
 #[test]
