@@ -106,6 +106,8 @@ pub struct Daemon {
     pub watcher: Option<nix::sys::inotify::Inotify>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
     pub monitors: Vec<ClientId>,
+    /// Names of classes removed while a reply about them may still be due.
+    removed_names: HashMap<ClassId, String>,
     /// The control socket's listening fd and the notify socket's fd (kept across re-exec).
     pub listener_fd: Option<std::os::fd::RawFd>,
     pub notify_fd: Option<std::os::fd::RawFd>,
@@ -180,6 +182,7 @@ impl Daemon {
             deferred_reload: false,
             watcher: None,
             monitors: Vec::new(),
+            removed_names: HashMap::new(),
             job_nofile: None,
             listener_fd: None,
             notify_fd: None,
@@ -303,6 +306,7 @@ impl Daemon {
         if class.deleted {
             let held = class.start_on.as_mut().map(Matcher::reset).unwrap_or_default();
             let name = class.job.name.clone();
+            self.removed_names.insert(id, name.clone());
             self.classes[id] = None;
             self.class_by_name.remove(&name);
             self.unindex_class(id);
@@ -1424,7 +1428,18 @@ impl Daemon {
     }
 
     pub fn instance_status(&self, key: &Key) -> InstanceStatus {
-        let job = &self.class(key.0).job;
+        let Some(class) = self.classes.get(key.0).and_then(Option::as_ref) else {
+            // The class went away (its file was deleted and its last instance stopped).
+            return InstanceStatus {
+                job: self.removed_names.get(&key.0).cloned().unwrap_or_default(),
+                instance: key.1.clone(),
+                goal: "stop".into(),
+                state: "waiting".into(),
+                processes: Vec::new(),
+                detail: Vec::new(),
+            };
+        };
+        let job = &class.job;
         match self.instance(key) {
             Some(instance) => {
                 let processes = [

@@ -237,10 +237,27 @@ pub fn run(options: Options) -> io::Result<()> {
     daemon.settle();
     daemon.flush_clients();
 
-    let result = event_loop.run(Some(Duration::from_secs(60)), &mut daemon, |daemon| {
-        daemon.settle();
-        daemon.flush_clients();
-    });
+    // The last line of defence: a bug that panics must not take the machine down with PID 1.
+    // The panic is logged and the loop goes on serving from the state as it is.
+    let result = loop {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            event_loop.run(Some(Duration::from_secs(60)), &mut daemon, |daemon| {
+                daemon.settle();
+                daemon.flush_clients();
+            })
+        }));
+        match run {
+            Ok(result) => break result,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                error!("internal error ({what}); uprise carries on, please report this");
+            }
+        }
+    };
     if let Err(error) = result {
         error!("event loop failed: {error}");
         return Err(io::Error::other(error.to_string()));

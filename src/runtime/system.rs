@@ -179,8 +179,9 @@ impl Daemon {
         match next {
             Some(key) => {
                 info!("stopping {}", self.display(&key));
-                self.change_goal(&key, Goal::Stop);
+                // Read before the goal changes: a deleted class goes once its instance stops.
                 let grace = self.class(key.0).job.kill_timeout.millis.saturating_mul(2) + 1000;
+                self.change_goal(&key, Goal::Stop);
                 self.tick_shutdown_in(Duration::from_millis(grace));
                 if self.instance(&key).is_none() {
                     // Stopped at once; look for the next one.

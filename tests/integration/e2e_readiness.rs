@@ -156,3 +156,19 @@ fn jobs_find_uprisectl_beside_the_daemon() {
         h.work_file("which")
     );
 }
+
+#[test]
+fn stopping_a_deleted_job_during_its_back_off_answers_and_the_daemon_carries_on() {
+    let h = Harness::start(&[("gone", "respawn\nrespawn delay 30s\nexec sh -c 'exit 1'\n")]);
+    assert_eq!(h.ctl(&["start", "gone", "--no-wait"]).code, Some(0));
+    h.wait_until("the back-off", || {
+        h.status("gone").starts_with("gone respawn/post-stop")
+    });
+    std::fs::remove_file(h.path("init/gone.conf")).unwrap();
+    h.wait_until("the reload", || h.daemon_log().matches("loaded ").count() >= 2);
+    let out = h.ctl(&["stop", "gone", "--no-wait"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "gone stop/waiting\n");
+    assert_eq!(h.ctl(&["status", "gone"]).stderr, "uprisectl: Unknown job: gone\n");
+    assert_eq!(h.ctl(&["version"]).code, Some(0), "the daemon is still up");
+}
