@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use uprise::runtime::{self, Options};
+use log::LevelFilter;
+use uprise::runtime::{self, Options, logger};
 
 const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--socket PATH]
-              [--startup-event NAME | --no-startup-event] [--debug]
+              [--startup-event NAME | --no-startup-event] [--verbose | --debug | --quiet]
 
   --user                run as a session supervisor (not PID 1)
   --system              run in system mode without being PID 1 (testing)
@@ -16,7 +17,9 @@ const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--log
   --socket PATH         the control socket
   --startup-event NAME  the first event (default: startup)
   --no-startup-event    emit no first event
-  --debug               log at debug priority";
+  --verbose             log at info priority (the default is message)
+  --debug               log at debug priority
+  --quiet               log at error priority only";
 
 fn user_runtime_dir() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
@@ -65,7 +68,7 @@ fn main() -> ExitCode {
     let mut logdir = None;
     let mut socket = None;
     let mut startup_event = Some("startup".to_string());
-    let mut debug = false;
+    let mut log_level = logger::DEFAULT_PRIORITY;
     let mut restore_fd = None;
     let mut listener_fd = None;
     // The command line to re-exec with: everything but the re-exec options.
@@ -120,8 +123,16 @@ fn main() -> ExitCode {
                 startup_event = None;
                 Ok(())
             }
+            "-v" | "--verbose" => {
+                log_level = LevelFilter::Debug;
+                Ok(())
+            }
             "--debug" => {
-                debug = true;
+                log_level = LevelFilter::Trace;
+                Ok(())
+            }
+            "-q" | "--quiet" => {
+                log_level = LevelFilter::Error;
                 Ok(())
             }
             "--version" => {
@@ -177,13 +188,16 @@ fn main() -> ExitCode {
         logdir,
         socket,
         startup_event,
-        debug,
+        log_level,
         restore_fd,
         listener_fd,
         args: kept,
         exe,
     };
-    match runtime::run(options) {
+    let result = runtime::run(options);
+    // Lines logged on the way out, or before an error ended the start-up.
+    logger::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("uprise: {error}");

@@ -37,6 +37,8 @@ pub struct Snapshot {
     pub notify_fd: Option<i32>,
     #[serde(default)]
     pub global_env: Vec<String>,
+    /// The daemon's `log` level by its `log` name (`info`, `debug`, `trace`, …), not by
+    /// Upstart's priority name: `info` here is Upstart's `message`.
     #[serde(default)]
     pub log_priority: String,
     #[serde(default)]

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use calloop::generic::Generic;
 use calloop::{Interest, Mode, PostAction, RegistrationToken};
-use log::{debug, warn};
+use log::{trace, warn};
 
 use crate::control::proto::{MAX_LINE, Reply, Request};
 
@@ -313,7 +313,7 @@ impl Daemon {
                 return;
             }
         };
-        debug!("client {id} (uid {uid}): {request:?}");
+        trace!("client {id} (uid {uid}): {request:?}");
         let owner = nix::unistd::geteuid().as_raw();
         if modifies(&request) && uid != owner && uid != 0 {
             self.fail_request(
@@ -486,6 +486,8 @@ impl Daemon {
 
     /// Writes queued replies into client buffers and onto their sockets.
     pub fn flush_clients(&mut self) {
+        // The log first: a client that hears back can read the lines of what it caused.
+        super::logger::flush();
         while !self.outgoing.is_empty() {
             let outgoing = std::mem::take(&mut self.outgoing);
             let mut touched = Vec::new();

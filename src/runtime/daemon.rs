@@ -85,8 +85,11 @@ pub struct Daemon {
     queue: VecDeque<EventId>,
     finished: VecDeque<EventId>,
     pub(crate) next_event: EventId,
-    /// Every process uprise started and still waits for.
-    pub pids: HashMap<i32, (ClassId, String, ProcessKind)>,
+    /// Every process uprise started and still waits for. The flag: uprise spawned it itself,
+    /// so it leads its own session and process group for as long as it is not reaped (a
+    /// session leader cannot leave its group). False for a daemon found by `expect fork`,
+    /// `expect daemon` or a pid file, and for processes taken over from a re-exec.
+    pub pids: HashMap<i32, (ClassId, String, ProcessKind, bool)>,
     /// Environment every job starts from.
     pub global_env: Vec<String>,
     /// Clients waiting on an instance: what they asked for.
@@ -741,7 +744,7 @@ impl Daemon {
                     "{} process ({pid}) did not stop in time; sending KILL",
                     name.as_deref().unwrap_or("?")
                 );
-                super::readiness::signal_main(*pid, 9);
+                super::readiness::signal_main(*pid, 9, false);
                 killed.push(*pid);
             }
         }
@@ -952,8 +955,9 @@ impl Daemon {
                     let instance = self.instance(key).expect("checked");
                     if let Some(&pid) = instance.pids.get(&ProcessKind::Main) {
                         let signal = crate::sys::process::signal_name(job.kill_signal);
-                        info!("Sending {signal} signal to {} main process ({pid})", self.display(key));
-                        super::readiness::signal_main(pid, job.kill_signal);
+                        debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
+                        let spawned = self.pids.get(&pid).is_some_and(|tracked| tracked.3);
+                        super::readiness::signal_main(pid, job.kill_signal, spawned);
                         self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
                         return;
                     }
@@ -1204,7 +1208,7 @@ impl Daemon {
         match spawn::spawn(spec) {
             Ok(pid) => {
                 debug!("{name} {} process ({pid})", kind.keyword());
-                self.pids.insert(pid, (key.0, key.1.clone(), kind));
+                self.pids.insert(pid, (key.0, key.1.clone(), kind, true));
                 if let Some(instance) = self.instance_mut(key) {
                     instance.pids.insert(kind, pid);
                 }
@@ -1276,7 +1280,7 @@ impl Daemon {
     /// A child uprise started has ended.
     /// Returns false when uprise did not start the process (an adopted orphan).
     pub fn process_exited(&mut self, pid: i32, status: ExitStatus) -> bool {
-        let Some((class_id, instance_name, kind)) = self.pids.remove(&pid) else {
+        let Some((class_id, instance_name, kind, _)) = self.pids.remove(&pid) else {
             return false;
         };
         let key = (class_id, instance_name);
@@ -1832,8 +1836,8 @@ impl Daemon {
             .handle
             .insert_source(Timer::from_duration(deadline), |_, _, daemon| {
                 warn!("jobs did not stop in time; killing what is left and exiting");
-                for pid in daemon.pids.keys().copied().collect::<Vec<_>>() {
-                    super::readiness::signal_main(pid, 9);
+                for (&pid, tracked) in &daemon.pids {
+                    super::readiness::signal_main(pid, 9, tracked.3);
                 }
                 daemon.exiting = true;
                 daemon.stop_signal.stop();

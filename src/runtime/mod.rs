@@ -38,7 +38,8 @@ pub struct Options {
     pub socket: PathBuf,
     /// `None` with `--no-startup-event`.
     pub startup_event: Option<String>,
-    pub debug: bool,
+    /// The daemon's log priority (see `logger`); a re-exec keeps the running one instead.
+    pub log_level: log::LevelFilter,
     /// Re-exec: the state file handed over by the previous image.
     pub restore_fd: Option<i32>,
     /// Re-exec: the control listener handed over, used even when the state cannot be read.
@@ -111,7 +112,7 @@ impl Daemon {
 /// Runs the daemon until it is told to stop. Errors here are setup failures; once the loop
 /// runs, nothing a job or a client does makes it return.
 pub fn run(options: Options) -> io::Result<()> {
-    logger::init(options.debug);
+    logger::init(options.log_level);
     let machine_init = !options.user_mode && std::process::id() == 1 && !system::in_nested_pid_namespace();
     if machine_init {
         logger::use_kernel_log();
@@ -255,6 +256,7 @@ pub fn run(options: Options) -> io::Result<()> {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "unknown".into());
                 error!("internal error ({what}); uprise carries on, please report this");
+                logger::flush();
             }
         }
     };

@@ -62,9 +62,10 @@ pub fn needs_readiness(job: &Job) -> bool {
 }
 
 /// Signals a main process: its group when it leads one, else the process alone (a daemon
-/// found after a double fork leads no group).
-pub fn signal_main(pid: i32, signal: i32) {
-    let leads_group = procfs::stat(pid).is_some_and(|stat| stat.pgid == pid);
+/// found after a double fork leads no group). `spawned`: uprise started it and has not reaped
+/// it, so it leads its group without asking `/proc`.
+pub fn signal_main(pid: i32, signal: i32, spawned: bool) {
+    let leads_group = spawned || procfs::stat(pid).is_some_and(|stat| stat.pgid == pid);
     let _ = if leads_group {
         crate::sys::process::kill_group(pid, signal)
     } else {
@@ -143,12 +144,12 @@ impl Daemon {
                 "{}: stopping process {pid}, which was starting as its daemon",
                 self.display(key)
             );
-            signal_main(*pid, job.kill_signal);
+            signal_main(*pid, job.kill_signal, false);
         }
         let grace = Duration::from_millis(job.kill_timeout.millis);
         let _ = self.handle.insert_source(Timer::from_duration(grace), move |_, _, _| {
             for pid in &candidates {
-                signal_main(*pid, 9);
+                signal_main(*pid, 9, false);
             }
             TimeoutAction::Drop
         });
@@ -177,7 +178,7 @@ impl Daemon {
 
     /// A child stopped itself (WUNTRACED): `expect stop` readiness.
     pub fn process_stopped(&mut self, pid: i32) {
-        let Some((class_id, name, ProcessKind::Main)) = self.pids.get(&pid).cloned() else {
+        let Some((class_id, name, ProcessKind::Main, _)) = self.pids.get(&pid).cloned() else {
             return;
         };
         let key = (class_id, name);
@@ -367,7 +368,7 @@ impl Daemon {
     fn adopt(&mut self, key: &Key, pid: i32) {
         let name = self.display(key);
         info!("{name} main process is now {pid}");
-        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main));
+        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main, false));
         if let Some(instance) = self.instance_mut(key) {
             instance.pids.insert(ProcessKind::Main, pid);
         }
@@ -433,7 +434,7 @@ impl Daemon {
 
     /// Which instance a process belongs to: one uprise started, or one tagged with the job.
     fn instance_of(&self, pid: i32) -> Option<Key> {
-        if let Some((class_id, name, _)) = self.pids.get(&pid) {
+        if let Some((class_id, name, ..)) = self.pids.get(&pid) {
             return Some((*class_id, name.clone()));
         }
         let job = procfs::environ_var(pid, "UPSTART_JOB")?;
@@ -464,7 +465,7 @@ impl Daemon {
                         if let Some(old) = old {
                             self.pids.remove(&old);
                         }
-                        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main));
+                        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main, false));
                         if let Some(instance) = self.instance_mut(&key) {
                             instance.pids.insert(ProcessKind::Main, pid);
                         }

@@ -147,7 +147,7 @@ impl Daemon {
         snapshot.listener_fd = self.listener_fd;
         snapshot.notify_fd = self.notify_fd;
         snapshot.global_env = self.global_env.clone();
-        snapshot.log_priority = super::logger::priority_name(log::max_level()).to_string();
+        snapshot.log_priority = super::logger::snapshot_level(log::max_level());
         snapshot.runlevel = self.runlevel.clone();
         snapshot.next_event = self.next_event;
         snapshot.next_seq = self.next_seq;
@@ -324,7 +324,7 @@ impl Daemon {
             }
         }
         self.global_env = snapshot.global_env;
-        if let Some(level) = super::logger::parse_priority(&snapshot.log_priority) {
+        if let Some(level) = super::logger::restore_level(&snapshot.log_priority) {
             log::set_max_level(level);
         }
         self.runlevel = if snapshot.runlevel.is_empty() {
@@ -510,7 +510,7 @@ impl Daemon {
         for (kind, pid) in &snapshot.pids {
             if let Some(kind) = parse_kind(kind) {
                 instance.pids.insert(kind, *pid);
-                self.pids.insert(*pid, (class_id, snapshot.name.clone(), kind));
+                self.pids.insert(*pid, (class_id, snapshot.name.clone(), kind, false));
             }
         }
         instance.blocker = snapshot.blocker;

@@ -211,6 +211,7 @@ impl Daemon {
             return;
         }
         info!("shutdown complete; {action:?}");
+        super::logger::flush();
         let result = match action {
             ShutdownAction::Reboot => nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT),
             ShutdownAction::Poweroff => nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF),

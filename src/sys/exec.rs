@@ -124,6 +124,7 @@ pub fn exec(binary: &str, args: &[String]) -> io::Error {
             Err(_) => return io::Error::new(io::ErrorKind::InvalidInput, "argument holds a NUL byte"),
         }
     }
+    crate::runtime::logger::flush();
     match nix::unistd::execv(&path, &argv) {
         Ok(never) => match never {},
         Err(errno) => io::Error::from(errno),

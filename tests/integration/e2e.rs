@@ -211,10 +211,12 @@ fn stop_on_an_event_stops_the_job_with_instance_variables() {
 
 #[test]
 fn a_process_that_ignores_term_is_killed_after_the_kill_timeout() {
-    let h = Harness::start(&[(
+    let mut h = Harness::new(&[(
         "stubborn",
         "kill timeout 1\nexec sh -c 'trap \"\" TERM; touch $WORK/trapped; while :; do sleep 0.05; done'\n",
     )]);
+    // `Sending TERM signal` is at Upstart's info priority, shown with `--verbose`.
+    h.spawn(&["--verbose"]);
     let pid = pid_of(&h.ctl(&["start", "stubborn"]).stdout);
     h.wait_until("the TERM trap", || h.path("work/trapped").exists());
     let out = h.ctl(&["stop", "stubborn"]);
@@ -222,6 +224,31 @@ fn a_process_that_ignores_term_is_killed_after_the_kill_timeout() {
     assert!(!alive(pid));
     assert!(h.daemon_log().contains("Sending TERM signal to stubborn main process"));
     assert!(h.daemon_log().contains("did not stop in time; sending KILL"));
+}
+
+#[test]
+fn the_log_priority_is_upstarts_message_until_raised() {
+    let h = Harness::start(&[("svc", "exec sleep 300\n")]);
+    assert_eq!(h.ctl(&["log-priority"]).stdout, "message\n");
+    let pid = pid_of(&h.ctl(&["start", "svc"]).stdout);
+    assert_eq!(h.ctl(&["stop", "svc"]).code, Some(0));
+    let log = h.daemon_log();
+    assert!(
+        log.contains(&format!("svc main process ({pid}) killed by TERM signal")),
+        "{log}"
+    );
+    assert!(!log.contains("Sending TERM signal"), "{log}");
+
+    assert_eq!(h.ctl(&["log-priority", "info"]).code, Some(0));
+    assert_eq!(h.ctl(&["log-priority"]).stdout, "info\n");
+    let pid = pid_of(&h.ctl(&["start", "svc"]).stdout);
+    assert_eq!(h.ctl(&["stop", "svc"]).code, Some(0));
+    let log = h.daemon_log();
+    assert!(
+        log.contains(&format!("Sending TERM signal to svc main process ({pid})")),
+        "{log}"
+    );
+    assert!(!log.contains("(uid "), "Upstart's debug priority stays off: {log}");
 }
 
 #[test]
