@@ -208,6 +208,27 @@ pub struct InstanceStatus {
     pub detail: Vec<String>,
 }
 
+#[cfg(test)]
+impl InstanceStatus {
+    /// A status for tests: `processes` as (kind, pid) pairs, no detail.
+    pub fn example(job: &str, instance: &str, goal: &str, state: &str, processes: &[(&str, i32)]) -> InstanceStatus {
+        InstanceStatus {
+            job: job.into(),
+            instance: instance.into(),
+            goal: goal.into(),
+            state: state.into(),
+            processes: processes
+                .iter()
+                .map(|(kind, pid)| ProcessStatus {
+                    kind: kind.to_string(),
+                    pid: *pid,
+                })
+                .collect(),
+            detail: Vec::new(),
+        }
+    }
+}
+
 /// A reply line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
@@ -260,20 +281,7 @@ mod tests {
     use super::*;
 
     fn status(instance: &str, goal: &str, state: &str, processes: &[(&str, i32)]) -> InstanceStatus {
-        InstanceStatus {
-            job: "test".into(),
-            instance: instance.into(),
-            goal: goal.into(),
-            state: state.into(),
-            processes: processes
-                .iter()
-                .map(|(kind, pid)| ProcessStatus {
-                    kind: kind.to_string(),
-                    pid: *pid,
-                })
-                .collect(),
-            detail: Vec::new(),
-        }
+        InstanceStatus::example("test", instance, goal, state, processes)
     }
 
     #[test]

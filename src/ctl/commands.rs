@@ -1272,7 +1272,6 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::proto::ProcessStatus;
     use std::io::{BufRead, BufReader};
     use std::os::unix::net::UnixListener;
     use std::thread::JoinHandle;
@@ -1349,20 +1348,7 @@ mod tests {
     }
 
     fn instance(job: &str, name: &str, goal: &str, state: &str, processes: &[(&str, i32)]) -> InstanceStatus {
-        InstanceStatus {
-            job: job.into(),
-            instance: name.into(),
-            goal: goal.into(),
-            state: state.into(),
-            processes: processes
-                .iter()
-                .map(|(kind, pid)| ProcessStatus {
-                    kind: kind.to_string(),
-                    pid: *pid,
-                })
-                .collect(),
-            detail: Vec::new(),
-        }
+        InstanceStatus::example(job, name, goal, state, processes)
     }
 
     const DONE: &str = r#"{"reply":"done"}"#;

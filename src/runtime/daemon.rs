@@ -22,7 +22,7 @@ use crate::model::{Config, Job};
 use crate::syntax::ast::{Console, ProcessKind};
 use crate::sys::spawn::{self, SpawnSpec, Stdio};
 
-use super::jobs::{Blocked, Class, ClassId, ClientId, Failure, Instance, LogPipe, describe_exit, exit_env};
+use super::jobs::{Blocked, Class, ClassId, ClientId, Failure, Instance, LogPipe, describe_exit, result_env};
 use super::output::{JobLog, Rotation};
 
 /// Where an event is in its life.
@@ -159,6 +159,20 @@ fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) -> Vec<String
 }
 
 impl Daemon {
+    /// Every instance of every loaded class, with its class.
+    pub(crate) fn live_instances(&self) -> impl Iterator<Item = (ClassId, &Instance)> {
+        self.classes
+            .iter()
+            .enumerate()
+            .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
+            .flat_map(|(id, class)| class.instances.values().map(move |instance| (id, instance)))
+    }
+
+    /// Whether uprise spawned `pid` itself and has not reaped it (see `pids`).
+    fn spawned(&self, pid: i32) -> bool {
+        self.pids.get(&pid).is_some_and(|tracked| tracked.3)
+    }
+
     pub fn new(settings: Settings, handle: LoopHandle<'static, Daemon>, stop_signal: LoopSignal) -> Daemon {
         Daemon {
             settings,
@@ -934,17 +948,7 @@ impl Daemon {
                 }
                 State::Stopping => {
                     let instance = self.instance(key).expect("checked");
-                    let mut extra = Vec::new();
-                    match &instance.failed {
-                        Some(failure) => {
-                            extra.push("RESULT=failed".to_string());
-                            extra.push(format!("PROCESS={}", failure.process));
-                            if let Some(status) = failure.status {
-                                extra.push(exit_env(status));
-                            }
-                        }
-                        None => extra.push("RESULT=ok".to_string()),
-                    }
+                    let extra = result_env(instance.failed.as_ref());
                     let env = job_event_env(&job, instance, &extra);
                     let event = self.emit("stopping", env);
                     self.instance_mut(key).expect("checked").blocker = Some(event);
@@ -956,8 +960,7 @@ impl Daemon {
                     if let Some(&pid) = instance.pids.get(&ProcessKind::Main) {
                         let signal = crate::sys::process::signal_name(job.kill_signal);
                         debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
-                        let spawned = self.pids.get(&pid).is_some_and(|tracked| tracked.3);
-                        super::readiness::signal_main(pid, job.kill_signal, spawned);
+                        super::readiness::signal_main(pid, job.kill_signal, self.spawned(pid));
                         self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
                         return;
                     }
@@ -971,17 +974,7 @@ impl Daemon {
 
     fn enter_waiting(&mut self, key: &Key, job: &Job) {
         let instance = self.instance(key).expect("checked");
-        let mut extra = Vec::new();
-        match &instance.failed {
-            Some(failure) => {
-                extra.push("RESULT=failed".to_string());
-                extra.push(format!("PROCESS={}", failure.process));
-                if let Some(status) = failure.status {
-                    extra.push(exit_env(status));
-                }
-            }
-            None => extra.push("RESULT=ok".to_string()),
-        }
+        let extra = result_env(instance.failed.as_ref());
         let env = job_event_env(job, instance, &extra);
         let failed = instance.failed.is_some();
         let mut result = extra.join(" ");
@@ -1816,11 +1809,8 @@ impl Daemon {
         info!("stopping all jobs");
         self.shutting_down = true;
         let keys: Vec<Key> = self
-            .classes
-            .iter()
-            .enumerate()
-            .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
-            .flat_map(|(id, class)| class.instances.keys().map(move |name| (id, name.clone())))
+            .live_instances()
+            .map(|(id, instance)| (id, instance.name.clone()))
             .collect();
         // A job's hung script must not keep the daemon up for ever: after the longest kill
         // timeout (twice, plus a margin) whatever is left is killed and the daemon exits.

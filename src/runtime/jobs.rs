@@ -150,8 +150,19 @@ impl Instance {
     }
 }
 
+/// `RESULT=ok`, or `RESULT=failed PROCESS=… [EXIT_STATUS=n|EXIT_SIGNAL=NAME]`: how an
+/// instance ended, as its `stopping` and `stopped` events say it.
+pub fn result_env(failed: Option<&Failure>) -> Vec<String> {
+    let Some(failure) = failed else {
+        return vec!["RESULT=ok".to_string()];
+    };
+    let mut env = vec!["RESULT=failed".to_string(), format!("PROCESS={}", failure.process)];
+    env.extend(failure.status.map(exit_env));
+    env
+}
+
 /// `EXIT_STATUS=n` or `EXIT_SIGNAL=NAME`, as Upstart puts it in job events.
-pub fn exit_env(status: ExitStatus) -> String {
+fn exit_env(status: ExitStatus) -> String {
     match status {
         ExitStatus::Code(code) => format!("EXIT_STATUS={code}"),
         ExitStatus::Signal(signal) => {
@@ -170,5 +181,34 @@ pub fn describe_exit(status: ExitStatus) -> String {
             let name = crate::syntax::values::signal_name(signal).map_or_else(|| signal.to_string(), str::to_string);
             format!("killed by {name} signal")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(process: &str, status: Option<ExitStatus>) -> Failure {
+        Failure {
+            process: process.into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn result_env_is_upstarts() {
+        assert_eq!(result_env(None), ["RESULT=ok"]);
+        assert_eq!(
+            result_env(Some(&failure("main", Some(ExitStatus::Code(3))))),
+            ["RESULT=failed", "PROCESS=main", "EXIT_STATUS=3"]
+        );
+        assert_eq!(
+            result_env(Some(&failure("main", Some(ExitStatus::Signal(15))))),
+            ["RESULT=failed", "PROCESS=main", "EXIT_SIGNAL=TERM"]
+        );
+        assert_eq!(
+            result_env(Some(&failure("respawn", None))),
+            ["RESULT=failed", "PROCESS=respawn"]
+        );
     }
 }

@@ -218,17 +218,9 @@ impl Daemon {
     }
 
     fn forking_instances(&self) -> Vec<Key> {
-        self.classes
-            .iter()
-            .enumerate()
-            .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
-            .flat_map(|(id, class)| {
-                class
-                    .instances
-                    .values()
-                    .filter(|instance| matches!(instance.awaiting, Some(Awaiting::Fork { exited: true, .. })))
-                    .map(move |instance| (id, instance.name.clone()))
-            })
+        self.live_instances()
+            .filter(|(_, instance)| matches!(instance.awaiting, Some(Awaiting::Fork { exited: true, .. })))
+            .map(|(id, instance)| (id, instance.name.clone()))
             .collect()
     }
 

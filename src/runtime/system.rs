@@ -163,19 +163,10 @@ impl Daemon {
             }
         }
         let next = self
-            .classes
-            .iter()
-            .enumerate()
-            .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
-            .flat_map(|(id, class)| {
-                class
-                    .instances
-                    .values()
-                    .map(move |instance| ((id, instance.name.clone()), instance))
-            })
+            .live_instances()
             .filter(|(_, instance)| instance.goal != Goal::Stop || instance.state != crate::machine::State::Waiting)
             .max_by_key(|(_, instance)| instance.started_seq)
-            .map(|(key, _)| key);
+            .map(|(id, instance)| (id, instance.name.clone()));
         match next {
             Some(key) => {
                 info!("stopping {}", self.display(&key));

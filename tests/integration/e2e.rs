@@ -229,10 +229,13 @@ fn a_process_that_ignores_term_is_killed_after_the_kill_timeout() {
 #[test]
 fn the_log_priority_is_upstarts_message_until_raised() {
     let h = Harness::start(&[("svc", "exec sleep 300\n")]);
+    let start_and_stop = || {
+        let pid = pid_of(&h.ctl(&["start", "svc"]).stdout);
+        assert_eq!(h.ctl(&["stop", "svc"]).code, Some(0));
+        (pid, h.daemon_log())
+    };
     assert_eq!(h.ctl(&["log-priority"]).stdout, "message\n");
-    let pid = pid_of(&h.ctl(&["start", "svc"]).stdout);
-    assert_eq!(h.ctl(&["stop", "svc"]).code, Some(0));
-    let log = h.daemon_log();
+    let (pid, log) = start_and_stop();
     assert!(
         log.contains(&format!("svc main process ({pid}) killed by TERM signal")),
         "{log}"
@@ -241,9 +244,7 @@ fn the_log_priority_is_upstarts_message_until_raised() {
 
     assert_eq!(h.ctl(&["log-priority", "info"]).code, Some(0));
     assert_eq!(h.ctl(&["log-priority"]).stdout, "info\n");
-    let pid = pid_of(&h.ctl(&["start", "svc"]).stdout);
-    assert_eq!(h.ctl(&["stop", "svc"]).code, Some(0));
-    let log = h.daemon_log();
+    let (pid, log) = start_and_stop();
     assert!(
         log.contains(&format!("Sending TERM signal to svc main process ({pid})")),
         "{log}"

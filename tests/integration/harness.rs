@@ -71,6 +71,11 @@ impl Harness {
             .stderr(stderr)
             .spawn()
             .expect("uprise starts");
+        self.await_daemon(child);
+    }
+
+    /// Keeps the started daemon and waits until its control socket answers.
+    fn await_daemon(&mut self, child: Child) {
         self.daemon = Some(child);
         let socket = self.socket();
         self.wait_until("the control socket", || {
@@ -96,11 +101,7 @@ impl Harness {
             .stderr(stderr)
             .spawn()
             .expect("unshare runs (util-linux, as root)");
-        self.daemon = Some(child);
-        let socket = self.socket();
-        self.wait_until("the control socket", || {
-            socket.exists() && self.ctl(&["version"]).code == Some(0)
-        });
+        self.await_daemon(child);
     }
 
     /// The pid, outside the namespace, of the uprise that runs as PID 1 inside it.
