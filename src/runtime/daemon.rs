@@ -1055,17 +1055,10 @@ impl Daemon {
                     message: "Job failed to start".into(),
                 },
             ));
+            self.outgoing.push(Outgoing::Finish(client));
         } else {
-            let status = self.instance_status(key);
-            self.outgoing.push(Outgoing::Reply(
-                client,
-                Reply::Status {
-                    instances: vec![status],
-                },
-            ));
-            self.outgoing.push(Outgoing::Reply(client, Reply::Done));
+            self.reply_status(client, key);
         }
-        self.outgoing.push(Outgoing::Finish(client));
     }
 
     // ------------------------------------------------------------------ processes
