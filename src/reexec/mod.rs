@@ -19,7 +19,7 @@ use crate::model::Job;
 pub const FORMAT: &str = "uprise-state";
 
 /// The newest version this build writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Everything the new image needs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -229,11 +229,19 @@ pub enum AwaitingSnapshot {
     Fork { original: i32, exited: bool },
 }
 
-/// An instance's output pipe: both ends are kept open across exec, so no line is lost.
+/// An instance's output: the read ends of its pipes stay open across exec, so no line is
+/// lost.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogSnapshot {
-    pub read_fd: i32,
-    pub write_fd: i32,
+    /// Version 2: the read end of each process's pipe still open.
+    #[serde(default)]
+    pub read_fds: Vec<i32>,
+    /// Version 1: the one pipe an instance had, both ends held by the daemon. A version-2
+    /// image takes the read end over and closes the write end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_fd: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_fd: Option<i32>,
     /// Output kept while the log dir was unwritable.
     #[serde(default)]
     pub pending: Vec<u8>,

@@ -202,7 +202,7 @@ impl Daemon {
             .iter()
             .flatten()
             .filter(|class| !class.deleted)
-            .map(|class| class.replacement.as_ref().unwrap_or(&class.job))
+            .map(|class| class.replacement.as_deref().unwrap_or(&class.job))
             .collect();
         jobs.sort_by(|a, b| a.name.cmp(&b.name));
         jobs

@@ -165,7 +165,7 @@ impl Daemon {
             .iter()
             .enumerate()
             .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
-            .flat_map(|(id, class)| class.instances.values().map(move |instance| (id, instance)))
+            .flat_map(|(id, class)| class.instances.values().map(move |instance| (id, &**instance)))
     }
 
     /// Whether uprise spawned `pid` itself and has not reaped it (see `pids`).
@@ -233,7 +233,7 @@ impl Daemon {
                                 job.name
                             );
                         }
-                        class.replacement = Some(job);
+                        class.replacement = Some(Box::new(job));
                         self.consider_replacement(id);
                     }
                 }
@@ -341,7 +341,7 @@ impl Daemon {
                 class.start_on = job.start_on.as_ref().map(Matcher::new);
                 held
             };
-            class.job = std::rc::Rc::new(job);
+            class.job = std::rc::Rc::from(job);
             self.unindex_class(id);
             self.index_class(id);
             for event in held {
@@ -355,11 +355,16 @@ impl Daemon {
     }
 
     pub(crate) fn instance_mut(&mut self, key: &Key) -> Option<&mut Instance> {
-        self.classes.get_mut(key.0)?.as_mut()?.instances.get_mut(&key.1)
+        self.classes
+            .get_mut(key.0)?
+            .as_mut()?
+            .instances
+            .get_mut(&key.1)
+            .map(|i| &mut **i)
     }
 
     pub(crate) fn instance(&self, key: &Key) -> Option<&Instance> {
-        self.classes.get(key.0)?.as_ref()?.instances.get(&key.1)
+        self.classes.get(key.0)?.as_ref()?.instances.get(&key.1).map(|i| &**i)
     }
 
     // ------------------------------------------------------------------ events
@@ -599,13 +604,14 @@ impl Daemon {
         let instance = class
             .instances
             .entry(instance_name.clone())
-            .or_insert_with(|| Instance::new(instance_name));
+            .or_insert_with(|| Box::new(Instance::new(instance_name)));
         if instance.goal == Goal::Start {
             for event in fired {
                 self.release(event, false);
             }
             return;
         }
+        start_env.shrink_to_fit();
         instance.start_env = Some(start_env);
         instance
             .blocking
@@ -999,7 +1005,9 @@ impl Daemon {
                 self.handle.remove(token);
             }
             if let Some(mut pipe) = instance.log.take() {
-                self.handle.remove(pipe.token);
+                for (_, token) in pipe.readers.drain(..) {
+                    self.handle.remove(token);
+                }
                 // Output kept while the log dir was unwritable gets one more chance.
                 pipe.log.flush_pending();
             }
@@ -1079,37 +1087,37 @@ impl Daemon {
         env
     }
 
-    /// Opens (once per instance) the pipe that carries its output to the log.
+    /// Opens a pipe that carries one process's output to the instance's log; returns the
+    /// write end for the process.
     fn log_fd(&mut self, key: &Key, job: &Job) -> Option<OwnedFd> {
         if !matches!(job.console, Console::Log | Console::Auto) {
             return None;
         }
-        if let Some(pipe) = self.instance(key).and_then(|instance| instance.log.as_ref()) {
-            return pipe.write.try_clone().ok();
-        }
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).ok()?;
         // The write side blocks: a job that outruns the daemon waits, it does not lose output.
         let _ = nix::fcntl::fcntl(write.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()));
-        let log = JobLog::new(
-            &self.settings.logdir,
-            &job.name,
-            &key.1,
-            job.console == Console::Auto,
-            self.settings.rotation,
-        );
+        let new_log = match self.instance(key) {
+            Some(instance) if instance.log.is_none() => Some(JobLog::new(
+                &self.settings.logdir,
+                &job.name,
+                &key.1,
+                job.console == Console::Auto,
+                self.settings.rotation,
+            )),
+            Some(_) => None,
+            None => return None,
+        };
         let read_fd = std::os::fd::AsRawFd::as_raw_fd(&read);
-        let reader = std::fs::File::from(read);
-        let token = self.register_log_reader(key, reader)?;
-        let write_copy = write.try_clone().ok();
-        if let Some(instance) = self.instance_mut(key) {
+        let token = self.register_log_reader(key, std::fs::File::from(read))?;
+        let instance = self.instance_mut(key)?;
+        if let Some(log) = new_log {
             instance.log = Some(LogPipe {
-                read_fd,
-                write,
-                token,
+                readers: Vec::new(),
                 log,
             });
         }
-        write_copy
+        instance.log.as_mut()?.readers.push((read_fd, token));
+        Some(write)
     }
 
     /// Registers the read end of an instance's output pipe with the loop.
@@ -1130,12 +1138,13 @@ impl Daemon {
                 };
                 // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
                 let file: &mut std::fs::File = unsafe { reader.get_mut() };
-                let open = super::output::drain(file, &mut pipe.log);
-                Ok(if open {
-                    calloop::PostAction::Continue
-                } else {
-                    calloop::PostAction::Remove
-                })
+                if super::output::drain(file, &mut pipe.log) {
+                    return Ok(calloop::PostAction::Continue);
+                }
+                // End of file: no process writes to this pipe any more.
+                let fd = std::os::fd::AsRawFd::as_raw_fd(file);
+                pipe.readers.retain(|(reader_fd, _)| *reader_fd != fd);
+                Ok(calloop::PostAction::Remove)
             })
             .ok()
     }
@@ -1608,7 +1617,7 @@ impl Daemon {
         let instance = class
             .instances
             .entry(name.clone())
-            .or_insert_with(|| Instance::new(name));
+            .or_insert_with(|| Box::new(Instance::new(name)));
         if instance.goal == Goal::Start {
             return Err(format!("Job is already running: {display}"));
         }

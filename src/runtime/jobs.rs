@@ -2,7 +2,6 @@
 //! is built.
 
 use std::collections::BTreeMap;
-use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -40,9 +39,10 @@ pub struct Class {
     /// Shared, so that handling an instance never copies the definition.
     pub job: Rc<Job>,
     pub start_on: Option<Matcher>,
-    pub instances: BTreeMap<String, Instance>,
+    /// Boxed: a map node holds eleven slots, and an instance is several hundred bytes.
+    pub instances: BTreeMap<String, Box<Instance>>,
     /// A newer definition waiting for the instances to go idle.
-    pub replacement: Option<Job>,
+    pub replacement: Option<Box<Job>>,
     /// The file is gone; the class goes when idle.
     pub deleted: bool,
     /// How the last instance ended (`RESULT=…` and the failing process), and when, for
@@ -98,12 +98,16 @@ pub struct Instance {
     pub stage_deadlines: Vec<(ProcessKind, i32, Instant, Duration)>,
 }
 
-/// The daemon's side of an instance's output pipe.
+/// The daemon's side of an instance's output: the log file, and the read ends of the pipes
+/// its processes write to.
+///
+/// Each process gets a pipe of its own, and the daemon keeps only the read end: a job costs
+/// the daemon one descriptor per running process, not two, and every descriptor the daemon
+/// holds is one more that each spawn copies and each exec closes. A read end goes away at end
+/// of file, when no process holds the write end any more.
 pub struct LogPipe {
-    /// The read end's number (the loop's source owns it).
-    pub read_fd: std::os::fd::RawFd,
-    pub write: OwnedFd,
-    pub token: RegistrationToken,
+    /// Open read ends (the loop's sources own them): the fd and its source.
+    pub readers: Vec<(std::os::fd::RawFd, RegistrationToken)>,
     pub log: JobLog,
 }
 

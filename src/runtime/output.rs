@@ -1,4 +1,4 @@
-//! Job output: the read side of each instance's log pipe, appended to `LOGDIR/JOB.log`
+//! Job output: the read side of each job process's log pipe, appended to `LOGDIR/JOB.log`
 //! (`JOB-INSTANCE.log`, every `/` replaced by `_`).
 //!
 //! Logging never blocks or kills a job: the daemon drains the pipe whenever it is readable;

@@ -59,6 +59,50 @@ fn parse_state(name: &str) -> State {
         .unwrap_or(State::Waiting)
 }
 
+/// The intern tables of `capture`: tens of thousands of lookups per re-exec, on the daemon's
+/// own strings, so a fast multiplicative hash serves better than SipHash (whose resistance to
+/// chosen keys a table that lives for one capture does not need).
+type InternMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<WordHasher>>;
+
+/// Folds input eight bytes at a time: rotate, xor, multiply by an odd constant.
+#[derive(Default)]
+struct WordHasher(u64);
+
+impl WordHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+impl std::hash::Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.mix(u64::from(value));
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.mix(value as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn parse_kind(name: &str) -> Option<ProcessKind> {
     ProcessKind::ALL.into_iter().find(|kind| kind.keyword() == name)
 }
@@ -98,7 +142,13 @@ impl Daemon {
         }
         let state = exec::state_file(&bytes).map_err(|error| format!("cannot write the state: {error}"))?;
         let started = Instant::now();
-        exec::probe(&binary, &state, PROBE_LIMIT)?;
+        // The running binary's own file can read what it just wrote: the probe is for other
+        // binaries (a file replaced by an upgrade is a new inode, and is probed).
+        if exec::is_running_binary(&binary) {
+            log::debug!("re-exec: {binary} is the running binary; no probe");
+        } else {
+            exec::probe(&binary, &state, PROBE_LIMIT)?;
+        }
         let fds = self.handover_fds(&snapshot, state.as_raw_fd());
         for fd in &fds {
             let _ = exec::set_cloexec(*fd, false);
@@ -133,8 +183,7 @@ impl Daemon {
         for class in &snapshot.classes {
             for instance in &class.instances {
                 if let Some(log) = &instance.log {
-                    fds.push(log.read_fd);
-                    fds.push(log.write_fd);
+                    fds.extend(&log.read_fds);
                 }
             }
         }
@@ -174,8 +223,8 @@ impl Daemon {
         // dirs again; environment strings are interned, since every instance repeats most.
         snapshot.all_classes = true;
         let defaults = crate::reexec::job_defaults();
-        let mut table: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-        let mut env_sets: std::collections::HashMap<Vec<u32>, u32> = std::collections::HashMap::new();
+        let mut table: InternMap<&str, u32> = InternMap::default();
+        let mut env_sets: InternMap<Vec<u32>, u32> = InternMap::default();
         for class in self.classes.iter().flatten() {
             let start_on_holds = class.start_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default();
             let instances = class
@@ -200,7 +249,6 @@ impl Daemon {
                         next
                     });
                     captured.env_set = Some(set);
-                    captured.env.clear();
                     captured
                 })
                 .collect();
@@ -235,7 +283,8 @@ impl Daemon {
             name: instance.name.clone(),
             goal: goal_name(instance.goal).to_string(),
             state: instance.state.name().to_string(),
-            env: instance.env.clone(),
+            // The environment travels interned (`env_set`), filled in by `capture`.
+            env: Vec::new(),
             env_ids: Vec::new(),
             env_set: None,
             start_env: instance.start_env.clone(),
@@ -270,8 +319,9 @@ impl Daemon {
             log: instance.log.as_ref().map(|pipe| {
                 let (pending, dropped) = pipe.log.pending();
                 LogSnapshot {
-                    read_fd: pipe.read_fd,
-                    write_fd: pipe.write.as_raw_fd(),
+                    read_fds: pipe.readers.iter().map(|(fd, _)| *fd).collect(),
+                    read_fd: None,
+                    write_fd: None,
                     pending: pending.to_vec(),
                     dropped,
                 }
@@ -460,7 +510,7 @@ impl Daemon {
                 let class = self.classes[id].as_mut().expect("indexed class exists");
                 if *class.job != job {
                     let on_disk = std::mem::replace(&mut class.job, Rc::new(job));
-                    class.replacement = Some((*on_disk).clone());
+                    class.replacement = Some(Box::new((*on_disk).clone()));
                 }
                 (id, true)
             }
@@ -550,7 +600,7 @@ impl Daemon {
         let stage_timeouts = snapshot.stage_timeouts;
         let log = snapshot.log;
         if let Some(class) = self.classes[class_id].as_mut() {
-            class.instances.insert(snapshot.name.clone(), instance);
+            class.instances.insert(snapshot.name.clone(), Box::new(instance));
         }
         if let Some(log) = log {
             self.restore_log(&key, &job, log);
@@ -591,15 +641,11 @@ impl Daemon {
     }
 
     fn restore_log(&mut self, key: &(usize, String), job: &crate::model::Job, snapshot: LogSnapshot) {
-        let _ = exec::set_cloexec(snapshot.read_fd, true);
-        let _ = exec::set_cloexec(snapshot.write_fd, true);
-        // SAFETY: the previous image handed these fds over for this process to own.
-        let (reader, write) = unsafe {
-            (
-                std::fs::File::from_raw_fd(snapshot.read_fd),
-                std::os::fd::OwnedFd::from_raw_fd(snapshot.write_fd),
-            )
-        };
+        if let Some(fd) = snapshot.write_fd {
+            // Version 1's daemon-held write end: the processes hold their own.
+            // SAFETY: the previous image handed this fd over for this process to own.
+            drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        }
         let mut log = JobLog::new(
             &self.settings.logdir,
             &job.name,
@@ -608,18 +654,18 @@ impl Daemon {
             self.settings.rotation,
         );
         log.restore_pending(snapshot.pending, snapshot.dropped);
-        match self.register_log_reader(key, reader) {
-            Some(token) => {
-                if let Some(instance) = self.instance_mut(key) {
-                    instance.log = Some(LogPipe {
-                        read_fd: snapshot.read_fd,
-                        write,
-                        token,
-                        log,
-                    });
-                }
+        let mut readers = Vec::new();
+        for fd in snapshot.read_fds.into_iter().chain(snapshot.read_fd) {
+            let _ = exec::set_cloexec(fd, true);
+            // SAFETY: the previous image handed this fd over for this process to own.
+            let reader = unsafe { std::fs::File::from_raw_fd(fd) };
+            match self.register_log_reader(key, reader) {
+                Some(token) => readers.push((fd, token)),
+                None => error!("{}: cannot take over an output pipe", self.display(key)),
             }
-            None => error!("{}: cannot take over the output pipe", self.display(key)),
+        }
+        if let Some(instance) = self.instance_mut(key) {
+            instance.log = Some(LogPipe { readers, log });
         }
     }
 

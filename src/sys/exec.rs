@@ -39,23 +39,26 @@ pub fn read_state(fd: RawFd) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Sets or clears close-on-exec on an fd.
+/// Sets or clears close-on-exec on an fd: one `F_SETFD`, since `FD_CLOEXEC` is the only
+/// descriptor flag (a re-exec sets it on thousands of fds). Fails on an fd that is not open.
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    let flags = if on { libc::FD_CLOEXEC } else { 0 };
     // SAFETY: fcntl on an fd number has no memory effects; errors are reported.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let flags = if on {
-        flags | libc::FD_CLOEXEC
-    } else {
-        flags & !libc::FD_CLOEXEC
-    };
-    // SAFETY: as above.
     if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Whether `binary` is the very file this process runs (same device and inode as
+/// `/proc/self/exe`). A running executable cannot be written (ETXTBSY), so the same inode
+/// holds the same code; a package upgrade replaces the file with a new inode.
+pub fn is_running_binary(binary: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(binary), std::fs::metadata("/proc/self/exe")) {
+        (Ok(target), Ok(running)) => target.dev() == running.dev() && target.ino() == running.ino(),
+        _ => false,
+    }
 }
 
 /// What a new image prints when it can read the state it was probed with.
@@ -75,11 +78,52 @@ pub fn probe(binary: &str, state: &OwnedFd, limit: Duration) -> Result<(), Strin
         .spawn();
     let _ = set_cloexec(fd, true);
     let mut child = spawned.map_err(|error| format!("cannot run {binary}: {error}"))?;
-    let start = Instant::now();
+    // The answer is read as it comes (end of file: the probe exited), so the wait costs no
+    // more than the probe takes; no polling interval is added to every re-exec.
+    let mut answer = Vec::new();
+    let deadline = Instant::now() + limit;
+    let mut timed_out = false;
+    if let Some(stdout) = child.stdout.as_mut() {
+        let mut buffer = [0u8; 256];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut poll = libc::pollfd {
+                fd: stdout.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            let millis = left.as_millis().min(i32::MAX as u128) as i32;
+            // SAFETY: one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut poll, 1, millis) };
+            if ready == 0 {
+                timed_out = true;
+                break;
+            }
+            if ready < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break;
+            }
+            match stdout.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(count) if answer.len() < 4096 => answer.extend_from_slice(&buffer[..count]),
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    if timed_out {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!("{binary} did not answer within {}s", limit.as_secs()));
+    }
+    // Its stdout is closed: it has exited, or closed it and is about to.
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(2)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_micros(200)),
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -88,10 +132,7 @@ pub fn probe(binary: &str, state: &OwnedFd, limit: Duration) -> Result<(), Strin
             Err(error) => return Err(format!("cannot wait for {binary}: {error}")),
         }
     };
-    let mut answer = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        let _ = stdout.read_to_string(&mut answer);
-    }
+    let answer = String::from_utf8_lossy(&answer);
     // Exiting 0 is not enough (`/bin/true` does): the probe must say the word.
     if status.success() && answer.trim() == PROBE_ANSWER {
         return Ok(());

@@ -1,30 +1,34 @@
-//! Spawning one job process: argv, environment, stdio, and the child's set-up between fork
+//! Spawning one job process: argv, environment, stdio, and the child's set-up between clone
 //! and exec (Upstart's `job_process_spawn`, with uprise's fixes).
 //!
-//! Everything the child needs is computed in the parent, before the fork: argv, envp and the
+//! Everything the child needs is computed in the parent, before the clone: argv, envp and the
 //! `PATH` candidates as `CString`s, the user's and group's ids and supplementary groups, the
-//! script already written into its pipe, the stdio files opened. The child then only makes
-//! async-signal-safe system calls, with no allocation, because the daemon (and the test
-//! binary) may be multi-threaded.
+//! script already written into its pipe, the stdio descriptors. The child then only makes
+//! system calls, with no allocation and no lock, on that prepared plan.
 //!
-//! The fork itself is `std::process::Command` (with a `pre_exec` closure, so std forks; it
-//! also places stdin, stdout and stderr). The closure does the whole set-up *and the exec*,
-//! and never returns. It cannot return an error to std: the descriptors it moves onto fds 3,
-//! 4, … may have replaced std's own error pipe (std creates it just before forking, at the
-//! lowest free numbers), so std's report could land in a job's descriptor. Instead, a
-//! failing step writes its index and `errno` on uprise's own close-on-exec pipe, which the
-//! parent moved above every target fd, and `_exit(127)`s. The parent reads that pipe until
-//! end of file (the exec closed it, or the child died) and turns a report into a
-//! [`SpawnError`] after reaping the child.
+//! The child is made the way `posix_spawn` makes it: `clone(CLONE_VM | CLONE_VFORK)` on a
+//! small stack of its own. It shares the daemon's memory until it execs, so no page table is
+//! copied (a `fork` of a daemon holding a thousand jobs spent most of a start copying and
+//! then tearing down its page tables), and the parent sleeps until the child has exec'd or
+//! exited. Sharing memory sets rules the child code keeps:
+//! - every signal is blocked in the parent across the clone, so no handler ever runs on the
+//!   child's stack; the child resets every disposition, then unblocks;
+//! - credentials change through the raw system calls, never glibc's `setuid`, which in a
+//!   threaded process would signal the *parent's* other threads to change theirs too;
+//! - a failing step writes its index and `errno` into the plan itself, which the parent reads
+//!   once the clone returns (it cannot return before the child exec'd or exited), so there
+//!   is no report pipe; the child then `_exit(127)`s and the parent reaps it.
+//!
+//! The child's descriptors: each source is moved above the highest target first, so no
+//! `dup2` onto a target can replace a source that is still to be placed.
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -324,7 +328,7 @@ fn pass_script(body: &str) -> Result<OwnedFd, SpawnError> {
 }
 
 /// A close-on-exec duplicate of `fd` numbered `min` or above.
-fn dup_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+fn dup_above(fd: &impl AsRawFd, min: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; it creates a new descriptor or fails.
     let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
     if new < 0 {
@@ -334,39 +338,53 @@ fn dup_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// The descriptors the child's stdin, stdout and stderr come from; `None` keeps the
+/// daemon's own. `_owned` keeps the opened ones alive until the child has them.
+struct StdioFds {
+    sources: [Option<RawFd>; 3],
+    _owned: Vec<OwnedFd>,
+}
+
+/// `/dev/null`, opened once per process (read-write, close-on-exec) and shared by every spawn.
+fn dev_null() -> Result<RawFd, SpawnError> {
+    static DEV_NULL: std::sync::OnceLock<OwnedFd> = std::sync::OnceLock::new();
+    if let Some(fd) = DEV_NULL.get() {
+        return Ok(fd.as_raw_fd());
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| SpawnError::new("open /dev/null", e))?;
+    Ok(DEV_NULL.get_or_init(|| file.into()).as_raw_fd())
+}
+
 /// The child's stdin, stdout and stderr.
-fn open_stdio(stdio: Stdio) -> Result<[std::process::Stdio; 3], SpawnError> {
-    fn open(path: &str, write: bool, flags: c_int, step: &'static str) -> Result<File, SpawnError> {
-        OpenOptions::new()
-            .read(true)
-            .write(write)
-            .custom_flags(flags)
-            .open(path)
-            .map_err(|e| SpawnError::new(step, e))
-    }
-    fn three(file: File, step: &'static str) -> Result<[std::process::Stdio; 3], SpawnError> {
-        let out = file.try_clone().map_err(|e| SpawnError::new(step, e))?;
-        let err = file.try_clone().map_err(|e| SpawnError::new(step, e))?;
-        Ok([file.into(), out.into(), err.into()])
-    }
+fn open_stdio(stdio: Stdio) -> Result<StdioFds, SpawnError> {
+    let all = |fd: RawFd, owned: Vec<OwnedFd>| StdioFds {
+        sources: [Some(fd); 3],
+        _owned: owned,
+    };
     match stdio {
-        Stdio::Inherit => Ok([
-            std::process::Stdio::inherit(),
-            std::process::Stdio::inherit(),
-            std::process::Stdio::inherit(),
-        ]),
-        Stdio::Null => three(open("/dev/null", true, 0, "open /dev/null")?, "open /dev/null"),
-        Stdio::Console => three(
-            open("/dev/console", true, libc::O_NOCTTY, "open console")?,
-            "open console",
-        ),
-        Stdio::Log(fd) => {
-            let null = open("/dev/null", false, 0, "open /dev/null")?;
-            let err = fd
-                .try_clone()
-                .map_err(|e| SpawnError::new("set up file descriptors", e))?;
-            Ok([null.into(), fd.into(), err.into()])
+        Stdio::Inherit => Ok(StdioFds {
+            sources: [None; 3],
+            _owned: Vec::new(),
+        }),
+        Stdio::Null => Ok(all(dev_null()?, Vec::new())),
+        Stdio::Console => {
+            let console: OwnedFd = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY)
+                .open("/dev/console")
+                .map_err(|e| SpawnError::new("open console", e))?
+                .into();
+            Ok(all(console.as_raw_fd(), vec![console]))
         }
+        Stdio::Log(fd) => Ok(StdioFds {
+            sources: [Some(dev_null()?), Some(fd.as_raw_fd()), Some(fd.as_raw_fd())],
+            _owned: vec![fd],
+        }),
     }
 }
 
@@ -438,10 +456,11 @@ fn credentials(setuid: Option<&str>, setgid: Option<&str>) -> Result<Credentials
 
 // ------------------------------------------------------------------ the child
 
-/// Everything the child does between fork and exec, prepared in the parent.
+/// Everything the child does between clone and exec, prepared in the parent.
 struct ChildPlan {
-    /// uprise's report pipe (write end), above every target fd.
-    report_fd: RawFd,
+    /// The step that failed and its errno, written by the child before it `_exit`s; read by
+    /// the parent once the clone has returned.
+    failure: Option<(u8, c_int)>,
     /// The highest signal number (`SIGRTMAX`).
     max_signal: c_int,
     limits: Vec<(libc::__rlimit_resource_t, libc::rlimit, u8)>,
@@ -452,6 +471,9 @@ struct ChildPlan {
     chroot: Option<CString>,
     chdir: CString,
     credentials: Credentials,
+    /// Sources of fds 0, 1 and 2 (`None`: the daemon's own); each is its target or lies
+    /// above every target fd.
+    stdio: [Option<RawFd>; 3],
     /// The script's read end, above every target fd; it becomes fd 3.
     script_fd: Option<RawFd>,
     /// Sources of fds 4, 5, …, above every target fd.
@@ -469,13 +491,6 @@ struct ChildPlan {
     sh_argv: Vec<*const c_char>,
 }
 
-// SAFETY: the raw pointers in `ChildPlan` point into C strings owned by the same plan (or into
-// static data) and are never written through; the plan is only read, in the forked child.
-// `pre_exec` requires `Send + Sync` although the closure only ever runs in that child.
-unsafe impl Send for ChildPlan {}
-// SAFETY: as above; shared access never mutates.
-unsafe impl Sync for ChildPlan {}
-
 /// errno after a failed call. `last_os_error` reads errno and allocates nothing.
 fn errno() -> c_int {
     io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
@@ -487,18 +502,17 @@ fn check(result: c_int, step: u8) -> Result<(), (u8, c_int)> {
 }
 
 impl ChildPlan {
-    /// Runs in the forked child: set up, exec, or report and `_exit`. Never returns.
+    /// Runs in the cloned child: set up, exec, or record the failure and `_exit`. Never
+    /// returns.
     fn run(&mut self) -> ! {
-        let (step, error) = match self.set_up() {
+        let failure = match self.set_up() {
             Ok(()) => self.exec(),
             Err(failure) => failure,
         };
-        let mut report = [0u8; 5];
-        report[0] = step;
-        report[1..].copy_from_slice(&error.to_le_bytes());
-        // SAFETY: write and _exit are async-signal-safe; `report` is a live local buffer.
+        // SAFETY: the plan is shared with the parent, which sleeps until this child exits;
+        // a volatile write keeps the store even though nothing here reads it again.
         unsafe {
-            libc::write(self.report_fd, report.as_ptr().cast(), report.len());
+            std::ptr::write_volatile(&mut self.failure, Some(failure));
             libc::_exit(127)
         }
     }
@@ -581,24 +595,32 @@ impl ChildPlan {
             check(unsafe { libc::fchown(fd, owner, group) }, Step::ScriptOwner as u8)?;
         }
         if let Some(groups) = groups {
-            // SAFETY: the pointer and length describe the plan's own vector.
-            let result = unsafe { libc::setgroups(groups.len(), groups.as_ptr()) };
-            check(result, Step::Groups as u8)?;
+            // SAFETY: the pointer and length describe the plan's own vector. Raw system
+            // calls, here and below: glibc's wrappers would change every thread's ids.
+            let result = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+            check(result as c_int, Step::Groups as u8)?;
         }
         if let Some(gid) = gid {
             // SAFETY: setgid has no memory-safety preconditions.
-            check(unsafe { libc::setgid(*gid) }, Step::Gid as u8)?;
+            let result = unsafe { libc::syscall(libc::SYS_setgid, *gid) };
+            check(result as c_int, Step::Gid as u8)?;
         }
         if let Some(uid) = uid {
             // SAFETY: setuid has no memory-safety preconditions.
-            check(unsafe { libc::setuid(*uid) }, Step::Uid as u8)?;
+            let result = unsafe { libc::syscall(libc::SYS_setuid, *uid) };
+            check(result as c_int, Step::Uid as u8)?;
         }
         Ok(())
     }
 
-    /// The script on 3, the extra fds on 4, 5, …; every other descriptor above 2 is marked
-    /// close-on-exec (not closed: the report pipe must survive until the exec).
+    /// stdio on 0, 1 and 2, the script on 3, the extra fds on 4, 5, …; every other
+    /// descriptor above 2 is marked close-on-exec (the exec closes them in one pass).
     fn set_up_fds(&self) -> Result<(), (u8, c_int)> {
+        for (target, source) in (0..).zip(&self.stdio) {
+            if let Some(source) = source {
+                move_fd(*source, target).map_err(|e| (Step::Fds as u8, e))?;
+            }
+        }
         if let Some(fd) = self.script_fd {
             move_fd(fd, SCRIPT_FD).map_err(|e| (Step::Script as u8, e))?;
         }
@@ -761,39 +783,55 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
     let chdir = c_string(chdir.unwrap_or("/"), "the working directory")?;
 
     let credentials = credentials(setuid, setgid)?;
-    let [stdin, stdout, stderr] = open_stdio(stdio)?;
+    let stdio = open_stdio(stdio)?;
     let script = match command {
         Command::Script { body, .. } => Some(pass_script(body)?),
         Command::Exec { .. } => None,
     };
 
-    // Every source descriptor moves above the highest target, so no dup2 onto a target
-    // can replace a source (or uprise's report pipe).
+    // Every source descriptor moves above the highest target (unless it is its own
+    // target), so no dup2 onto a target can replace a source still to be placed.
     let highest_fd = match (extra_fds.len(), &script) {
         (0, None) => 2,
         (0, Some(_)) => SCRIPT_FD,
         (n, _) => FIRST_EXTRA_FD + n as RawFd - 1,
     };
     let above = highest_fd + 1;
+    let fd_error = |e| SpawnError::new("set up file descriptors", e);
+    let mut moved_stdio = Vec::new();
+    let mut stdio_sources = stdio.sources;
+    for (target, slot) in (0..).zip(stdio_sources.iter_mut()) {
+        if let Some(source) = *slot
+            && source != target
+            && source <= highest_fd
+        {
+            // SAFETY: `source` is open for the whole call: the daemon's, or held by `stdio`.
+            let copy = dup_above(&unsafe { std::os::fd::BorrowedFd::borrow_raw(source) }, above).map_err(fd_error)?;
+            *slot = Some(copy.as_raw_fd());
+            moved_stdio.push(copy);
+        }
+    }
     let script = script
         .map(|fd| dup_above(&fd, above))
         .transpose()
         .map_err(|e| SpawnError::new("pass the script", e))?;
     let extra_fds: Vec<OwnedFd> = extra_fds
         .into_iter()
-        .map(|fd| dup_above(&fd, above))
+        .map(|fd| {
+            if fd.as_raw_fd() > highest_fd {
+                Ok(fd)
+            } else {
+                dup_above(&fd, above)
+            }
+        })
         .collect::<io::Result<_>>()
-        .map_err(|e| SpawnError::new("set up file descriptors", e))?;
-    let (report_read, report_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(io::Error::from)
-        .and_then(|(read, write)| Ok((read, dup_above(&write, above)?)))
-        .map_err(|e| SpawnError::new("set up file descriptors", e))?;
+        .map_err(fd_error)?;
 
     let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft.min(c_int::MAX as u64) as c_int)
         .unwrap_or(1024);
     let mut plan = ChildPlan {
-        report_fd: report_write.as_raw_fd(),
+        failure: None,
         max_signal: libc::SIGRTMAX(),
         limits: limits
             .iter()
@@ -817,6 +855,7 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
         chroot,
         chdir,
         credentials,
+        stdio: stdio_sources,
         script_fd: script.as_ref().map(AsRawFd::as_raw_fd),
         extra_fds: extra_fds.iter().map(AsRawFd::as_raw_fd).collect(),
         highest_fd,
@@ -827,42 +866,118 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
         sh_argv,
     };
 
-    let mut process = std::process::Command::new(program);
-    process
-        .args(&words[1..])
-        .env_clear()
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr);
-    // SAFETY: the closure runs in the forked child and only makes async-signal-safe system
-    // calls on data prepared above; it allocates nothing, takes no locks and never returns.
-    unsafe { process.pre_exec(move || plan.run()) };
-    let spawned = process.spawn();
+    let pid = clone_child(&mut plan).map_err(|e| SpawnError::new("spawn process", e))?;
     // The parent's copies: the child has its own, or is gone.
-    drop(process);
-    drop((script, extra_fds, report_write));
-
-    let child = spawned.map_err(|e| SpawnError::new("spawn process", e))?;
-    let pid = child.id() as i32;
-    drop(child);
-    let mut report = Vec::new();
-    if File::from(report_read).read_to_end(&mut report).is_err() || report.len() < 5 {
+    drop((stdio, moved_stdio, script, extra_fds));
+    // SAFETY: the child has exec'd or exited (CLONE_VFORK), so nothing writes the plan now.
+    let Some((step, error)) = (unsafe { std::ptr::read_volatile(&plan.failure) }) else {
         return Ok(pid);
-    }
-    let error = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
-    // The child `_exit`s right after its report; don't leave a zombie for the runtime.
+    };
+    // The child `_exit`s right after recording its failure; don't leave a zombie.
     let _ = super::process::wait_for(pid);
-    Err(SpawnError::new(
-        step_name(report[0]),
-        io::Error::from_raw_os_error(error),
-    ))
+    Err(SpawnError::new(step_name(step), io::Error::from_raw_os_error(error)))
+}
+
+/// The size of the stack a cloned child runs on until it execs; the set-up needs a few KiB.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// One thread's child stack, mapped on its first spawn and unmapped when the thread ends.
+/// A thread sleeps while its child runs (CLONE_VFORK), so one stack per thread suffices.
+struct ChildStack {
+    base: *mut libc::c_void,
+}
+
+impl ChildStack {
+    fn map() -> io::Result<ChildStack> {
+        // SAFETY: an anonymous private mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                CHILD_STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // A guard page at the bottom: an overflow faults instead of writing the heap.
+        // SAFETY: the first page of the mapping just made.
+        unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) };
+        Ok(ChildStack { base })
+    }
+
+    /// The initial stack pointer: the top of the mapping (stacks grow down).
+    fn top(&self) -> *mut libc::c_void {
+        // SAFETY: one past the end of the mapping, 16-byte aligned as the ABI wants.
+        unsafe { self.base.cast::<u8>().add(CHILD_STACK).cast() }
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unused once its thread is ending.
+        unsafe { libc::munmap(self.base, CHILD_STACK) };
+    }
+}
+
+thread_local! {
+    static STACK: std::cell::OnceCell<ChildStack> = const { std::cell::OnceCell::new() };
+}
+
+/// The cloned child's entry point: runs the plan, never returns.
+extern "C" fn child_main(plan: *mut libc::c_void) -> c_int {
+    // SAFETY: `clone_child` passes its `&mut ChildPlan`, and sleeps until this child has
+    // exec'd or exited, so the plan is live and nothing else touches it meanwhile.
+    let plan = unsafe { &mut *plan.cast::<ChildPlan>() };
+    plan.run()
+}
+
+/// Starts a child that shares this process's memory until it execs (`posix_spawn`'s way)
+/// and runs `plan`; returns once the child has exec'd or exited.
+fn clone_child(plan: &mut ChildPlan) -> io::Result<i32> {
+    STACK.with(|cell| {
+        let stack = match cell.get() {
+            Some(stack) => stack,
+            None => {
+                let stack = ChildStack::map()?;
+                cell.get_or_init(|| stack)
+            }
+        };
+        // SAFETY: sigset_t is a plain C struct; all zeroes is a valid (empty) value.
+        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: sigfillset initialises `all`; pthread_sigmask only changes this thread's
+        // mask, and it is restored below on every path.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        }
+        // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `child_main` on its own stack and
+        // this thread sleeps until it execs or exits; `plan` outlives that. Every signal is
+        // blocked, so no handler of the daemon runs in the child before it resets them.
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                stack.top(),
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                (plan as *mut ChildPlan).cast(),
+            )
+        };
+        let error = io::Error::last_os_error();
+        // SAFETY: restores the mask saved above.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        if pid < 0 { Err(error) } else { Ok(pid) }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sys::process::{Exit, kill_process, wait_for};
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Read};
 
     static NO_LIMITS: BTreeMap<Rlimit, (LimitValue, LimitValue)> = BTreeMap::new();
     const PATH: &str = "PATH=/usr/local/bin:/usr/bin:/bin";
@@ -939,16 +1054,27 @@ mod tests {
         assert_eq!(wait_for(pid).unwrap(), Exit::Signal(libc::SIGKILL));
     }
 
+    /// The child's argv. `spawn` returns once the child's memory is replaced, which is a
+    /// moment before the kernel has laid out the new argv, so this waits for it.
     fn cmdline(pid: i32) -> Vec<String> {
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-        raw.split(|b| *b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+            if !raw.is_empty() || std::time::Instant::now() > deadline {
+                return raw
+                    .split(|b| *b == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect();
+            }
+            std::thread::yield_now();
+        }
     }
 
-    /// The child's open descriptors, by number, with what they point to.
+    /// The child's open descriptors, by number, with what they point to, once its exec has
+    /// closed the close-on-exec ones (the kernel lays out argv after that).
     fn open_fds(pid: i32) -> BTreeMap<i32, String> {
+        cmdline(pid);
         // An fd that closes between the listing and the readlink was transient, not a leak.
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()

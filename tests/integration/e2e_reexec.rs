@@ -303,10 +303,21 @@ fn every_past_state_format_still_loads() {
             };
             let job = job.unwrap_or_else(|error| panic!("{}: {error}", path.display()));
             assert!(class.name.is_empty() || job.name == class.name);
+            // Every output pipe has a read end to take over: version 1 kept one pipe per
+            // instance (both ends), version 2 one read end per process.
+            for instance in &class.instances {
+                if let Some(log) = &instance.log {
+                    let ends = log.read_fds.len() + usize::from(log.read_fd.is_some());
+                    assert!(ends >= 1, "{}: {} has no read end", path.display(), class.name);
+                    if snapshot.version >= 2 {
+                        assert_eq!((log.read_fd, log.write_fd), (None, None), "{}", path.display());
+                    }
+                }
+            }
         }
         checked += 1;
     }
-    assert!(checked >= 2);
+    assert!(checked >= 3);
 }
 
 #[test]
