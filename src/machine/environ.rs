@@ -1,12 +1,133 @@
 //! Environment tables and the two small languages that read them: `$VAR` expansion and
 //! fnmatch-style globs. Pure functions over `KEY=VALUE` vectors.
 
+use std::rc::Rc;
+
 /// Looks a key up in a `KEY=VALUE` table; later entries win.
 pub fn get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
     env.iter().rev().find_map(|entry| {
         let (entry_key, value) = entry.split_once('=')?;
         (entry_key == key).then_some(value)
     })
+}
+
+/// Something `$VAR`s can be looked up in: a plain table or a layered [`Environment`].
+pub trait Lookup {
+    fn lookup(&self, key: &str) -> Option<&str>;
+}
+
+impl Lookup for [String] {
+    fn lookup(&self, key: &str) -> Option<&str> {
+        get(self, key)
+    }
+}
+
+impl<const N: usize> Lookup for [String; N] {
+    fn lookup(&self, key: &str) -> Option<&str> {
+        get(self, key)
+    }
+}
+
+impl Lookup for Vec<String> {
+    fn lookup(&self, key: &str) -> Option<&str> {
+        get(self, key)
+    }
+}
+
+/// An instance's environment: the global table it started from, shared with every instance
+/// started since that table last changed, under entries of its own (the job's `env`
+/// stanzas and the event's or the command's variables).
+///
+/// A thousand instances of a session daemon's environment would otherwise be a thousand
+/// copies of the same few dozen strings. The table it reads as is [`merge`] of the base and
+/// the own entries: base entries in their order (an own entry with the same key replacing
+/// the value in place), then the own entries with new keys.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Environment {
+    base: Rc<Vec<String>>,
+    own: Vec<String>,
+}
+
+impl Environment {
+    pub fn new(base: Rc<Vec<String>>, own: Vec<String>) -> Environment {
+        Environment { base, own }
+    }
+
+    /// A table of its own, sharing nothing.
+    pub fn from_vec(own: Vec<String>) -> Environment {
+        Environment {
+            base: Rc::default(),
+            own,
+        }
+    }
+
+    pub fn base(&self) -> &Rc<Vec<String>> {
+        &self.base
+    }
+
+    pub fn own(&self) -> &[String] {
+        &self.own
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        get(&self.own, key).or_else(|| get(&self.base, key))
+    }
+
+    /// Sets `KEY=VALUE` over whatever the base says.
+    pub fn set(&mut self, key: &str, value: &str) {
+        set(&mut self.own, key, value);
+    }
+
+    /// Sets every entry of `more`.
+    pub fn merge(&mut self, more: &[String]) {
+        merge(&mut self.own, more);
+    }
+
+    /// The table as one vector.
+    pub fn to_vec(&self) -> Vec<String> {
+        let mut table = Vec::with_capacity(self.base.len() + self.own.len());
+        table.extend(self.entries().map(str::to_string));
+        table
+    }
+
+    /// The entries of [`Environment::to_vec`], without copying them.
+    pub fn entries(&self) -> impl Iterator<Item = &str> {
+        let replaced = |entry: &str| {
+            let key = entry.split_once('=').map_or(entry, |(key, _)| key);
+            self.own
+                .iter()
+                .rev()
+                .find(|own| own.split_once('=').map_or(own.as_str(), |(k, _)| k) == key)
+        };
+        let base = self
+            .base
+            .iter()
+            .map(move |entry| replaced(entry).map_or(entry.as_str(), String::as_str));
+        let extra = self.own.iter().enumerate().filter_map(move |(index, entry)| {
+            let key = entry.split_once('=').map_or(entry.as_str(), |(key, _)| key);
+            let in_base = get(&self.base, key).is_some();
+            // Only the first own entry of a key shows; `set` never makes a second one.
+            let first = !self.own[..index]
+                .iter()
+                .any(|earlier| earlier.split_once('=').map_or(earlier.as_str(), |(k, _)| k) == key);
+            (!in_base && first).then(|| replaced(entry).map_or(entry.as_str(), String::as_str))
+        });
+        base.chain(extra)
+    }
+
+    /// Changes the table as one vector (the environment commands edit, unset and reset
+    /// entries, including the base's); the result shares nothing.
+    pub fn edit(&mut self, edit: impl FnOnce(&mut Vec<String>)) {
+        let mut table = self.to_vec();
+        edit(&mut table);
+        *self = Environment::from_vec(table);
+    }
+}
+
+impl Lookup for Environment {
+    fn lookup(&self, key: &str) -> Option<&str> {
+        self.get(key)
+    }
 }
 
 /// Sets `KEY=VALUE`, replacing an existing entry in place (keeping the order of first use).
@@ -37,7 +158,7 @@ pub struct UnknownParameter(pub String);
 
 /// Expands `$X`, `${X}`, `${X:-default}`, `${X-default}`, `${X:+alt}`, `${X+alt}` (nesting
 /// allowed inside defaults). An undefined `$X` or `${X}` is an error, as in Upstart.
-pub fn expand(text: &str, env: &[String]) -> Result<String, UnknownParameter> {
+pub fn expand<L: Lookup + ?Sized>(text: &str, env: &L) -> Result<String, UnknownParameter> {
     let mut out = String::with_capacity(text.len());
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -71,7 +192,7 @@ pub fn expand(text: &str, env: &[String]) -> Result<String, UnknownParameter> {
             continue;
         }
         let name = &text[i + 1..i + 1 + name_len];
-        match get(env, name) {
+        match env.lookup(name) {
             Some(value) => out.push_str(value),
             None => return Err(UnknownParameter(name.to_string())),
         }
@@ -97,13 +218,13 @@ fn matching_brace(text: &str, open: usize) -> Option<usize> {
     None
 }
 
-fn expand_braced(inner: &str, env: &[String]) -> Result<String, UnknownParameter> {
+fn expand_braced<L: Lookup + ?Sized>(inner: &str, env: &L) -> Result<String, UnknownParameter> {
     let name_len = inner
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .unwrap_or(inner.len());
     let name = &inner[..name_len];
     let rest = &inner[name_len..];
-    let value = get(env, name);
+    let value = env.lookup(name);
     let (colon, op, word) = if let Some(word) = rest.strip_prefix(":-") {
         (true, '-', word)
     } else if let Some(word) = rest.strip_prefix(":+") {
@@ -209,6 +330,75 @@ mod tests {
 
     fn env(pairs: &[&str]) -> Vec<String> {
         pairs.iter().map(|pair| pair.to_string()).collect()
+    }
+
+    /// Every base over keys A, B, C and every own table built by `set` over keys B, C, D: the
+    /// layered environment reads exactly as the base with the own entries merged in.
+    #[test]
+    fn layered_environment_reads_as_the_merged_table() {
+        let bases: Vec<Vec<String>> = vec![
+            env(&[]),
+            env(&["A=1"]),
+            env(&["A=1", "B=2"]),
+            env(&["B=2", "A=1", "C=3"]),
+            env(&["C=3", "B=", "A=1"]),
+        ];
+        let owns: Vec<Vec<(&str, &str)>> = vec![
+            vec![],
+            vec![("B", "x")],
+            vec![("D", "y")],
+            vec![("D", "y"), ("B", "x")],
+            vec![("C", "z"), ("D", "y"), ("C", "w")],
+            vec![("B", ""), ("D", "")],
+        ];
+        for base in &bases {
+            let shared = Rc::new(base.clone());
+            for own in &owns {
+                let mut layered = Environment::new(shared.clone(), Vec::new());
+                let mut flat = base.clone();
+                for (key, value) in own {
+                    layered.set(key, value);
+                    set(&mut flat, key, value);
+                }
+                assert_eq!(layered.to_vec(), flat, "base {base:?} own {own:?}");
+                for key in ["A", "B", "C", "D", "E"] {
+                    assert_eq!(layered.get(key), get(&flat, key), "{key} in {base:?} + {own:?}");
+                    assert_eq!(
+                        expand(&format!("${{{key}:-none}}"), &layered),
+                        expand(&format!("${{{key}:-none}}"), &flat)
+                    );
+                }
+                assert!(Rc::ptr_eq(layered.base(), &shared), "the base is shared, not copied");
+            }
+        }
+    }
+
+    #[test]
+    fn merging_into_a_layered_environment_sets_each_entry() {
+        let mut layered = Environment::new(Rc::new(env(&["PATH=/bin", "TERM=linux"])), Vec::new());
+        layered.merge(&env(&["TERM=vt100", "UPSTART_EVENTS=startup", "NOVALUE"]));
+        assert_eq!(
+            layered.to_vec(),
+            env(&["PATH=/bin", "TERM=vt100", "UPSTART_EVENTS=startup", "NOVALUE="])
+        );
+        assert_eq!(
+            layered.own(),
+            env(&["TERM=vt100", "UPSTART_EVENTS=startup", "NOVALUE="])
+        );
+    }
+
+    #[test]
+    fn editing_a_layered_environment_flattens_it() {
+        let shared = Rc::new(env(&["A=1", "B=2"]));
+        let mut layered = Environment::new(shared.clone(), env(&["C=3"]));
+        layered.edit(|table| table.retain(|entry| !entry.starts_with("A=")));
+        assert_eq!(layered.to_vec(), env(&["B=2", "C=3"]));
+        assert!(!Rc::ptr_eq(layered.base(), &shared));
+        assert_eq!(
+            *shared,
+            env(&["A=1", "B=2"]),
+            "other instances keep the table they started from"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use crate::syntax::ast::{EventArg, EventExpr, EventMatch};
 
-use super::environ::{expand, get, glob_match};
+use super::environ::{Lookup, expand, get, glob_match};
 
 /// Identifies an event for the duration of its life in the daemon.
 pub type EventId = u64;
@@ -59,7 +59,7 @@ fn build(expr: &EventExpr) -> Node {
 /// Upstart's rule for one leaf: equal names; positional values against the values of the
 /// event's entries in order; `KEY=VALUE` anywhere; a missing key never matches, not even
 /// `!=`. Values are globs after `$VAR` expansion; an unknown variable means no match.
-pub fn event_matches(pattern: &EventMatch, event: &EventRef<'_>, vars: &[String]) -> bool {
+pub fn event_matches<L: Lookup + ?Sized>(pattern: &EventMatch, event: &EventRef<'_>, vars: &L) -> bool {
     if pattern.name != event.name {
         return false;
     }
@@ -99,7 +99,7 @@ impl Node {
     }
 
     /// Offers an event to every leaf; returns how many leaves took it (each is one hold).
-    fn offer(&mut self, event: &EventRef<'_>, vars: &[String]) -> usize {
+    fn offer<L: Lookup + ?Sized>(&mut self, event: &EventRef<'_>, vars: &L) -> usize {
         match self {
             Node::And(left, right) | Node::Or(left, right) => left.offer(event, vars) + right.offer(event, vars),
             Node::Leaf { pattern, matched } => {
@@ -199,7 +199,7 @@ impl Matcher {
     }
 
     /// Offers an event; `vars` expands `$VAR` in the expression's values.
-    pub fn offer(&mut self, event: &EventRef<'_>, vars: &[String]) -> Offer {
+    pub fn offer<L: Lookup + ?Sized>(&mut self, event: &EventRef<'_>, vars: &L) -> Offer {
         let taken = self.root.offer(event, vars);
         Offer {
             taken,

@@ -78,12 +78,12 @@ impl Daemon {
     }
 
     /// The table an environment command reads: the global one, or an instance's.
-    fn env_table(&self, job: Option<&str>, instance: Option<&str>) -> Result<&Vec<String>, String> {
+    fn env_table(&self, job: Option<&str>, instance: Option<&str>) -> Result<Vec<String>, String> {
         let Some(job) = job else {
-            return Ok(&self.global_env);
+            return Ok(self.global_env.to_vec());
         };
         let (class_id, name) = self.env_instance(job, instance)?;
-        Ok(&self.class(class_id).instances[&name].env)
+        Ok(self.class(class_id).instances[&name].env.to_vec())
     }
 
     /// Applies `edit` to the table an environment command changes. An instance's pending
@@ -95,7 +95,7 @@ impl Daemon {
         mut edit: impl FnMut(&mut Vec<String>),
     ) -> Result<(), String> {
         let Some(job) = job else {
-            edit(&mut self.global_env);
+            edit(std::rc::Rc::make_mut(&mut self.global_env));
             return Ok(());
         };
         let (class_id, name) = self.env_instance(job, instance)?;
@@ -103,9 +103,9 @@ impl Daemon {
             .as_mut()
             .and_then(|class| class.instances.get_mut(&name))
             .ok_or_else(|| format!("Unknown instance: {}", display(job, &name)))?;
-        edit(&mut instance.env);
+        instance.env.edit(&mut edit);
         if let Some(start_env) = instance.start_env.as_mut() {
-            edit(start_env);
+            start_env.edit(&mut edit);
         }
         Ok(())
     }
@@ -139,14 +139,14 @@ impl Daemon {
     pub fn command_get_env(&self, name: &str, job: Option<&str>, instance: Option<&str>) -> Result<String, String> {
         check_name(name)?;
         let table = self.env_table(job, instance)?;
-        environ::get(table, name)
+        environ::get(&table, name)
             .map(str::to_string)
             .ok_or_else(|| format!("No such variable: {name}"))
     }
 
     /// `list-env`: the table's `KEY=VALUE` entries, sorted bytewise (as initctl's `strcmp`).
     pub fn command_list_env(&self, job: Option<&str>, instance: Option<&str>) -> Result<Vec<String>, String> {
-        let mut entries = self.env_table(job, instance)?.clone();
+        let mut entries = self.env_table(job, instance)?;
         entries.sort();
         Ok(entries)
     }
@@ -164,7 +164,7 @@ impl Daemon {
         let table = self.env_table(job, instance)?;
         for name in names {
             check_name(name)?;
-            if environ::get(table, name).is_none() {
+            if environ::get(&table, name).is_none() {
                 return Err(format!("No such variable: {name}"));
             }
         }
@@ -180,7 +180,7 @@ impl Daemon {
     /// tables when the global one is reset, as in Upstart.
     pub fn command_reset_env(&mut self, job: Option<&str>, instance: Option<&str>) -> Result<(), String> {
         let Some(job_name) = job else {
-            self.global_env = super::initial_environment(self.settings.user_mode);
+            self.global_env = super::initial_environment(self.settings.user_mode).into();
             return Ok(());
         };
         let (class_id, name) = self.env_instance(job_name, instance)?;

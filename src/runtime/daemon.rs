@@ -15,7 +15,7 @@ use calloop::{LoopHandle, LoopSignal};
 use log::{debug, info, warn};
 
 use crate::control::proto::{InstanceStatus, ProcessStatus, Reply};
-use crate::machine::environ::{self, UnknownParameter};
+use crate::machine::environ::{self, Environment, UnknownParameter};
 use crate::machine::exit::{ExitStatus, MainExit, classify_main_exit};
 use crate::machine::{EventId, EventRef, Goal, Matcher, State, next_state};
 use crate::model::{Config, Job};
@@ -90,8 +90,9 @@ pub struct Daemon {
     /// session leader cannot leave its group). False for a daemon found by `expect fork`,
     /// `expect daemon` or a pid file, and for processes taken over from a re-exec.
     pub pids: HashMap<i32, (ClassId, String, ProcessKind, bool)>,
-    /// Environment every job starts from.
-    pub global_env: Vec<String>,
+    /// Environment every job starts from; instances share the table they started from
+    /// (changes copy it first).
+    pub global_env: std::rc::Rc<Vec<String>>,
     /// Clients waiting on an instance: what they asked for.
     pub client_waits: HashMap<ClientId, (ClassId, String, WaitKind)>,
     pub outgoing: Vec<Outgoing>,
@@ -151,7 +152,7 @@ fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) -> Vec<String
     let mut env = vec![format!("JOB={}", job.name), format!("INSTANCE={}", instance.name)];
     env.extend_from_slice(extra);
     for key in &job.export {
-        if let Some(value) = environ::get(&instance.env, key) {
+        if let Some(value) = instance.env.get(key) {
             env.push(format!("{key}={value}"));
         }
     }
@@ -187,7 +188,7 @@ impl Daemon {
             finished: VecDeque::new(),
             next_event: 1,
             pids: HashMap::new(),
-            global_env: Vec::new(),
+            global_env: Default::default(),
             client_waits: HashMap::new(),
             outgoing: Vec::new(),
             shutting_down: false,
@@ -587,7 +588,7 @@ impl Daemon {
             return;
         }
         let mut start_env = self.job_env(class_id);
-        environ::merge(&mut start_env, &self.fired_env(&fired, "UPSTART_EVENTS"));
+        start_env.merge(&self.fired_env(&fired, "UPSTART_EVENTS"));
         let job_name = self.class(class_id).job.name.clone();
         let instance_name = match environ::expand(&self.class(class_id).job.instance, &start_env) {
             Ok(name) => name,
@@ -611,7 +612,6 @@ impl Daemon {
             }
             return;
         }
-        start_env.shrink_to_fit();
         instance.start_env = Some(start_env);
         instance
             .blocking
@@ -620,17 +620,17 @@ impl Daemon {
     }
 
     /// The environment a job starts from: the global table and the job's `env` stanzas.
-    pub fn job_env(&self, class_id: ClassId) -> Vec<String> {
-        let mut env = self.global_env.clone();
+    pub fn job_env(&self, class_id: ClassId) -> Environment {
+        let mut env = Environment::new(self.global_env.clone(), Vec::new());
         let Some(class) = self.classes[class_id].as_ref() else {
             return env;
         };
         for entry in &class.job.env {
             match &entry.value {
-                Some(value) => environ::set(&mut env, &entry.key, value),
+                Some(value) => env.set(&entry.key, value),
                 None => {
                     if let Ok(value) = std::env::var(&entry.key) {
-                        environ::set(&mut env, &entry.key, &value);
+                        env.set(&entry.key, &value);
                     }
                 }
             }
@@ -1074,7 +1074,7 @@ impl Daemon {
     /// The environment of one process of an instance.
     fn process_env(&self, key: &Key, job: &Job, kind: ProcessKind) -> Vec<String> {
         let instance = self.instance(key).expect("live instance");
-        let mut env = instance.env.clone();
+        let mut env = instance.env.to_vec();
         if matches!(kind, ProcessKind::PreStop | ProcessKind::PostStop) {
             environ::merge(&mut env, &instance.stop_env);
         }
@@ -1572,7 +1572,7 @@ impl Daemon {
             return Ok(name.to_string());
         }
         let mut table = self.job_env(class_id);
-        environ::merge(&mut table, env);
+        table.merge(env);
         let job = &self.class(class_id).job;
         environ::expand(&job.instance, &table).map_err(|UnknownParameter(param)| {
             let mut message = format!("Unknown parameter: {param}");
@@ -1611,7 +1611,7 @@ impl Daemon {
         let name = self.instance_name(class_id, &env, instance.as_deref())?;
         let key = (class_id, name.clone());
         let mut start_env = self.job_env(class_id);
-        environ::merge(&mut start_env, &env);
+        start_env.merge(&env);
         let class = self.classes[class_id].as_mut().expect("live class");
         let display = Self::display_name(&class.job, &name);
         let instance = class

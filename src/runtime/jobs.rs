@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use calloop::RegistrationToken;
 
+use crate::machine::environ::Environment;
 use crate::machine::exit::{ExitStatus, RespawnWindow};
 use crate::machine::{EventId, Goal, Matcher, State};
 use crate::model::Job;
@@ -56,9 +57,9 @@ pub struct Instance {
     pub goal: Goal,
     pub state: State,
     /// The environment its processes get.
-    pub env: Vec<String>,
+    pub env: Environment,
     /// The environment for the next start, from the event or the start command.
-    pub start_env: Option<Vec<String>>,
+    pub start_env: Option<Environment>,
     /// Extra environment of pre-stop and post-stop: the stop event's or the stop command's.
     pub stop_env: Vec<String>,
     pub stop_on: Option<Matcher>,
@@ -117,7 +118,7 @@ impl Instance {
             name,
             goal: Goal::Stop,
             state: State::Waiting,
-            env: Vec::new(),
+            env: Environment::default(),
             start_env: None,
             stop_env: Vec::new(),
             stop_on: None,

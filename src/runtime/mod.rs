@@ -148,7 +148,7 @@ pub fn run(options: Options) -> io::Result<()> {
     let mut daemon = Daemon::new(settings, event_loop.handle(), event_loop.get_signal());
     daemon.confdirs = options.confdirs.clone();
     daemon.job_nofile = job_nofile;
-    daemon.global_env = initial_environment(options.user_mode);
+    daemon.global_env = initial_environment(options.user_mode).into();
 
     event_loop
         .handle()

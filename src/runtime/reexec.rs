@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 
 use crate::control::proto::Reply;
+use crate::machine::environ::Environment;
 use crate::machine::exit::{ExitStatus, RespawnWindow};
 use crate::machine::{Goal, Matcher, State};
 use crate::reexec::{
@@ -195,7 +196,7 @@ impl Daemon {
         let mut snapshot = Snapshot::new();
         snapshot.listener_fd = self.listener_fd;
         snapshot.notify_fd = self.notify_fd;
-        snapshot.global_env = self.global_env.clone();
+        snapshot.global_env = self.global_env.to_vec();
         snapshot.log_priority = super::logger::snapshot_level(log::max_level());
         snapshot.runlevel = self.runlevel.clone();
         snapshot.next_event = self.next_event;
@@ -225,6 +226,9 @@ impl Daemon {
         let defaults = crate::reexec::job_defaults();
         let mut table: InternMap<&str, u32> = InternMap::default();
         let mut env_sets: InternMap<Vec<u32>, u32> = InternMap::default();
+        // Instances that share a base table and add the same entries have the same
+        // environment: found by pointer and the few own entries, without reading the rest.
+        let mut by_layers: InternMap<(usize, &[String]), u32> = InternMap::default();
         for class in self.classes.iter().flatten() {
             let start_on_holds = class.start_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default();
             let instances = class
@@ -232,22 +236,30 @@ impl Daemon {
                 .values()
                 .map(|instance| {
                     let mut captured = self.capture_instance(instance);
-                    let ids: Vec<u32> = instance
-                        .env
-                        .iter()
-                        .map(|entry| {
-                            let next = table.len() as u32;
-                            *table.entry(entry.as_str()).or_insert_with(|| {
-                                snapshot.strings.push(entry.clone());
+                    let layers = (Rc::as_ptr(instance.env.base()) as usize, instance.env.own());
+                    let set = match by_layers.get(&layers) {
+                        Some(set) => *set,
+                        None => {
+                            let ids: Vec<u32> = instance
+                                .env
+                                .entries()
+                                .map(|entry| {
+                                    let next = table.len() as u32;
+                                    *table.entry(entry).or_insert_with(|| {
+                                        snapshot.strings.push(entry.to_string());
+                                        next
+                                    })
+                                })
+                                .collect();
+                            let next = env_sets.len() as u32;
+                            let set = *env_sets.entry(ids.clone()).or_insert_with(|| {
+                                snapshot.envs.push(ids);
                                 next
-                            })
-                        })
-                        .collect();
-                    let next = env_sets.len() as u32;
-                    let set = *env_sets.entry(ids.clone()).or_insert_with(|| {
-                        snapshot.envs.push(ids);
-                        next
-                    });
+                            });
+                            by_layers.insert(layers, set);
+                            set
+                        }
+                    };
                     captured.env_set = Some(set);
                     captured
                 })
@@ -287,7 +299,7 @@ impl Daemon {
             env: Vec::new(),
             env_ids: Vec::new(),
             env_set: None,
-            start_env: instance.start_env.clone(),
+            start_env: instance.start_env.as_ref().map(Environment::to_vec),
             stop_env: instance.stop_env.clone(),
             stop_on_holds: instance.stop_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default(),
             pids: instance
@@ -373,7 +385,7 @@ impl Daemon {
                 warn!("cannot take over the notify socket: {error}");
             }
         }
-        self.global_env = snapshot.global_env;
+        self.global_env = Rc::new(snapshot.global_env);
         if let Some(level) = super::logger::restore_level(&snapshot.log_priority) {
             log::set_max_level(level);
         }
@@ -411,6 +423,8 @@ impl Daemon {
         let mut waits = Vec::new();
         let strings = std::mem::take(&mut snapshot.strings);
         let envs = std::mem::take(&mut snapshot.envs);
+        // Each distinct environment becomes one table, shared by its instances.
+        let mut shared_envs: Vec<Option<Rc<Vec<String>>>> = vec![None; envs.len()];
         let restore_started = Instant::now();
         for class in snapshot.classes {
             let rebuilt = match (&class.source, &class.job) {
@@ -439,21 +453,25 @@ impl Daemon {
             };
             let class_id = self.adopt_class(job, class.deleted, &class.start_on_holds);
             for mut instance in class.instances {
-                if let Some(ids) = instance.env_set.and_then(|set| envs.get(set as usize)) {
-                    instance.env = ids.iter().filter_map(|id| strings.get(*id as usize).cloned()).collect();
+                let env = if let Some(set) = instance.env_set
+                    && let Some(ids) = envs.get(set as usize)
+                {
+                    let table = shared_envs[set as usize].get_or_insert_with(|| {
+                        Rc::new(ids.iter().filter_map(|id| strings.get(*id as usize).cloned()).collect())
+                    });
+                    Environment::new(table.clone(), Vec::new())
                 } else if !instance.env_ids.is_empty() {
-                    instance.env = instance
-                        .env_ids
-                        .iter()
-                        .filter_map(|id| strings.get(*id as usize).cloned())
-                        .collect();
-                }
+                    let ids = &instance.env_ids;
+                    Environment::from_vec(ids.iter().filter_map(|id| strings.get(*id as usize).cloned()).collect())
+                } else {
+                    Environment::from_vec(std::mem::take(&mut instance.env))
+                };
                 for blocked in &instance.blocking {
                     if let BlockedSnapshot::Client(client) = blocked {
                         waits.push(*client);
                     }
                 }
-                self.restore_instance(class_id, instance);
+                self.restore_instance(class_id, instance, env);
             }
         }
         for client in &snapshot.clients {
@@ -544,14 +562,14 @@ impl Daemon {
         id
     }
 
-    fn restore_instance(&mut self, class_id: usize, snapshot: InstanceSnapshot) {
+    fn restore_instance(&mut self, class_id: usize, snapshot: InstanceSnapshot, env: Environment) {
         let job = self.class(class_id).job.clone();
         let key = (class_id, snapshot.name.clone());
         let mut instance = Instance::new(snapshot.name.clone());
         instance.goal = parse_goal(&snapshot.goal);
         instance.state = parse_state(&snapshot.state);
-        instance.env = snapshot.env;
-        instance.start_env = snapshot.start_env;
+        instance.env = env;
+        instance.start_env = snapshot.start_env.map(Environment::from_vec);
         instance.stop_env = snapshot.stop_env;
         instance.stop_on = job
             .stop_on
