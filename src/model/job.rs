@@ -5,6 +5,7 @@
 //! `start on` seen before it. The extensions follow the same two rules (documented per stanza
 //! in docs/language.md).
 
+use crate::model::small_map::SmallMap;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -95,7 +96,7 @@ pub struct Job {
     pub instance: String,
     pub start_on: Option<EventExpr>,
     pub stop_on: Option<EventExpr>,
-    pub processes: BTreeMap<ProcessKind, Command>,
+    pub processes: SmallMap<ProcessKind, Command>,
     pub process_timeouts: BTreeMap<ProcessKind, Seconds>,
     pub task: bool,
     pub watershed: bool,
@@ -154,7 +155,7 @@ impl Job {
             instance: String::new(),
             start_on: None,
             stop_on: None,
-            processes: BTreeMap::new(),
+            processes: SmallMap::new(),
             process_timeouts: BTreeMap::new(),
             task: false,
             watershed: false,

@@ -7,6 +7,7 @@ pub mod diagnostic;
 pub mod enforcement;
 pub mod job;
 pub mod load;
+pub mod small_map;
 
 pub use diagnostic::{Diagnostic, Severity, Sources};
 pub use job::Job;

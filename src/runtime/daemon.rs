@@ -18,6 +18,7 @@ use crate::control::proto::{InstanceStatus, ProcessStatus, Reply};
 use crate::machine::environ::{self, Environment, UnknownParameter};
 use crate::machine::exit::{ExitStatus, MainExit, classify_main_exit};
 use crate::machine::{EventId, EventRef, Goal, Matcher, State, next_state};
+use crate::model::small_map::SmallMap;
 use crate::model::{Config, Job};
 use crate::syntax::ast::{Console, ProcessKind};
 use crate::sys::spawn::{self, SpawnSpec, Stdio};
@@ -245,7 +246,7 @@ impl Daemon {
                     self.classes.push(Some(Class {
                         job: std::rc::Rc::new(job),
                         start_on,
-                        instances: BTreeMap::new(),
+                        instances: SmallMap::new(),
                         replacement: None,
                         deleted: false,
                         last_result: None,
@@ -604,8 +605,7 @@ impl Daemon {
         let class = self.classes[class_id].as_mut().expect("live class");
         let instance = class
             .instances
-            .entry(instance_name.clone())
-            .or_insert_with(|| Box::new(Instance::new(instance_name)));
+            .get_or_insert_with(instance_name.clone(), || Box::new(Instance::new(instance_name)));
         if instance.goal == Goal::Start {
             for event in fired {
                 self.release(event, false);
@@ -1616,8 +1616,7 @@ impl Daemon {
         let display = Self::display_name(&class.job, &name);
         let instance = class
             .instances
-            .entry(name.clone())
-            .or_insert_with(|| Box::new(Instance::new(name)));
+            .get_or_insert_with(name.clone(), || Box::new(Instance::new(name)));
         if instance.goal == Goal::Start {
             return Err(format!("Job is already running: {display}"));
         }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+
+use crate::model::small_map::SmallMap;
 use std::time::{Duration, Instant};
 
 use calloop::RegistrationToken;
@@ -41,7 +43,7 @@ pub struct Class {
     pub job: Rc<Job>,
     pub start_on: Option<Matcher>,
     /// Boxed: a map node holds eleven slots, and an instance is several hundred bytes.
-    pub instances: BTreeMap<String, Box<Instance>>,
+    pub instances: SmallMap<String, Box<Instance>>,
     /// A newer definition waiting for the instances to go idle.
     pub replacement: Option<Box<Job>>,
     /// The file is gone; the class goes when idle.
