@@ -149,6 +149,38 @@ fn reexec_keeps_every_job_event_and_waiting_client() {
     assert_eq!(numbers, expected, "the log has every line, in order");
 }
 
+/// An upgrade: a new file (a copy of the binary, so another inode) is probed, passes, and
+/// takes over; re-executing the running file skips the probe.
+#[test]
+fn a_new_binary_is_probed_then_takes_over() {
+    let h = Harness::start(&[("svc", "start on startup\nexec sleep 1000\n")]);
+    let pid = pid_of(&h.wait_status("svc", "svc start/running, process"));
+    let daemon = h.daemon.as_ref().unwrap().id();
+    let upgraded = h.path("work/uprise-upgraded");
+    std::fs::copy(env!("CARGO_BIN_EXE_uprise"), &upgraded).unwrap();
+    assert_eq!(h.ctl(&["log-priority", "info"]).code, Some(0));
+    let out = h.ctl(&["reexec", "--binary", upgraded.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{daemon}/exe")).unwrap(),
+        upgraded,
+        "the same daemon pid runs the new file"
+    );
+    assert_eq!(h.status("svc"), format!("svc start/running, process {pid}"));
+    let log = h.daemon_log();
+    assert!(log.contains(&format!("re-executing {}", upgraded.display())), "{log}");
+    assert!(!log.contains("no probe"), "a new file is probed: {log}");
+    // The running file (now the copy) again: no probe run, same outcome.
+    let out = h.ctl(&["reexec"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(h.status("svc"), format!("svc start/running, process {pid}"));
+    h.wait_until("the skipped probe to be logged", || {
+        h.daemon_log()
+            .contains(&format!("{} is the running binary; no probe", upgraded.display()))
+    });
+    assert!(alive(pid));
+}
+
 #[test]
 fn a_failed_reexec_leaves_the_old_image_serving() {
     let h = Harness::start(&[("svc", "start on startup\nexec sleep 1000\n")]);
