@@ -3,6 +3,9 @@
 # request to its answer, which the new image sends once it serves. Checks that the daemon's
 # pid and every job's pid are unchanged. Prints one key=value line.
 # usage: benches/reexec.sh [N] [RUNS]
+# REEXEC_UPGRADE=1: every handover goes to another file (two copies of the binary, taken in
+# turn), as a package upgrade does, so the new binary is probed first; by default the daemon
+# re-executes its own file, which needs no probe.
 set -euo pipefail
 N=${1:-1000}
 RUNS=${2:-7}
@@ -25,7 +28,13 @@ before=$("$CTL" --socket "$DIR/control" list)
 times=()
 for _ in $(seq 1 "$RUNS"); do
     start=$(date +%s%N)
-    "$CTL" --socket "$DIR/control" reexec
+    if [ "${REEXEC_UPGRADE:-0}" = 1 ]; then
+        next="$DIR/uprise-copy-$(( ${#times[@]} % 2 ))"
+        [ -e "$next" ] || cp "$UPRISE" "$next"
+        "$CTL" --socket "$DIR/control" reexec --binary "$next"
+    else
+        "$CTL" --socket "$DIR/control" reexec
+    fi
     end=$(date +%s%N)
     times+=($(( (end - start) / 1000 )))
 done
@@ -37,4 +46,4 @@ median=$(echo "$sorted" | sed -n "$(( (RUNS + 1) / 2 ))p")
 min=$(echo "$sorted" | head -1)
 max=$(echo "$sorted" | tail -1)
 state=$(grep -o 're-executing .*(\([0-9]*\) bytes' "$DIR/daemon.err" | tail -1 | grep -o '[0-9]* bytes' || echo '? bytes')
-echo "reexec jobs=$N runs=$RUNS median_ms=$(awk "BEGIN{printf \"%.1f\", $median/1000}") min_ms=$(awk "BEGIN{printf \"%.1f\", $min/1000}") max_ms=$(awk "BEGIN{printf \"%.1f\", $max/1000}") state=\"$state\" same_pid=$same_pid same_jobs=$same_jobs"
+echo "reexec jobs=$N runs=$RUNS upgrade=${REEXEC_UPGRADE:-0} median_ms=$(awk "BEGIN{printf \"%.1f\", $median/1000}") min_ms=$(awk "BEGIN{printf \"%.1f\", $min/1000}") max_ms=$(awk "BEGIN{printf \"%.1f\", $max/1000}") state=\"$state\" same_pid=$same_pid same_jobs=$same_jobs"

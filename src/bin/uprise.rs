@@ -35,7 +35,8 @@ fn home_dir(sub: &str, xdg: &str) -> PathBuf {
     }
 }
 
-/// `--reexec-probe FD`: the old image asks whether this binary can read its state.
+/// `--reexec-probe FD`: the old image asks whether this binary can take over its state: the
+/// state is whole, in uprise's format, and of a version this binary reads (`Snapshot::check`).
 fn probe(fd: &str) -> ExitCode {
     let Ok(fd) = fd.parse::<i32>() else {
         eprintln!("uprise: --reexec-probe takes a descriptor number");
@@ -43,7 +44,7 @@ fn probe(fd: &str) -> ExitCode {
     };
     let result = uprise::sys::exec::read_state(fd)
         .map_err(|error| error.to_string())
-        .and_then(|bytes| uprise::reexec::Snapshot::from_bytes(&bytes).map_err(|error| error.to_string()));
+        .and_then(|bytes| uprise::reexec::Snapshot::check(&bytes).map_err(|error| error.to_string()));
     match result {
         Ok(_) => {
             println!("{}", uprise::sys::exec::PROBE_ANSWER);
