@@ -1005,6 +1005,7 @@ impl Daemon {
                 self.handle.remove(token);
             }
             if let Some(mut pipe) = instance.log.take() {
+                pipe.drain_now();
                 for (_, token) in pipe.readers.drain(..) {
                     self.handle.remove(token);
                 }
@@ -1096,6 +1097,9 @@ impl Daemon {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).ok()?;
         // The write side blocks: a job that outruns the daemon waits, it does not lose output.
         let _ = nix::fcntl::fcntl(write.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()));
+        if let Some(pipe) = self.instance_mut(key).and_then(|instance| instance.log.as_mut()) {
+            pipe.drain_now();
+        }
         let new_log = match self.instance(key) {
             Some(instance) if instance.log.is_none() => Some(JobLog::new(
                 &self.settings.logdir,

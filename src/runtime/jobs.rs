@@ -114,6 +114,22 @@ pub struct LogPipe {
     pub log: JobLog,
 }
 
+impl LogPipe {
+    /// Reads what every pipe holds now into the log, ahead of the loop. Called before the
+    /// instance's next process starts, so the output of a stage that has ended (all of it
+    /// is in its pipe by then) is logged before anything the next stage writes to its own
+    /// pipe; and before the instance goes, so its last lines are not lost.
+    pub fn drain_now(&mut self) {
+        for (fd, _) in &self.readers {
+            // SAFETY: the fd is open (its loop source owns it until it is removed, and then
+            // it leaves `readers`); ManuallyDrop leaves closing it to that owner.
+            let mut file =
+                std::mem::ManuallyDrop::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(*fd) });
+            super::output::drain(&mut *file, &mut self.log);
+        }
+    }
+}
+
 impl Instance {
     pub fn new(name: String) -> Instance {
         Instance {

@@ -264,6 +264,26 @@ fn job_output_goes_to_the_log_dir() {
     h.wait_until("the instance log", || h.log_file("inst-a_b.log") == "inst-a/b\n");
 }
 
+/// Each process of an instance writes to a pipe of its own; the log still has every stage's
+/// output in the order the stages ran, and the last stage's lines survive the instance.
+#[test]
+fn the_log_keeps_the_stages_in_order() {
+    let h = Harness::start(&[(
+        "stages",
+        "task\n\
+         pre-start script\n  for i in $(seq 1 300); do echo pre-$i; done\nend script\n\
+         exec sh -c 'for i in $(seq 1 300); do echo main-$i; done'\n\
+         post-stop script\n  for i in $(seq 1 300); do echo post-$i; done\nend script\n",
+    )]);
+    assert_eq!(h.ctl(&["start", "stages"]).code, Some(0));
+    let expected: String = ["pre", "main", "post"]
+        .iter()
+        .flat_map(|stage| (1..=300).map(move |i| format!("{stage}-{i}\n")))
+        .collect();
+    h.wait_until("every line", || h.log_file("stages.log").len() >= expected.len());
+    assert_eq!(h.log_file("stages.log"), expected);
+}
+
 #[test]
 fn start_from_inside_a_job_acts_on_that_job_without_waiting() {
     let h = Harness::start(&[(
