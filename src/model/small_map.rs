@@ -68,6 +68,7 @@ impl<K: Ord, V> SmallMap<K, V> {
         match self.find(&key) {
             Ok(index) => Some(std::mem::replace(&mut self.entries[index].1, value)),
             Err(index) => {
+                self.make_room();
                 self.entries.insert(index, (key, value));
                 None
             }
@@ -79,11 +80,21 @@ impl<K: Ord, V> SmallMap<K, V> {
         let index = match self.find(&key) {
             Ok(index) => index,
             Err(index) => {
+                self.make_room();
                 self.entries.insert(index, (key, make()));
                 index
             }
         };
         &mut self.entries[index].1
+    }
+
+    /// Room for one more entry: exactly one for the first (a vector's first growth would
+    /// make room for four, and most of these maps never get a second), then the vector's
+    /// usual doubling.
+    fn make_room(&mut self) {
+        if self.entries.capacity() == 0 {
+            self.entries.reserve_exact(1);
+        }
     }
 
     pub fn remove<Q>(&mut self, key: &Q) -> Option<V>
@@ -210,6 +221,16 @@ mod tests {
         *small.get_or_insert_with(100, || 1) += 1;
         *small.get_or_insert_with(100, || 1) += 1;
         assert_eq!(small[&100], 3);
+    }
+
+    #[test]
+    fn a_first_entry_takes_room_for_one() {
+        let mut map = SmallMap::new();
+        map.insert(1u8, [0u64; 6]);
+        assert_eq!(map.entries.capacity(), 1);
+        map.insert(2, [0; 6]);
+        map.insert(3, [0; 6]);
+        assert!(map.entries.capacity() >= 3);
     }
 
     #[test]
