@@ -480,6 +480,10 @@ struct ChildPlan {
     extra_fds: Vec<RawFd>,
     /// The highest fd the child keeps.
     highest_fd: RawFd,
+    /// With the staged descriptors (see [`reserve_fd_slots`]): the child shares the daemon's
+    /// descriptor table until its first act, `close_range(N, ~0, CLOSE_RANGE_UNSHARE)`, which
+    /// gives it a table of its own holding only the fds below N.
+    unshare_below: Option<RawFd>,
     /// The daemon's `RLIMIT_NOFILE`, bounding the fallback when `close_range` is missing.
     fd_limit: c_int,
     /// The paths to try, in order.
@@ -505,7 +509,7 @@ impl ChildPlan {
     /// Runs in the cloned child: set up, exec, or record the failure and `_exit`. Never
     /// returns.
     fn run(&mut self) -> ! {
-        let failure = match self.set_up() {
+        let failure = match self.unshare_fds().and_then(|()| self.set_up()) {
             Ok(()) => self.exec(),
             Err(failure) => failure,
         };
@@ -515,6 +519,24 @@ impl ChildPlan {
             std::ptr::write_volatile(&mut self.failure, Some(failure));
             libc::_exit(127)
         }
+    }
+
+    /// A descriptor table of the child's own, holding only fds `0..N`, before anything else
+    /// touches a descriptor (until then the table is the daemon's).
+    fn unshare_fds(&self) -> Result<(), (u8, c_int)> {
+        let Some(below) = self.unshare_below else {
+            return Ok(());
+        };
+        // SAFETY: close_range on the child's own (soon unshared) table; no memory involved.
+        let result = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                below as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_UNSHARE,
+            )
+        };
+        check(result as c_int, Step::Fds as u8)
     }
 
     /// Upstart's order: session, signals, limits, umask, nice, oom score, chroot, chdir,
@@ -859,6 +881,7 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
         script_fd: script.as_ref().map(AsRawFd::as_raw_fd),
         extra_fds: extra_fds.iter().map(AsRawFd::as_raw_fd).collect(),
         highest_fd,
+        unshare_below: None,
         fd_limit,
         candidates,
         argv: CStringArray::new(argv),
@@ -866,7 +889,22 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
         sh_argv,
     };
 
-    let pid = clone_child(&mut plan).map_err(|e| SpawnError::new("spawn process", e))?;
+    let pid = {
+        let slots = FD_SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *slots {
+            SlotState::Ready { placeholder, ours } => match stage_fds(&mut plan, placeholder, ours) {
+                Ok(Some(staged)) => {
+                    let spawned = clone_child(&mut plan, true);
+                    unstage_fds(&staged, placeholder);
+                    spawned
+                }
+                Ok(None) => clone_child(&mut plan, false),
+                Err(error) => return Err(fd_error(error)),
+            },
+            _ => clone_child(&mut plan, false),
+        }
+    }
+    .map_err(|e| SpawnError::new("spawn process", e))?;
     // The parent's copies: the child has its own, or is gone.
     drop((stdio, moved_stdio, script, extra_fds));
     // SAFETY: the child has exec'd or exited (CLONE_VFORK), so nothing writes the plan now.
@@ -876,6 +914,149 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
     // The child `_exit`s right after recording its failure; don't leave a zombie.
     let _ = super::process::wait_for(pid);
     Err(SpawnError::new(step_name(step), io::Error::from_raw_os_error(error)))
+}
+
+// ------------------------------------------------------------------ staged descriptors
+
+/// The first and one past the last of the low descriptors reserved for staging.
+const SLOT_FIRST: RawFd = 3;
+const SLOT_END: RawFd = 19;
+
+enum SlotState {
+    Untried,
+    Unavailable,
+    /// The fds of `SLOT_FIRST..SLOT_END` set in `ours` hold a `/dev/null` placeholder
+    /// (close-on-exec; the others were taken before uprise started, by whoever started it);
+    /// `placeholder` is one more, above them, to put back after a spawn.
+    Ready {
+        placeholder: RawFd,
+        ours: u32,
+    },
+}
+
+static FD_SLOTS: std::sync::Mutex<SlotState> = std::sync::Mutex::new(SlotState::Untried);
+
+/// Reserves the free fds among 3 to 18 for staging what a child inherits; call it first
+/// thing, before the process opens anything. Returns whether fd 3 (a script's) and so the
+/// staged path is available (once tried, the answer stays).
+///
+/// Without it, every spawn copies the daemon's whole descriptor table (a thousand services
+/// hold a thousand log pipes) and every exec closes the copies again, so a start costs more
+/// the more services run. With it, a spawn puts the child's descriptors on the reserved
+/// numbers (replacing the placeholders), clones with `CLONE_FILES` (no copy), and the
+/// child's first act, `close_range(N, ~0, CLOSE_RANGE_UNSHARE)`, gives it a table of its own
+/// holding only fds `0..N`: a spawn costs the same with 10 services or 10,000. The
+/// placeholders go back once the clone returns. Fds below N that uprise inherited from
+/// whoever started it are marked close-on-exec in the child like every fd above its last
+/// target. A spawn that needs more descriptors than are reserved, and every spawn when fd 3
+/// was taken, copies the table as before.
+pub fn reserve_fd_slots() -> bool {
+    let mut slots = FD_SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if matches!(*slots, SlotState::Untried) {
+        *slots = match try_reserve() {
+            Some((placeholder, ours)) => SlotState::Ready { placeholder, ours },
+            None => SlotState::Unavailable,
+        };
+    }
+    matches!(*slots, SlotState::Ready { .. })
+}
+
+/// Takes every free fd in the slot range with a `/dev/null` placeholder. `F_DUPFD` only
+/// ever takes a free number, so an fd someone else holds (one the daemon inherited) is left
+/// alone. None when fd 3, where a script's body goes, is not free.
+fn try_reserve() -> Option<(RawFd, u32)> {
+    let null = OpenOptions::new().read(true).write(true).open("/dev/null").ok()?;
+    let placeholder = dup_above(&null, SLOT_END).ok()?;
+    drop(null);
+    let mut ours = 0u32;
+    for wanted in SLOT_FIRST..SLOT_END {
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; it creates a new descriptor or fails.
+        let got = unsafe { libc::fcntl(placeholder.as_raw_fd(), libc::F_DUPFD_CLOEXEC, wanted) };
+        if got == wanted {
+            ours |= 1 << wanted;
+        } else if got >= 0 {
+            // SAFETY: a fresh descriptor above the one wanted, which someone else holds.
+            unsafe { libc::close(got) };
+        }
+    }
+    if ours & (1 << SLOT_FIRST) == 0 {
+        for slot in SLOT_FIRST..SLOT_END {
+            if ours & (1 << slot) != 0 {
+                // SAFETY: a placeholder taken just above.
+                unsafe { libc::close(slot) };
+            }
+        }
+        return None;
+    }
+    // The slots and the placeholder stay open for the life of the process.
+    Some((std::os::fd::IntoRawFd::into_raw_fd(placeholder), ours))
+}
+
+/// Puts the child's descriptors on the slots: the script on 3, the extra fds on 4, 5, …
+/// (their own numbers), and each distinct stdio source above them. Returns the slots used,
+/// or None when they do not fit (the plan is then unchanged).
+fn stage_fds(plan: &mut ChildPlan, placeholder: RawFd, ours: u32) -> io::Result<Option<Vec<RawFd>>> {
+    let is_ours = |fd: RawFd| (SLOT_FIRST..SLOT_END).contains(&fd) && ours & (1 << fd) != 0;
+    let mut sources: Vec<RawFd> = Vec::new();
+    for source in plan.stdio.iter().flatten() {
+        if !sources.contains(source) {
+            sources.push(*source);
+        }
+    }
+    let mut moves: Vec<(RawFd, RawFd)> = Vec::new();
+    if let Some(script) = plan.script_fd {
+        moves.push((script, SCRIPT_FD));
+    }
+    for (target, source) in (FIRST_EXTRA_FD..).zip(&plan.extra_fds) {
+        moves.push((*source, target));
+    }
+    if moves.iter().any(|(_, target)| !is_ours(*target)) {
+        return Ok(None);
+    }
+    let mut free_slots = (plan.highest_fd + 1..SLOT_END).filter(|fd| is_ours(*fd));
+    let mut stdio_slots = Vec::new();
+    for source in &sources {
+        let Some(slot) = free_slots.next() else {
+            return Ok(None);
+        };
+        moves.push((*source, slot));
+        stdio_slots.push(slot);
+    }
+    let end = moves
+        .iter()
+        .map(|(_, slot)| slot + 1)
+        .max()
+        .unwrap_or(0)
+        .max(plan.highest_fd + 1);
+    let mut staged = Vec::new();
+    for (source, slot) in &moves {
+        // SAFETY: dup3 replaces the slot's placeholder with a copy of an open descriptor,
+        // atomically; the slot is never free for another thread to take.
+        if unsafe { libc::dup3(*source, *slot, libc::O_CLOEXEC) } < 0 {
+            let error = io::Error::last_os_error();
+            unstage_fds(&staged, placeholder);
+            return Err(error);
+        }
+        staged.push(*slot);
+    }
+    if plan.script_fd.is_some() {
+        plan.script_fd = Some(SCRIPT_FD);
+    }
+    plan.extra_fds = (FIRST_EXTRA_FD..).take(plan.extra_fds.len()).collect();
+    for source in plan.stdio.iter_mut().flatten() {
+        let index = sources.iter().position(|s| s == source).unwrap_or(0);
+        *source = stdio_slots[index];
+    }
+    plan.unshare_below = Some(end);
+    Ok(Some(staged))
+}
+
+/// Puts the placeholders back on the slots a spawn used.
+fn unstage_fds(staged: &[RawFd], placeholder: RawFd) {
+    for slot in staged {
+        // SAFETY: as in `stage_fds`: an atomic replacement of a descriptor we reserved.
+        unsafe { libc::dup3(placeholder, *slot, libc::O_CLOEXEC) };
+    }
 }
 
 /// The size of the stack a cloned child runs on until it execs; the set-up needs a few KiB.
@@ -937,7 +1118,7 @@ extern "C" fn child_main(plan: *mut libc::c_void) -> c_int {
 
 /// Starts a child that shares this process's memory until it execs (`posix_spawn`'s way)
 /// and runs `plan`; returns once the child has exec'd or exited.
-fn clone_child(plan: &mut ChildPlan) -> io::Result<i32> {
+fn clone_child(plan: &mut ChildPlan, share_files: bool) -> io::Result<i32> {
     STACK.with(|cell| {
         let stack = match cell.get() {
             Some(stack) => stack,
@@ -962,7 +1143,7 @@ fn clone_child(plan: &mut ChildPlan) -> io::Result<i32> {
             libc::clone(
                 child_main,
                 stack.top(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | if share_files { libc::CLONE_FILES } else { 0 },
                 (plan as *mut ChildPlan).cast(),
             )
         };
@@ -1458,6 +1639,71 @@ mod tests {
             spawn_error(spec(&exec("  "), &[], Stdio::Null)),
             "unable to execute: the command is empty"
         );
+    }
+
+    /// With the low fds reserved (as the daemon does first thing), a child gets exactly its
+    /// stdio, script and extra fds through the staged path, failures are still reported, and
+    /// the reserved fds hold their placeholders again afterwards. Runs alone in a fresh
+    /// process, where fds 3 to 18 are free.
+    #[test]
+    fn staged_descriptors_reach_the_child_and_nothing_else() {
+        if !crate::sys::process::isolated("sys::spawn::tests::staged_descriptors_reach_the_child_and_nothing_else") {
+            return;
+        }
+        // Other tests of the parent leave inheritable fds open on purpose (`Leaks`); this
+        // fresh process uses none of them.
+        for fd in SLOT_FIRST..SLOT_END {
+            // SAFETY: closing descriptors nothing in this process owns.
+            unsafe { libc::close(fd) };
+        }
+        assert!(reserve_fd_slots(), "fds 3 to 18 are free");
+        let _leaks = Leaks::open();
+        let env = env(&[PATH]);
+        // A plain command: exactly its stdio and its extra fd.
+        let (_out_read, out) = pipe();
+        let (_four_read, four) = pipe();
+        let sleeper = exec("sleep 30");
+        let mut with_fds = spec(&sleeper, &env, Stdio::Log(out));
+        with_fds.extra_fds = vec![four];
+        let pid = start(with_fds);
+        let slots_hold_placeholders = || {
+            for slot in SLOT_FIRST..SLOT_END {
+                let target = std::fs::read_link(format!("/proc/self/fd/{slot}")).unwrap();
+                assert_eq!(target, std::path::Path::new("/dev/null"), "slot {slot}");
+            }
+        };
+        slots_hold_placeholders();
+        let fds = open_fds(pid);
+        assert_eq!(fds.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 4], "{fds:?}");
+        assert_eq!(fds[&0], "/dev/null");
+        assert!(fds[&1].starts_with("pipe:") && fds[&1] == fds[&2], "{fds:?}");
+        assert_ne!(fds[&1], fds[&4]);
+        stop(pid);
+        // A script: its body on 3, output to the log pipe, the extra fd on 4.
+        let (mut out_read, out) = pipe();
+        let (mut four_read, four) = pipe();
+        let command = script(&[], "echo to-log\nls /proc/self/fd/ | sort -n | tr '\\n' ' ' >&4\n");
+        let mut with_fds = spec(&command, &env, Stdio::Log(out));
+        with_fds.extra_fds = vec![four];
+        let pid = start(with_fds);
+        let _ = wait_for(pid);
+        let mut text = String::new();
+        out_read.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "to-log\n");
+        let mut listing = String::new();
+        four_read.read_to_string(&mut listing).unwrap();
+        // `ls` sees 0 to 4 and its own directory fd.
+        let listed: Vec<&str> = listing.split_whitespace().collect();
+        assert_eq!(listed.len(), 6, "{listing}");
+        assert_eq!(&listed[..5], ["0", "1", "2", "3", "4"], "{listing}");
+        // A failing step is still reported, and the slots hold their placeholders again.
+        let mut failing = spec(&command, &env, Stdio::Null);
+        failing.chdir = Some("/nonexistent/uprise");
+        assert_eq!(
+            spawn_error(failing),
+            "unable to change to working directory: No such file or directory"
+        );
+        slots_hold_placeholders();
     }
 
     /// Wherever std's own error pipe lands (it is created at the lowest free numbers, maybe
