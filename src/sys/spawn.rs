@@ -527,16 +527,7 @@ impl ChildPlan {
         let Some(below) = self.unshare_below else {
             return Ok(());
         };
-        // SAFETY: close_range on the child's own (soon unshared) table; no memory involved.
-        let result = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                below as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_UNSHARE,
-            )
-        };
-        check(result as c_int, Step::Fds as u8)
+        check(close_range_from(below, libc::CLOSE_RANGE_UNSHARE), Step::Fds as u8)
     }
 
     /// Upstart's order: session, signals, limits, umask, nice, oom score, chroot, chdir,
@@ -653,16 +644,7 @@ impl ChildPlan {
             set_cloexec(SCRIPT_FD);
         }
         let first = self.highest_fd + 1;
-        // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only changes descriptor flags.
-        let marked = unsafe {
-            libc::syscall(
-                libc::SYS_close_range,
-                first as libc::c_uint,
-                libc::c_uint::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            )
-        };
-        if marked < 0 {
+        if close_range_from(first, libc::CLOSE_RANGE_CLOEXEC) < 0 {
             for fd in first..self.fd_limit {
                 set_cloexec(fd);
             }
@@ -706,6 +688,15 @@ impl ChildPlan {
 }
 
 const SHELL_C: &CStr = c"/bin/sh";
+
+/// `close_range(first, ~0, flags)` on the calling process's table: with
+/// `CLOSE_RANGE_CLOEXEC` it marks, with `CLOSE_RANGE_UNSHARE` it first gives the caller a table
+/// of its own holding only the fds below `first`. Negative on failure.
+fn close_range_from(first: RawFd, flags: libc::c_uint) -> c_int {
+    // SAFETY: close_range only changes the descriptor table; no memory is involved.
+    let result = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, flags) };
+    result as c_int
+}
 
 /// Puts `source` on `target`, inheritable across exec.
 fn move_fd(source: RawFd, target: RawFd) -> Result<(), c_int> {
