@@ -293,6 +293,27 @@ pub fn compact_job_against(job: &Job, defaults: &serde_json::Value) -> serde_jso
     }
 }
 
+impl ClassSnapshot {
+    /// The definition the class travelled with: its source text parsed again, or its
+    /// compact JSON expanded.
+    pub fn rebuild_job(&self) -> Result<Job, String> {
+        match (&self.source, &self.job) {
+            (Some(source), _) => {
+                let source = crate::model::job::JobSource {
+                    file: source.file.clone(),
+                    text: std::sync::Arc::from(source.text.as_str()),
+                    override_file: source.override_file.clone(),
+                    override_text: source.override_text.as_deref().map(std::sync::Arc::from),
+                    base: source.base.clone(),
+                };
+                crate::model::Config::rebuild_job(&source, &self.name)
+            }
+            (None, Some(job)) => expand_job(job),
+            (None, None) => Err("no definition".to_string()),
+        }
+    }
+}
+
 /// Reads a job written by `compact_job` (or in full).
 pub fn expand_job(value: &serde_json::Value) -> Result<Job, String> {
     let mut merged = serde_json::to_value(Job::new(String::new(), String::new())).map_err(|error| error.to_string())?;

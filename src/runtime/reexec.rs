@@ -427,21 +427,7 @@ impl Daemon {
         let mut shared_envs: Vec<Option<Rc<Vec<String>>>> = vec![None; envs.len()];
         let restore_started = Instant::now();
         for class in snapshot.classes {
-            let rebuilt = match (&class.source, &class.job) {
-                (Some(source), _) => {
-                    let source = crate::model::job::JobSource {
-                        file: source.file.clone(),
-                        text: std::sync::Arc::from(source.text.as_str()),
-                        override_file: source.override_file.clone(),
-                        override_text: source.override_text.as_deref().map(std::sync::Arc::from),
-                        base: source.base.clone(),
-                    };
-                    crate::model::Config::rebuild_job(&source, &class.name)
-                }
-                (None, Some(job)) => crate::reexec::expand_job(job),
-                (None, None) => Err("no definition".to_string()),
-            };
-            let job = match rebuilt {
+            let job = match class.rebuild_job() {
                 Ok(job) => job,
                 Err(message) => {
                     error!(

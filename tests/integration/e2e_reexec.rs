@@ -319,21 +319,9 @@ fn every_past_state_format_still_loads() {
         assert!(!snapshot.classes.is_empty(), "{} carries jobs", path.display());
         // Every job can be rebuilt, whichever way it was written.
         for class in &snapshot.classes {
-            let job = match (&class.source, &class.job) {
-                (Some(source), _) => {
-                    let source = uprise::model::job::JobSource {
-                        file: source.file.clone(),
-                        text: std::sync::Arc::from(source.text.as_str()),
-                        override_file: source.override_file.clone(),
-                        override_text: source.override_text.as_deref().map(std::sync::Arc::from),
-                        base: source.base.clone(),
-                    };
-                    uprise::model::Config::rebuild_job(&source, &class.name)
-                }
-                (None, Some(job)) => uprise::reexec::expand_job(job),
-                (None, None) => Err("no definition".into()),
-            };
-            let job = job.unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            let job = class
+                .rebuild_job()
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
             assert!(class.name.is_empty() || job.name == class.name);
             // Every output pipe has a read end to take over: version 1 kept one pipe per
             // instance (both ends), version 2 one read end per process.

@@ -57,12 +57,7 @@ impl Harness {
         let stderr = std::fs::File::create(&self.stderr_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_uprise"))
             .arg("--user")
-            .arg("--confdir")
-            .arg(self.path("init"))
-            .arg("--logdir")
-            .arg(self.path("log"))
-            .arg("--socket")
-            .arg(self.socket())
+            .args(self.dir_args())
             .args(extra)
             .env("WORK", self.path("work"))
             .env("PATH", path)
@@ -72,6 +67,18 @@ impl Harness {
             .spawn()
             .expect("uprise starts");
         self.await_daemon(child);
+    }
+
+    /// The daemon's job dir, log dir and socket, all in the test's temp dir.
+    fn dir_args(&self) -> [std::ffi::OsString; 6] {
+        [
+            "--confdir".into(),
+            self.path("init").into(),
+            "--logdir".into(),
+            self.path("log").into(),
+            "--socket".into(),
+            self.socket().into(),
+        ]
     }
 
     /// Keeps the started daemon and waits until its control socket answers.
@@ -90,12 +97,7 @@ impl Harness {
         let child = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc"])
             .arg(env!("CARGO_BIN_EXE_uprise"))
-            .arg("--confdir")
-            .arg(self.path("init"))
-            .arg("--logdir")
-            .arg(self.path("log"))
-            .arg("--socket")
-            .arg(self.socket())
+            .args(self.dir_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
