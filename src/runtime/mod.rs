@@ -342,3 +342,17 @@ fn system_lang() -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    /// The loop's last line of defence is `catch_unwind`, and this crate's binaries take
+    /// libgcc's unwinder from its archive (`tools/uprise-gcc`): a panic must still unwind
+    /// to the catch, with the value it was raised with. (This test binary is linked the
+    /// way the daemon is.)
+    #[test]
+    fn a_panic_unwinds_to_the_catch() {
+        let caught = std::panic::catch_unwind(|| -> u32 { std::panic::panic_any(7_u32) });
+        let value = caught.expect_err("the closure panicked");
+        assert_eq!(value.downcast_ref::<u32>(), Some(&7));
+    }
+}
