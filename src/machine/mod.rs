@@ -8,4 +8,5 @@ pub mod matcher;
 pub mod state;
 
 pub use matcher::{EventId, EventRef, Matcher, Offer};
-pub use state::{Goal, State, next_state};
+pub use state::{AfterSpawn, Effect, Entry, Facts, JobEvent, Processes, Then, enter, next_state};
+pub use state::{Goal, State};

@@ -17,7 +17,9 @@ use log::{debug, info, warn};
 use crate::control::proto::{InstanceStatus, ProcessStatus, Reply};
 use crate::machine::environ::{self, Environment, UnknownParameter};
 use crate::machine::exit::{ExitStatus, MainExit, classify_main_exit};
-use crate::machine::{EventId, EventRef, Goal, Matcher, State, next_state};
+use crate::machine::{
+    self, AfterSpawn, Effect, EventId, EventRef, Facts, Goal, JobEvent, Matcher, Processes, State, Then, next_state,
+};
 use crate::model::small_map::SmallMap;
 use crate::model::{Config, Job};
 use crate::syntax::ast::{Console, ProcessKind};
@@ -825,156 +827,160 @@ impl Daemon {
     }
 
     /// Enters `state` and performs its actions, following on while nothing needs waiting for.
+    /// Moves an instance into `state` and on, as far as it goes by itself. What each state
+    /// does is the machine's decision (`machine::enter`); this performs it.
     pub fn change_state(&mut self, key: &Key, mut state: State) {
+        let job = self.class(key.0).job.clone();
+        let defines = job.processes.keys().copied().collect::<Processes>();
+        let awaits_readiness = super::readiness::needs_readiness(&job);
         loop {
-            if let Some(instance) = self.instance_mut(key)
-                && state == State::Starting
-                && instance.goal == Goal::Respawn
-                && let Some(delay) = instance.pending_delay.take()
-                && delay > 0
-            {
-                // Respawn back-off: wait in `post-stop`, then start.
-                self.arm_respawn_delay(key, delay);
+            let Some(instance) = self.instance(key) else { return };
+            let facts = Facts {
+                from: instance.state,
+                goal: instance.goal,
+                task: job.task,
+                main_alive: instance.main_alive(),
+                defines,
+                awaits_readiness,
+                respawn_delay: instance.pending_delay.is_some_and(|delay| delay > 0),
+            };
+            let entry = machine::enter(state, facts);
+            if entry.then != Then::Hold {
+                self.enter_state(key, &job, state);
+            }
+            for &effect in entry.effects {
+                self.perform(key, &job, effect);
+            }
+            let go_on = match entry.then {
+                Then::Hold | Then::Rest => false,
+                Then::Next => true,
+                Then::Run {
+                    kind,
+                    after,
+                    failure_fails,
+                } => match self.spawn_process(key, &job, kind) {
+                    Ok(true) => match after {
+                        AfterSpawn::Exit => false,
+                        AfterSpawn::Ready => !self.await_ready(key, &job),
+                        AfterSpawn::Next => true,
+                    },
+                    Ok(false) => true,
+                    Err(()) => {
+                        if failure_fails {
+                            self.fail(key, kind.keyword(), None);
+                        }
+                        true
+                    }
+                },
+            };
+            if !go_on {
                 return;
             }
-            let Some(instance) = self.instance_mut(key) else { return };
-            let from = instance.state;
-            instance.state = state;
-            let goal = instance.shown_goal().to_string();
-            let job = self.class(key.0).job.clone();
-            debug!("{} ({}) state {from} -> {state}", job.name, key.1);
-            self.broadcast(Reply::Change {
-                job: job.name.clone(),
-                instance: key.1.clone(),
-                goal,
-                state: state.name().to_string(),
-            });
-            let next = match state {
-                State::Waiting => {
-                    self.enter_waiting(key, &job);
+            let Some(instance) = self.instance(key) else { return };
+            state = next_state(state, instance.goal, instance.main_alive());
+        }
+    }
+
+    /// Sets the instance's state and tells the monitors.
+    fn enter_state(&mut self, key: &Key, job: &Job, state: State) {
+        let Some(instance) = self.instance_mut(key) else { return };
+        let from = instance.state;
+        instance.state = state;
+        let goal = instance.shown_goal().to_string();
+        debug!("{} ({}) state {from} -> {state}", job.name, key.1);
+        self.broadcast(Reply::Change {
+            job: job.name.clone(),
+            instance: key.1.clone(),
+            goal,
+            state: state.name().to_string(),
+        });
+    }
+
+    /// Begins the readiness wait of a main process just spawned; false when there is
+    /// nothing to wait for after all (its pid is not known).
+    fn await_ready(&mut self, key: &Key, job: &Job) -> bool {
+        let pid = self
+            .instance(key)
+            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+        pid.is_some_and(|pid| self.begin_readiness(key, job, pid))
+    }
+
+    /// Performs one effect the machine decided on entering a state.
+    fn perform(&mut self, key: &Key, job: &Job, effect: Effect) {
+        match effect {
+            Effect::RespawnDelay => {
+                let delay = self
+                    .instance_mut(key)
+                    .and_then(|instance| instance.pending_delay.take());
+                if let Some(delay) = delay {
+                    self.arm_respawn_delay(key, delay);
+                }
+            }
+            Effect::BeginRun => {
+                let Some(instance) = self.instance_mut(key) else { return };
+                if instance.goal == Goal::Respawn {
+                    instance.goal = Goal::Start;
+                }
+                instance.pending_delay = None;
+                instance.restarting = false;
+                instance.killing_scripts = false;
+                if let Some(env) = instance.start_env.take() {
+                    instance.env = env;
+                }
+                instance.stop_env.clear();
+                instance.failed = None;
+                // A fresh stop matcher; holds of the old one (from before a respawn) go.
+                let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
+                instance.stop_on = job.stop_on.as_ref().map(Matcher::new);
+                for event in held {
+                    self.release(event, false);
+                }
+            }
+            Effect::EmitBlocking(which) => {
+                let Some(instance) = self.instance(key) else { return };
+                let (name, extra) = match which {
+                    JobEvent::Starting => ("starting", Vec::new()),
+                    JobEvent::Stopping => ("stopping", result_env(instance.failed.as_ref())),
+                };
+                let env = job_event_env(job, instance, &extra);
+                let event = self.emit(name, env);
+                if let Some(instance) = self.instance_mut(key) {
+                    instance.blocker = Some(event);
+                }
+                self.event_waiters.entry(event).or_default().push(key.clone());
+            }
+            Effect::Started => {
+                let Some(instance) = self.instance(key) else { return };
+                let env = job_event_env(job, instance, &[]);
+                self.emit("started", env);
+                self.next_seq += 1;
+                let seq = self.next_seq;
+                if let Some(instance) = self.instance_mut(key) {
+                    instance.started_seq = seq;
+                    instance.running_since = Some(Instant::now());
+                }
+            }
+            Effect::TaskDone => {
+                if let Some(instance) = self.instance_mut(key)
+                    && instance.goal == Goal::Start
+                {
+                    instance.goal = Goal::Stop;
+                }
+            }
+            Effect::Finished => self.job_finished(key, false),
+            Effect::KillMain => {
+                let Some(&pid) = self
+                    .instance(key)
+                    .and_then(|instance| instance.pids.get(&ProcessKind::Main))
+                else {
                     return;
-                }
-                State::Starting => {
-                    let instance = self.instance_mut(key).expect("checked");
-                    if instance.goal == Goal::Respawn {
-                        instance.goal = Goal::Start;
-                    }
-                    instance.restarting = false;
-                    instance.killing_scripts = false;
-                    if let Some(env) = instance.start_env.take() {
-                        instance.env = env;
-                    }
-                    instance.stop_env.clear();
-                    instance.failed = None;
-                    // A fresh stop matcher; holds of the old one (from before a respawn) go.
-                    let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
-                    instance.stop_on = job.stop_on.as_ref().map(Matcher::new);
-                    let env = job_event_env(&job, instance, &[]);
-                    for event in held {
-                        self.release(event, false);
-                    }
-                    let event = self.emit("starting", env);
-                    self.instance_mut(key).expect("checked").blocker = Some(event);
-                    self.event_waiters.entry(event).or_default().push(key.clone());
-                    return;
-                }
-                State::PreStart | State::PostStart | State::PreStop | State::PostStop => {
-                    let kind = match state {
-                        State::PreStart => ProcessKind::PreStart,
-                        State::PostStart => ProcessKind::PostStart,
-                        State::PreStop => ProcessKind::PreStop,
-                        _ => ProcessKind::PostStop,
-                    };
-                    let wanted = job.processes.contains_key(&kind)
-                        && (kind != ProcessKind::PreStop || self.instance(key).is_some_and(Instance::main_alive));
-                    if wanted {
-                        match self.spawn_process(key, &job, kind) {
-                            Ok(true) => return,
-                            Ok(false) => {}
-                            Err(()) => {
-                                if matches!(kind, ProcessKind::PreStart | ProcessKind::PostStop) {
-                                    self.fail(key, kind.keyword(), None);
-                                }
-                            }
-                        }
-                    }
-                    let instance = self.instance(key).expect("checked");
-                    next_state(state, instance.goal, instance.main_alive())
-                }
-                State::Spawned => {
-                    if job.processes.contains_key(&ProcessKind::Main) {
-                        match self.spawn_process(key, &job, ProcessKind::Main) {
-                            Ok(true) => {
-                                let pid = self
-                                    .instance(key)
-                                    .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
-                                if let Some(pid) = pid
-                                    && self.begin_readiness(key, &job, pid)
-                                {
-                                    return;
-                                }
-                            }
-                            Ok(false) => {}
-                            Err(()) => self.fail(key, "main", None),
-                        }
-                    }
-                    let instance = self.instance(key).expect("checked");
-                    next_state(state, instance.goal, instance.main_alive())
-                }
-                State::Running => {
-                    if from == State::PostStart {
-                        let env = job_event_env(&job, self.instance(key).expect("checked"), &[]);
-                        self.emit("started", env);
-                        self.next_seq += 1;
-                        let seq = self.next_seq;
-                        if let Some(instance) = self.instance_mut(key) {
-                            instance.started_seq = seq;
-                        }
-                        let instance = self.instance_mut(key).expect("checked");
-                        instance.running_since = Some(Instant::now());
-                    }
-                    let main_alive = self.instance(key).is_some_and(Instance::main_alive);
-                    if job.task && !main_alive {
-                        // A task is done once its main process has ended.
-                        let instance = self.instance_mut(key).expect("checked");
-                        if instance.goal == Goal::Start {
-                            instance.goal = Goal::Stop;
-                        }
-                        next_state(State::Running, instance.goal, false)
-                    } else {
-                        if !job.task {
-                            self.job_finished(key, false);
-                        }
-                        let instance = self.instance(key).expect("checked");
-                        if instance.goal == Goal::Start {
-                            return;
-                        }
-                        next_state(state, instance.goal, instance.main_alive())
-                    }
-                }
-                State::Stopping => {
-                    let instance = self.instance(key).expect("checked");
-                    let extra = result_env(instance.failed.as_ref());
-                    let env = job_event_env(&job, instance, &extra);
-                    let event = self.emit("stopping", env);
-                    self.instance_mut(key).expect("checked").blocker = Some(event);
-                    self.event_waiters.entry(event).or_default().push(key.clone());
-                    return;
-                }
-                State::Killed => {
-                    let instance = self.instance(key).expect("checked");
-                    if let Some(&pid) = instance.pids.get(&ProcessKind::Main) {
-                        let signal = crate::sys::process::signal_name(job.kill_signal);
-                        debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
-                        super::readiness::signal_main(pid, job.kill_signal, self.spawned(pid));
-                        self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
-                        return;
-                    }
-                    let instance = self.instance(key).expect("checked");
-                    next_state(state, instance.goal, false)
-                }
-            };
-            state = next;
+                };
+                let signal = crate::sys::process::signal_name(job.kill_signal);
+                debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
+                super::readiness::signal_main(pid, job.kill_signal, self.spawned(pid));
+                self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
+            }
+            Effect::Retire => self.enter_waiting(key, job),
         }
     }
 
@@ -1411,7 +1417,7 @@ impl Daemon {
         instance.respawn_streak += 1;
         match job.respawn_delay {
             Some(delay) => {
-                let millis = crate::machine::exit::backoff_millis(delay, instance.respawn_streak, random());
+                let millis = machine::exit::backoff_millis(delay, instance.respawn_streak, random());
                 instance.pending_delay = Some(millis);
                 let shown = crate::model::job::render_duration(crate::syntax::ast::Seconds { millis });
                 info!("{name} main process ended, respawning in {shown}");

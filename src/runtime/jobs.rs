@@ -1,7 +1,6 @@
 //! Job classes and instances at run time: what an instance holds, and how its environment
 //! is built.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::model::small_map::SmallMap;
@@ -65,7 +64,7 @@ pub struct Instance {
     /// Extra environment of pre-stop and post-stop: the stop event's or the stop command's.
     pub stop_env: Vec<String>,
     pub stop_on: Option<Matcher>,
-    pub pids: BTreeMap<ProcessKind, i32>,
+    pub pids: SmallMap<ProcessKind, i32>,
     /// The instance's own `starting`/`stopping` event, which it waits to finish.
     pub blocker: Option<EventId>,
     /// Events and clients waiting for this instance to reach its goal.
@@ -140,7 +139,7 @@ impl Instance {
             start_env: None,
             stop_env: Vec::new(),
             stop_on: None,
-            pids: BTreeMap::new(),
+            pids: SmallMap::new(),
             blocker: None,
             blocking: Vec::new(),
             failed: None,
