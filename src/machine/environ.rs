@@ -65,6 +65,11 @@ impl Environment {
         &self.base
     }
 
+    /// Gives back the room the own entries do not use.
+    pub fn shrink_to_fit(&mut self) {
+        self.own.shrink_to_fit();
+    }
+
     pub fn own(&self) -> &[String] {
         &self.own
     }

@@ -217,7 +217,7 @@ pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
                 None,
             );
         }
-        if job.respawn_delay.is_some() {
+        if job.lifecycle.respawn_delay.is_some() {
             warn(
                 "respawn delay",
                 "`respawn delay` has no effect without `respawn`".into(),
@@ -225,8 +225,8 @@ pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
             );
         }
     }
-    let gate_options = job.gate.hold.is_some() || job.gate.wait.is_some() || job.gate.expire.is_some();
-    if gate_options && job.gate.condition.is_none() && job.gate.lua.is_none() {
+    let gate_options = job.ext.gate.hold.is_some() || job.ext.gate.wait.is_some() || job.ext.gate.expire.is_some();
+    if gate_options && job.ext.gate.condition.is_none() && job.ext.gate.lua.is_none() {
         let keyword = ["gate hold", "gate wait", "gate expire"]
             .into_iter()
             .find(|k| at(k).is_some())
@@ -242,14 +242,14 @@ pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
         temporals(expr, &mut |_, _| timed = true);
     }
     if !timed {
-        if job.catch_up {
+        if job.ext.catch_up {
             warn(
                 "catch up",
                 "`catch up` has no effect without a time in `start on`".into(),
                 None,
             );
         }
-        if job.jitter.is_some() {
+        if job.ext.jitter.is_some() {
             warn(
                 "jitter",
                 "`jitter` has no effect without a time in `start on`".into(),
@@ -257,7 +257,7 @@ pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
             );
         }
     }
-    if job.expect == Expect::Notify && job.pid_file.is_some() {
+    if job.expect == Expect::Notify && job.lifecycle.pid_file.is_some() {
         warn(
             "pid file",
             "`pid file` and `expect notify` both decide readiness; the pid file wins".into(),

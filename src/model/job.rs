@@ -6,6 +6,7 @@
 //! in docs/language.md).
 
 use crate::model::small_map::SmallMap;
+use crate::model::sparse::{Empty, Sparse};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -80,44 +81,78 @@ pub const DEFAULT_RESPAWN_LIMIT: RespawnLimit = RespawnLimit::Limit {
 };
 
 /// One job class.
+///
+/// The stanzas most jobs set are fields of their own; the rest are in four groups, each a
+/// [`Sparse`] (a null pointer until one of its stanzas is set): `about`, `context`,
+/// `lifecycle` and `ext`. In JSON every field is at the top level, as before the grouping.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
     /// Path-derived name, e.g. `net/apache`, or `stack/web` for a block in `stack.conf`.
     pub name: String,
     /// The `.conf` file it came from.
     pub file: String,
+    #[serde(flatten)]
+    pub about: Sparse<About>,
+    /// Instance name template; empty for a singleton.
+    pub instance: String,
+    pub start_on: Option<EventExpr>,
+    pub stop_on: Option<EventExpr>,
+    pub processes: SmallMap<ProcessKind, Command>,
+    pub task: bool,
+    pub watershed: bool,
+    pub respawn: bool,
+    pub respawn_limit: RespawnLimit,
+    pub normal_exit: Vec<ExitItem>,
+    pub env: Vec<EnvEntry>,
+    pub expect: Expect,
+    pub pid_timeout: Seconds,
+    pub kill_timeout: Seconds,
+    pub kill_signal: i32,
+    #[serde(flatten)]
+    pub lifecycle: Sparse<Lifecycle>,
+    pub console: Console,
+    pub umask: u32,
+    #[serde(flatten)]
+    pub context: Sparse<Context>,
+    pub debug: bool,
+    #[serde(flatten)]
+    pub ext: Sparse<Extensions>,
+    /// Where the definition came from; not part of the JSON schema, nor of equality.
+    #[serde(skip)]
+    pub source: Provenance,
+}
+
+/// What a job says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct About {
     /// The `.override` file merged into it, if any.
     pub override_file: Option<String>,
     pub description: Option<String>,
     pub author: Option<String>,
     pub version: Option<String>,
     pub usage: Option<String>,
-    /// Instance name template; empty for a singleton.
-    pub instance: String,
-    pub start_on: Option<EventExpr>,
-    pub stop_on: Option<EventExpr>,
-    pub processes: SmallMap<ProcessKind, Command>,
+}
+
+/// The less common stanzas of a job's processes and their ending: stage timeouts, the
+/// respawn back-off, exported and emitted events, pid files, `kill abandon`, reload, stop
+/// and custom actions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lifecycle {
     pub process_timeouts: BTreeMap<ProcessKind, Seconds>,
-    pub task: bool,
-    pub watershed: bool,
-    pub respawn: bool,
-    pub respawn_limit: RespawnLimit,
     pub respawn_delay: Option<RespawnDelay>,
-    pub normal_exit: Vec<ExitItem>,
-    pub env: Vec<EnvEntry>,
     pub export: Vec<String>,
     pub emits: Vec<String>,
-    pub expect: Expect,
     pub pid_file: Option<String>,
-    pub pid_timeout: Seconds,
-    pub kill_timeout: Seconds,
-    pub kill_signal: i32,
     pub kill_abandon: Option<Seconds>,
     pub reload: Reload,
     pub stop_action: Option<Command>,
     pub actions: BTreeMap<String, Command>,
-    pub console: Console,
-    pub umask: u32,
+}
+
+/// What a job's processes run in, beyond the umask: priority, limits, root, directory,
+/// credentials, AppArmor and cgroups.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Context {
     pub nice: Option<i32>,
     pub oom_score: Option<i32>,
     pub limits: BTreeMap<Rlimit, (LimitValue, LimitValue)>,
@@ -128,7 +163,12 @@ pub struct Job {
     pub apparmor_load: Option<String>,
     pub apparmor_switch: Option<String>,
     pub cgroups: Vec<Vec<String>>,
-    pub debug: bool,
+}
+
+/// uprise's own stanzas: the admission gate, resource pools, file requirements, Lua hooks
+/// and the temporal settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Extensions {
     pub gate: Gate,
     pub uses: BTreeMap<String, Amount>,
     pub requires: Vec<Requirement>,
@@ -136,9 +176,85 @@ pub struct Job {
     pub catch_up: bool,
     pub jitter: Option<Seconds>,
     pub timezone: Option<String>,
-    /// Where the definition came from; not part of the JSON schema, nor of equality.
-    #[serde(skip)]
-    pub source: Provenance,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        NO_LIFECYCLE.clone()
+    }
+}
+
+static NO_ABOUT: About = About {
+    override_file: None,
+    description: None,
+    author: None,
+    version: None,
+    usage: None,
+};
+
+static NO_LIFECYCLE: Lifecycle = Lifecycle {
+    process_timeouts: BTreeMap::new(),
+    respawn_delay: None,
+    export: Vec::new(),
+    emits: Vec::new(),
+    pid_file: None,
+    kill_abandon: None,
+    reload: Reload::Signal { signal: 1 },
+    stop_action: None,
+    actions: BTreeMap::new(),
+};
+
+static NO_CONTEXT: Context = Context {
+    nice: None,
+    oom_score: None,
+    limits: BTreeMap::new(),
+    chroot: None,
+    chdir: None,
+    setuid: None,
+    setgid: None,
+    apparmor_load: None,
+    apparmor_switch: None,
+    cgroups: Vec::new(),
+};
+
+static NO_EXTENSIONS: Extensions = Extensions {
+    gate: Gate {
+        condition: None,
+        lua: None,
+        hold: None,
+        wait: None,
+        expire: None,
+    },
+    uses: BTreeMap::new(),
+    requires: Vec::new(),
+    hooks: Vec::new(),
+    catch_up: false,
+    jitter: None,
+    timezone: None,
+};
+
+impl Empty for About {
+    fn empty() -> &'static About {
+        &NO_ABOUT
+    }
+}
+
+impl Empty for Lifecycle {
+    fn empty() -> &'static Lifecycle {
+        &NO_LIFECYCLE
+    }
+}
+
+impl Empty for Context {
+    fn empty() -> &'static Context {
+        &NO_CONTEXT
+    }
+}
+
+impl Empty for Extensions {
+    fn empty() -> &'static Extensions {
+        &NO_EXTENSIONS
+    }
 }
 
 impl Job {
@@ -147,54 +263,27 @@ impl Job {
         Job {
             name,
             file,
-            override_file: None,
-            description: None,
-            author: None,
-            version: None,
-            usage: None,
+            about: Sparse::default(),
             instance: String::new(),
             start_on: None,
             stop_on: None,
             processes: SmallMap::new(),
-            process_timeouts: BTreeMap::new(),
             task: false,
             watershed: false,
             respawn: false,
             respawn_limit: DEFAULT_RESPAWN_LIMIT,
-            respawn_delay: None,
             normal_exit: Vec::new(),
             env: Vec::new(),
-            export: Vec::new(),
-            emits: Vec::new(),
             expect: Expect::None,
-            pid_file: None,
             pid_timeout: Seconds::from_secs(10),
             kill_timeout: Seconds::from_secs(5),
             kill_signal: 15,
-            kill_abandon: None,
-            reload: Reload::Signal { signal: 1 },
-            stop_action: None,
-            actions: BTreeMap::new(),
+            lifecycle: Sparse::default(),
             console: Console::Auto,
             umask: 0o022,
-            nice: None,
-            oom_score: None,
-            limits: BTreeMap::new(),
-            chroot: None,
-            chdir: None,
-            setuid: None,
-            setgid: None,
-            apparmor_load: None,
-            apparmor_switch: None,
-            cgroups: Vec::new(),
+            context: Sparse::default(),
             debug: false,
-            gate: Gate::default(),
-            uses: BTreeMap::new(),
-            requires: Vec::new(),
-            hooks: Vec::new(),
-            catch_up: false,
-            jitter: None,
-            timezone: None,
+            ext: Sparse::default(),
             source: Provenance::default(),
         }
     }
@@ -209,62 +298,62 @@ impl Job {
                 self.processes.insert(kind, command);
             }
             Stanza::ProcessTimeout(kind, timeout) => {
-                self.process_timeouts.insert(kind, timeout);
+                self.lifecycle.process_timeouts.insert(kind, timeout);
             }
             Stanza::Task => self.task = true,
             Stanza::Watershed => self.watershed = true,
             Stanza::Respawn => self.respawn = true,
             Stanza::RespawnLimit(limit) => self.respawn_limit = limit,
-            Stanza::RespawnDelay(delay) => self.respawn_delay = Some(delay),
+            Stanza::RespawnDelay(delay) => self.lifecycle.respawn_delay = Some(delay),
             Stanza::NormalExit(items) => self.normal_exit.extend(items),
             Stanza::Instance(template) => self.instance = template,
-            Stanza::Description(text) => self.description = Some(text),
-            Stanza::Author(text) => self.author = Some(text),
-            Stanza::Version(text) => self.version = Some(text),
-            Stanza::Usage(text) => self.usage = Some(text),
-            Stanza::Emits(names) => self.emits.extend(names),
+            Stanza::Description(text) => self.about.description = Some(text),
+            Stanza::Author(text) => self.about.author = Some(text),
+            Stanza::Version(text) => self.about.version = Some(text),
+            Stanza::Usage(text) => self.about.usage = Some(text),
+            Stanza::Emits(names) => self.lifecycle.emits.extend(names),
             Stanza::Env(entry) => self.env.push(entry),
-            Stanza::Export(names) => self.export.extend(names),
+            Stanza::Export(names) => self.lifecycle.export.extend(names),
             Stanza::Expect(expect) => self.expect = expect,
-            Stanza::PidFile(path) => self.pid_file = Some(path),
+            Stanza::PidFile(path) => self.lifecycle.pid_file = Some(path),
             Stanza::PidTimeout(timeout) => self.pid_timeout = timeout,
             Stanza::KillTimeout(timeout) => self.kill_timeout = timeout,
             Stanza::KillSignal(signal) => self.kill_signal = signal.number,
-            Stanza::KillAbandon(after) => self.kill_abandon = Some(after),
-            Stanza::ReloadSignal(signal) => self.reload = Reload::Signal { signal: signal.number },
-            Stanza::Reload(command) => self.reload = Reload::Command { command },
-            Stanza::StopAction(command) => self.stop_action = Some(command),
+            Stanza::KillAbandon(after) => self.lifecycle.kill_abandon = Some(after),
+            Stanza::ReloadSignal(signal) => self.lifecycle.reload = Reload::Signal { signal: signal.number },
+            Stanza::Reload(command) => self.lifecycle.reload = Reload::Command { command },
+            Stanza::StopAction(command) => self.lifecycle.stop_action = Some(command),
             Stanza::Action(name, command) => {
-                self.actions.insert(name, command);
+                self.lifecycle.actions.insert(name, command);
             }
             Stanza::Console(console) => self.console = console,
             Stanza::Umask(mask) => self.umask = mask,
-            Stanza::Nice(nice) => self.nice = Some(nice),
-            Stanza::OomScore(score) => self.oom_score = Some(score),
+            Stanza::Nice(nice) => self.context.nice = Some(nice),
+            Stanza::OomScore(score) => self.context.oom_score = Some(score),
             Stanza::Limit(resource, soft, hard) => {
-                self.limits.insert(resource, (soft, hard));
+                self.context.limits.insert(resource, (soft, hard));
             }
-            Stanza::Chroot(dir) => self.chroot = Some(dir),
-            Stanza::Chdir(dir) => self.chdir = Some(dir),
-            Stanza::Setuid(user) => self.setuid = Some(user),
-            Stanza::Setgid(group) => self.setgid = Some(group),
-            Stanza::ApparmorLoad(profile) => self.apparmor_load = Some(profile),
-            Stanza::ApparmorSwitch(profile) => self.apparmor_switch = Some(profile),
-            Stanza::Cgroup(words) => self.cgroups.push(words),
+            Stanza::Chroot(dir) => self.context.chroot = Some(dir),
+            Stanza::Chdir(dir) => self.context.chdir = Some(dir),
+            Stanza::Setuid(user) => self.context.setuid = Some(user),
+            Stanza::Setgid(group) => self.context.setgid = Some(group),
+            Stanza::ApparmorLoad(profile) => self.context.apparmor_load = Some(profile),
+            Stanza::ApparmorSwitch(profile) => self.context.apparmor_switch = Some(profile),
+            Stanza::Cgroup(words) => self.context.cgroups.push(words),
             Stanza::Debug => self.debug = true,
-            Stanza::Gate(expr) => self.gate.condition = Some(expr),
-            Stanza::GateLua(code) => self.gate.lua = Some(code),
-            Stanza::GateHold(hold) => self.gate.hold = Some(hold),
-            Stanza::GateWait(wait) => self.gate.wait = Some(wait),
-            Stanza::GateExpire(expire) => self.gate.expire = Some(expire),
+            Stanza::Gate(expr) => self.ext.gate.condition = Some(expr),
+            Stanza::GateLua(code) => self.ext.gate.lua = Some(code),
+            Stanza::GateHold(hold) => self.ext.gate.hold = Some(hold),
+            Stanza::GateWait(wait) => self.ext.gate.wait = Some(wait),
+            Stanza::GateExpire(expire) => self.ext.gate.expire = Some(expire),
             Stanza::Uses(pool, amount) => {
-                self.uses.insert(pool, amount);
+                self.ext.uses.insert(pool, amount);
             }
-            Stanza::Requires(kind, path) => self.requires.push(Requirement { kind, path }),
-            Stanza::Hook(events, lua) => self.hooks.push(Hook { events, lua }),
-            Stanza::CatchUp => self.catch_up = true,
-            Stanza::Jitter(jitter) => self.jitter = Some(jitter),
-            Stanza::Timezone(zone) => self.timezone = Some(zone),
+            Stanza::Requires(kind, path) => self.ext.requires.push(Requirement { kind, path }),
+            Stanza::Hook(events, lua) => self.ext.hooks.push(Hook { events, lua }),
+            Stanza::CatchUp => self.ext.catch_up = true,
+            Stanza::Jitter(jitter) => self.ext.jitter = Some(jitter),
+            Stanza::Timezone(zone) => self.ext.timezone = Some(zone),
         }
     }
 }

@@ -414,7 +414,7 @@ impl Config {
             apply_all(&mut job, &mut origins, file, &ast.stanzas);
             if let Some((override_file, override_ast)) = override_ast {
                 apply_all(&mut job, &mut origins, override_file, &override_ast.stanzas);
-                job.override_file = Some(override_file.clone());
+                job.about.override_file = Some(override_file.clone());
             }
             return Some(vec![(job, origins)]);
         }
@@ -452,7 +452,7 @@ impl Config {
                 for override_block in override_ast.blocks.iter().filter(|b| b.name.node == block.name.node) {
                     apply_all(&mut job, &mut origins, override_file, &override_block.stanzas);
                 }
-                job.override_file = Some(override_file.clone());
+                job.about.override_file = Some(override_file.clone());
             }
             jobs.push((job, origins));
         }

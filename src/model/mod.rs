@@ -8,6 +8,7 @@ pub mod enforcement;
 pub mod job;
 pub mod load;
 pub mod small_map;
+pub mod sparse;
 
 pub use diagnostic::{Diagnostic, Severity, Sources};
 pub use job::Job;

@@ -264,7 +264,7 @@ impl Daemon {
 /// per event of the expressions instead.
 pub fn show_job(job: &Job, enumerate: bool) -> String {
     let mut lines = vec![job.name.clone()];
-    for emits in &job.emits {
+    for emits in &job.lifecycle.emits {
         lines.push(format!("  emits {emits}"));
     }
     for (keyword, expr) in [("start on", &job.start_on), ("stop on", &job.stop_on)] {
@@ -358,7 +358,7 @@ impl<'a> Known<'a> {
             jobs: jobs.iter().map(|job| job.name.as_str()).collect(),
             emits: jobs
                 .iter()
-                .flat_map(|job| job.emits.iter().map(String::as_str))
+                .flat_map(|job| job.lifecycle.emits.iter().map(String::as_str))
                 .collect(),
             ignore: ignore.to_vec(),
         }

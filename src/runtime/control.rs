@@ -416,7 +416,7 @@ impl Daemon {
             }
             Request::Usage { job } => {
                 let class_id = self.lookup(&job)?;
-                let usage = self.class(class_id).job.usage.clone().unwrap_or_default();
+                let usage = self.class(class_id).job.about.usage.clone().unwrap_or_default();
                 done(
                     self,
                     vec![Reply::Text {

@@ -154,7 +154,7 @@ fn random() -> u64 {
 fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) -> Vec<String> {
     let mut env = vec![format!("JOB={}", job.name), format!("INSTANCE={}", instance.name)];
     env.extend_from_slice(extra);
-    for key in &job.export {
+    for key in &job.lifecycle.export {
         if let Some(value) = instance.env.get(key) {
             env.push(format!("{key}={value}"));
         }
@@ -561,7 +561,7 @@ impl Daemon {
             let key = (class_id, instance);
             let stop_env = self.fired_env(&events, "UPSTART_STOP_EVENTS");
             if let Some(instance) = self.instance_mut(&key) {
-                instance.stop_env = stop_env;
+                instance.rare_mut().stop_env = stop_env;
                 instance
                     .blocking
                     .extend(events.iter().map(|event| Blocked::Event(*event)));
@@ -654,10 +654,12 @@ impl Daemon {
             instance.restarting = false;
         }
         let state = instance.state;
-        if goal == Goal::Stop && instance.delay_timer.is_some() {
+        if goal == Goal::Stop && instance.rare().delay_timer.is_some() {
             // A stop during the respawn back-off ends it.
-            let token = instance.delay_timer.take();
-            instance.respawn_at = None;
+            let token = instance.rare_if_any().and_then(|rare| {
+                rare.respawn_at = None;
+                rare.delay_timer.take()
+            });
             instance.pending_delay = None;
             if let Some(token) = token {
                 self.handle.remove(token);
@@ -741,7 +743,7 @@ impl Daemon {
             },
         );
         if let Some(instance) = self.instance_mut(key) {
-            instance.kill_deadline = Some((Instant::now() + Duration::from_millis(millis), pids_copy));
+            instance.rare_mut().kill_deadline = Some((Instant::now() + Duration::from_millis(millis), pids_copy));
         }
         if let (Ok(token), Some(instance)) = (token, self.instance_mut(key))
             && let Some(old) = instance.kill_timer.replace(token)
@@ -758,7 +760,9 @@ impl Daemon {
             .map(|class| class.job.name.clone());
         let Some(instance) = self.instance_mut(key) else { return };
         instance.kill_timer = None;
-        instance.kill_deadline = None;
+        if let Some(rare) = instance.rare_if_any() {
+            rare.kill_deadline = None;
+        }
         let mut killed = Vec::new();
         for pid in pids {
             if instance.pids.values().any(|known| known == pid) {
@@ -778,6 +782,7 @@ impl Daemon {
         let abandon = self
             .class(key.0)
             .job
+            .lifecycle
             .kill_abandon
             .map_or(DEFAULT_ABANDON, |after| Duration::from_millis(after.millis));
         let timer_key = key.clone();
@@ -804,14 +809,16 @@ impl Daemon {
     pub(crate) fn arm_respawn_delay(&mut self, key: &Key, millis: u64) {
         let timer_key = key.clone();
         if let Some(instance) = self.instance_mut(key) {
-            instance.respawn_at = Some(Instant::now() + Duration::from_millis(millis));
+            instance.rare_mut().respawn_at = Some(Instant::now() + Duration::from_millis(millis));
         }
         let token = self.handle.insert_source(
             Timer::from_duration(Duration::from_millis(millis)),
             move |_, _, daemon| {
                 if let Some(instance) = daemon.instance_mut(&timer_key) {
-                    instance.delay_timer = None;
-                    instance.respawn_at = None;
+                    if let Some(rare) = instance.rare_if_any() {
+                        rare.delay_timer = None;
+                        rare.respawn_at = None;
+                    }
                     if instance.goal == Goal::Respawn {
                         daemon.change_state(&timer_key, State::Starting);
                     }
@@ -822,7 +829,7 @@ impl Daemon {
             },
         );
         if let (Ok(token), Some(instance)) = (token, self.instance_mut(key)) {
-            instance.delay_timer = Some(token);
+            instance.rare_mut().delay_timer = Some(token);
         }
     }
 
@@ -924,11 +931,15 @@ impl Daemon {
                 instance.pending_delay = None;
                 instance.restarting = false;
                 instance.killing_scripts = false;
-                if let Some(env) = instance.start_env.take() {
+                if let Some(mut env) = instance.start_env.take() {
+                    // It lives as long as the run: only the room it uses.
+                    env.shrink_to_fit();
                     instance.env = env;
                 }
-                instance.stop_env.clear();
-                instance.failed = None;
+                if let Some(rare) = instance.rare_if_any() {
+                    rare.stop_env.clear();
+                    rare.failed = None;
+                }
                 // A fresh stop matcher; holds of the old one (from before a respawn) go.
                 let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
                 instance.stop_on = job.stop_on.as_ref().map(Matcher::new);
@@ -940,7 +951,7 @@ impl Daemon {
                 let Some(instance) = self.instance(key) else { return };
                 let (name, extra) = match which {
                     JobEvent::Starting => ("starting", Vec::new()),
-                    JobEvent::Stopping => ("stopping", result_env(instance.failed.as_ref())),
+                    JobEvent::Stopping => ("stopping", result_env(instance.rare().failed.as_ref())),
                 };
                 let env = job_event_env(job, instance, &extra);
                 let event = self.emit(name, env);
@@ -986,15 +997,15 @@ impl Daemon {
 
     fn enter_waiting(&mut self, key: &Key, job: &Job) {
         let instance = self.instance(key).expect("checked");
-        let extra = result_env(instance.failed.as_ref());
+        let extra = result_env(instance.rare().failed.as_ref());
         let env = job_event_env(job, instance, &extra);
-        let failed = instance.failed.is_some();
+        let failed = instance.rare().failed.is_some();
         let mut result = extra.join(" ");
-        if let Some((_, what)) = &instance.last_exit {
+        if let Some((_, what)) = &instance.rare().last_exit {
             result.push_str(&format!("; {what}"));
         }
         if let Some(class) = self.classes[key.0].as_mut() {
-            class.last_result = Some((Instant::now(), result));
+            class.last_result = Some(Box::new((Instant::now(), result)));
         }
         self.emit("stopped", env);
         self.job_finished(key, failed);
@@ -1007,7 +1018,7 @@ impl Daemon {
             if let Some(token) = instance.kill_timer.take() {
                 self.handle.remove(token);
             }
-            if let Some(token) = instance.delay_timer.take() {
+            if let Some(token) = instance.rare_if_any().and_then(|rare| rare.delay_timer.take()) {
                 self.handle.remove(token);
             }
             if let Some(mut pipe) = instance.log.take() {
@@ -1033,8 +1044,8 @@ impl Daemon {
     /// Marks an instance failed (the first failure wins) and sets its goal to stop.
     fn fail(&mut self, key: &Key, process: &str, status: Option<ExitStatus>) {
         let Some(instance) = self.instance_mut(key) else { return };
-        if instance.failed.is_none() {
-            instance.failed = Some(Failure {
+        if instance.rare().failed.is_none() {
+            instance.rare_mut().failed = Some(Failure {
                 process: process.to_string(),
                 status,
             });
@@ -1083,7 +1094,7 @@ impl Daemon {
         let instance = self.instance(key).expect("live instance");
         let mut env = instance.env.to_vec();
         if matches!(kind, ProcessKind::PreStop | ProcessKind::PostStop) {
-            environ::merge(&mut env, &instance.stop_env);
+            environ::merge(&mut env, &instance.rare().stop_env);
         }
         environ::set(&mut env, "UPSTART_JOB", &job.name);
         environ::set(&mut env, "UPSTART_INSTANCE", &instance.name);
@@ -1121,8 +1132,9 @@ impl Daemon {
         let token = self.register_log_reader(key, std::fs::File::from(read))?;
         let instance = self.instance_mut(key)?;
         if let Some(log) = new_log {
+            // Most jobs run one process at a time: room for one read end, not four.
             instance.log = Some(LogPipe {
-                readers: Vec::new(),
+                readers: Vec::with_capacity(1),
                 log,
             });
         }
@@ -1185,7 +1197,7 @@ impl Daemon {
         };
         // The daemon raised its own descriptor limit; jobs get the usual one back unless
         // they set `limit nofile`.
-        let mut limits = job.limits.clone();
+        let mut limits = job.context.limits.clone();
         if let Some(original) = self.job_nofile {
             limits.entry(crate::syntax::ast::Rlimit::Nofile).or_insert(original);
         }
@@ -1196,13 +1208,13 @@ impl Daemon {
             env: &env,
             stdio,
             umask: job.umask,
-            nice: job.nice,
-            oom_score: job.oom_score,
+            nice: job.context.nice,
+            oom_score: job.context.oom_score,
             limits: &limits,
-            chroot: job.chroot.as_deref(),
-            chdir: job.chdir.as_deref(),
-            setuid: job.setuid.as_deref(),
-            setgid: job.setgid.as_deref(),
+            chroot: job.context.chroot.as_deref(),
+            chdir: job.context.chdir.as_deref(),
+            setuid: job.context.setuid.as_deref(),
+            setgid: job.context.setgid.as_deref(),
             extra_fds: Vec::new(),
         };
         let name = if key.1.is_empty() {
@@ -1217,7 +1229,7 @@ impl Daemon {
                 if let Some(instance) = self.instance_mut(key) {
                     instance.pids.insert(kind, pid);
                 }
-                if let Some(timeout) = job.process_timeouts.get(&kind) {
+                if let Some(timeout) = job.lifecycle.process_timeouts.get(&kind) {
                     let timeout = Duration::from_millis(timeout.millis);
                     self.arm_stage_timeout(key, kind, pid, timeout, timeout);
                 }
@@ -1226,7 +1238,7 @@ impl Daemon {
             Err(error) => {
                 warn!("Failed to spawn {name} {} process: {error}", kind.keyword());
                 if let Some(instance) = self.instance_mut(key) {
-                    instance.last_exit = Some((
+                    instance.rare_mut().last_exit = Some((
                         Instant::now(),
                         format!("{} process failed to spawn: {error}", kind.keyword()),
                     ));
@@ -1251,14 +1263,15 @@ impl Daemon {
         let timer_key = key.clone();
         if let Some(instance) = self.instance_mut(key) {
             instance
+                .rare_mut()
                 .stage_deadlines
                 .push((kind, pid, Instant::now() + due_in, timeout));
         }
         let _ = self
             .handle
             .insert_source(Timer::from_duration(due_in), move |_, _, daemon| {
-                if let Some(instance) = daemon.instance_mut(&timer_key) {
-                    instance.stage_deadlines.retain(|(_, known, _, _)| *known != pid);
+                if let Some(rare) = daemon.instance_mut(&timer_key).and_then(Instance::rare_if_any) {
+                    rare.stage_deadlines.retain(|(_, known, _, _)| *known != pid);
                 }
                 let running = daemon
                     .instance(&timer_key)
@@ -1311,7 +1324,7 @@ impl Daemon {
         }
         let instance = self.instance_mut(&key).expect("checked");
         if kind == ProcessKind::Main {
-            instance.last_exit = Some((Instant::now(), format!("main process ({pid}) {described}")));
+            instance.rare_mut().last_exit = Some((Instant::now(), format!("main process ({pid}) {described}")));
         }
         if instance.pids.is_empty()
             && let Some(token) = instance.kill_timer.take()
@@ -1394,7 +1407,7 @@ impl Daemon {
         }
         let now = self.started_at.elapsed().as_secs();
         let instance = self.instance_mut(key).expect("checked");
-        if !instance.respawn.allow(job.respawn_limit, now) {
+        if !instance.rare_mut().respawn.allow(job.respawn_limit, now) {
             warn!("{name} respawning too fast, stopped");
             self.fail(key, "respawn", None);
             return;
@@ -1412,12 +1425,12 @@ impl Daemon {
             .running_since
             .is_some_and(|since| since.elapsed().as_secs() >= settled)
         {
-            instance.respawn_streak = 0;
+            instance.rare_mut().respawn_streak = 0;
         }
-        instance.respawn_streak += 1;
-        match job.respawn_delay {
+        instance.rare_mut().respawn_streak += 1;
+        match job.lifecycle.respawn_delay {
             Some(delay) => {
-                let millis = machine::exit::backoff_millis(delay, instance.respawn_streak, random());
+                let millis = machine::exit::backoff_millis(delay, instance.rare().respawn_streak, random());
                 instance.pending_delay = Some(millis);
                 let shown = crate::model::job::render_duration(crate::syntax::ast::Seconds { millis });
                 info!("{name} main process ended, respawning in {shown}");
@@ -1470,16 +1483,16 @@ impl Daemon {
                 if let Some(event) = instance.blocker.and_then(|id| self.events.get(&id)) {
                     detail.push(format!("waiting for its `{}` event to finish", event.name));
                 }
-                if let Some(failure) = &instance.failed {
+                if let Some(failure) = &instance.rare().failed {
                     detail.push(format!("failed: process {}", failure.process));
                 }
-                if let Some((when, what)) = &instance.last_exit {
+                if let Some((when, what)) = &instance.rare().last_exit {
                     detail.push(format!("{what}, {}s ago", when.elapsed().as_secs()));
                 }
-                if instance.respawn_streak > 0 {
-                    detail.push(format!("respawned {} time(s) in a row", instance.respawn_streak));
+                if instance.rare().respawn_streak > 0 {
+                    detail.push(format!("respawned {} time(s) in a row", instance.rare().respawn_streak));
                 }
-                if let Some(at) = instance.respawn_at {
+                if let Some(at) = instance.rare().respawn_at {
                     let left = at.saturating_duration_since(Instant::now()).as_millis() as u64;
                     let shown = crate::model::job::render_duration(crate::syntax::ast::Seconds { millis: left });
                     detail.push(format!("respawning in {shown}"));
@@ -1495,7 +1508,7 @@ impl Daemon {
                         }
                     });
                 }
-                if let Some(status) = &instance.notify_status {
+                if let Some(status) = &instance.rare().notify_status {
                     detail.push(format!("status: {status}"));
                 }
                 InstanceStatus {
@@ -1521,7 +1534,7 @@ impl Daemon {
     fn class_detail(&self, class_id: ClassId) -> Vec<String> {
         let class = self.class(class_id);
         let mut detail = Vec::new();
-        if let Some((when, result)) = &class.last_result {
+        if let Some((when, result)) = class.last_result.as_deref() {
             detail.push(format!("last stopped {}s ago: {result}", when.elapsed().as_secs()));
         }
         match (&class.job.start_on, &class.start_on) {
@@ -1586,7 +1599,7 @@ impl Daemon {
         let job = &self.class(class_id).job;
         environ::expand(&job.instance, &table).map_err(|UnknownParameter(param)| {
             let mut message = format!("Unknown parameter: {param}");
-            if let Some(usage) = &job.usage {
+            if let Some(usage) = &job.about.usage {
                 message.push_str(&format!("\nUsage: {usage}"));
             }
             message
@@ -1667,7 +1680,7 @@ impl Daemon {
         if instance.goal == Goal::Stop {
             return Err(format!("Job has already been stopped: {display}"));
         }
-        instance.stop_env = env;
+        instance.rare_mut().stop_env = env;
         if wait {
             instance.blocking.push(Blocked::Client(client));
             self.client_waits.insert(client, (key.0, key.1.clone(), WaitKind::Stop));
@@ -1734,7 +1747,7 @@ impl Daemon {
         let Some(pid) = pid else {
             return Err(format!("Job is not running: {display}"));
         };
-        match &job.reload {
+        match &job.lifecycle.reload {
             crate::model::job::Reload::Signal { signal } => {
                 if *signal != 0 {
                     crate::sys::process::kill_process(pid, *signal)

@@ -48,8 +48,8 @@ pub struct Class {
     /// The file is gone; the class goes when idle.
     pub deleted: bool,
     /// How the last instance ended (`RESULT=…` and the failing process), and when, for
-    /// `status -v` once the instance is gone.
-    pub last_result: Option<(Instant, String)>,
+    /// `status -v` once the instance is gone (boxed: a class slot is in one large table).
+    pub last_result: Option<Box<(Instant, String)>>,
 }
 
 /// One instance of a class.
@@ -61,44 +61,71 @@ pub struct Instance {
     pub env: Environment,
     /// The environment for the next start, from the event or the start command.
     pub start_env: Option<Environment>,
-    /// Extra environment of pre-stop and post-stop: the stop event's or the stop command's.
-    pub stop_env: Vec<String>,
     pub stop_on: Option<Matcher>,
     pub pids: SmallMap<ProcessKind, i32>,
     /// The instance's own `starting`/`stopping` event, which it waits to finish.
     pub blocker: Option<EventId>,
     /// Events and clients waiting for this instance to reach its goal.
     pub blocking: Vec<Blocked>,
-    pub failed: Option<Failure>,
-    pub respawn: RespawnWindow,
-    /// Consecutive respawns, for the back-off delay.
-    pub respawn_streak: u32,
     pub kill_timer: Option<RegistrationToken>,
-    pub delay_timer: Option<RegistrationToken>,
     /// A restart is under way: run pre-stop, then start again.
     pub restarting: bool,
     /// Scripts are being killed because the goal changed under them.
     pub killing_scripts: bool,
     pub log: Option<LogPipe>,
-    /// The last time a main process ended, and how, for `status -v`.
-    pub last_exit: Option<(Instant, String)>,
     /// What the instance waits for in `spawned` (expect, pid file).
     pub awaiting: Option<super::readiness::Awaiting>,
-    /// The last `STATUS=` sent on the notify socket.
-    pub notify_status: Option<String>,
     /// The back-off before the next respawn, once decided.
     pub pending_delay: Option<u64>,
-    /// When a delayed respawn will start.
-    pub respawn_at: Option<Instant>,
     /// Order of reaching `running`, for the reverse-order shutdown.
     pub started_seq: u64,
     /// When the instance last reached `running` (a long run resets the respawn back-off).
     pub running_since: Option<Instant>,
+    rare: Option<Box<Rare>>,
+}
+
+/// The parts of an instance that a service running quietly does not use, kept apart and
+/// made on first use: such an instance costs a pointer for them, not 170 bytes.
+/// Read them with [`Instance::rare`], write them with [`Instance::rare_mut`]; clearing one
+/// goes through [`Instance::rare_if_any`], which makes nothing.
+#[derive(Debug, Default)]
+pub struct Rare {
+    /// Why the instance failed; the first failure wins.
+    pub failed: Option<Failure>,
+    pub respawn: RespawnWindow,
+    /// Consecutive respawns, for the back-off delay.
+    pub respawn_streak: u32,
+    /// The respawn back-off under way.
+    pub delay_timer: Option<RegistrationToken>,
+    /// Extra environment of pre-stop and post-stop: the stop event's or the stop command's.
+    pub stop_env: Vec<String>,
+    /// The last time a main process ended, and how, for `status -v`.
+    pub last_exit: Option<(Instant, String)>,
+    /// The last `STATUS=` sent on the notify socket.
+    pub notify_status: Option<String>,
+    /// When a delayed respawn will start.
+    pub respawn_at: Option<Instant>,
     /// When the pending SIGKILL is due, and to whom (carried over by re-exec).
     pub kill_deadline: Option<(Instant, Vec<i32>)>,
     /// Stage timeouts under way: (stage, pid, when due, the timeout as written).
     pub stage_deadlines: Vec<(ProcessKind, i32, Instant, Duration)>,
 }
+
+static NO_RARE: Rare = Rare {
+    failed: None,
+    respawn: RespawnWindow {
+        started: None,
+        count: 0,
+    },
+    respawn_streak: 0,
+    delay_timer: None,
+    stop_env: Vec::new(),
+    last_exit: None,
+    notify_status: None,
+    respawn_at: None,
+    kill_deadline: None,
+    stage_deadlines: Vec::new(),
+};
 
 /// The daemon's side of an instance's output: the log file, and the read ends of the pipes
 /// its processes write to.
@@ -137,29 +164,35 @@ impl Instance {
             state: State::Waiting,
             env: Environment::default(),
             start_env: None,
-            stop_env: Vec::new(),
             stop_on: None,
             pids: SmallMap::new(),
             blocker: None,
             blocking: Vec::new(),
-            failed: None,
-            respawn: RespawnWindow::default(),
-            respawn_streak: 0,
             kill_timer: None,
-            delay_timer: None,
             restarting: false,
             killing_scripts: false,
             log: None,
-            last_exit: None,
             awaiting: None,
-            notify_status: None,
             pending_delay: None,
-            respawn_at: None,
             started_seq: 0,
             running_since: None,
-            kill_deadline: None,
-            stage_deadlines: Vec::new(),
+            rare: None,
         }
+    }
+
+    /// The rarely used parts; all empty when they were never set.
+    pub fn rare(&self) -> &Rare {
+        self.rare.as_deref().unwrap_or(&NO_RARE)
+    }
+
+    /// The rarely used parts, for setting one.
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// The rarely used parts if any was ever set: for clearing one without making them.
+    pub fn rare_if_any(&mut self) -> Option<&mut Rare> {
+        self.rare.as_deref_mut()
     }
 
     pub fn main_alive(&self) -> bool {

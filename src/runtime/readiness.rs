@@ -58,7 +58,7 @@ pub enum Awaiting {
 
 /// True when the job needs more than the spawn to be ready.
 pub fn needs_readiness(job: &Job) -> bool {
-    job.expect != Expect::None || job.pid_file.is_some()
+    job.expect != Expect::None || job.lifecycle.pid_file.is_some()
 }
 
 /// Signals a main process: its group when it leads one, else the process alone (a daemon
@@ -80,7 +80,7 @@ impl Daemon {
         if !needs_readiness(job) {
             return false;
         }
-        let awaiting = match (job.expect, &job.pid_file) {
+        let awaiting = match (job.expect, &job.lifecycle.pid_file) {
             (Expect::Stop, None) => Awaiting::Stop,
             (Expect::Notify, None) => Awaiting::Notify,
             _ => {
@@ -233,7 +233,7 @@ impl Daemon {
             return;
         };
         let job = self.class(key.0).job.clone();
-        if let Some(path) = &job.pid_file {
+        if let Some(path) = &job.lifecycle.pid_file {
             let expanded = crate::machine::environ::expand(path, &instance.env).unwrap_or_else(|_| path.clone());
             self.read_pid_file(key, Path::new(&expanded));
             return;
@@ -465,7 +465,7 @@ impl Daemon {
                 }
                 Some(("STATUS", status)) => {
                     if let Some(instance) = self.instance_mut(&key) {
-                        instance.notify_status = Some(status.to_string());
+                        instance.rare_mut().notify_status = Some(status.to_string());
                     }
                 }
                 _ => {}

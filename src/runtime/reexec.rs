@@ -300,7 +300,7 @@ impl Daemon {
             env_ids: Vec::new(),
             env_set: None,
             start_env: instance.start_env.as_ref().map(Environment::to_vec),
-            stop_env: instance.stop_env.clone(),
+            stop_env: instance.rare().stop_env.clone(),
             stop_on_holds: instance.stop_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default(),
             pids: instance
                 .pids
@@ -316,16 +316,16 @@ impl Daemon {
                     Blocked::Client(id) => BlockedSnapshot::Client(*id),
                 })
                 .collect(),
-            failed: instance.failed.as_ref().map(|failure| FailureSnapshot {
+            failed: instance.rare().failed.as_ref().map(|failure| FailureSnapshot {
                 process: failure.process.clone(),
                 exit: failure.status.map(|status| match status {
                     ExitStatus::Code(code) => ExitSnapshot::Code(code),
                     ExitStatus::Signal(signal) => ExitSnapshot::Signal(signal),
                 }),
             }),
-            respawn_window_start: instance.respawn.started,
-            respawn_count: instance.respawn.count,
-            respawn_streak: instance.respawn_streak,
+            respawn_window_start: instance.rare().respawn.started,
+            respawn_count: instance.rare().respawn.count,
+            respawn_streak: instance.rare().respawn_streak,
             restarting: instance.restarting,
             killing_scripts: instance.killing_scripts,
             log: instance.log.as_ref().map(|pipe| {
@@ -338,7 +338,7 @@ impl Daemon {
                     dropped,
                 }
             }),
-            last_exit: instance.last_exit.as_ref().map(|(_, what)| what.clone()),
+            last_exit: instance.rare().last_exit.as_ref().map(|(_, what)| what.clone()),
             awaiting: instance.awaiting.as_ref().map(|awaiting| match awaiting {
                 Awaiting::Stop => AwaitingSnapshot::Stop,
                 Awaiting::Notify => AwaitingSnapshot::Notify,
@@ -347,22 +347,26 @@ impl Daemon {
                     exited: *exited,
                 },
             }),
-            notify_status: instance.notify_status.clone(),
+            notify_status: instance.rare().notify_status.clone(),
             pending_delay_ms: instance.pending_delay,
             respawn_in_ms: instance
+                .rare()
                 .respawn_at
                 .map(|at| at.saturating_duration_since(now).as_millis() as u64),
             kill_in_ms: instance
+                .rare()
                 .kill_deadline
                 .as_ref()
                 .map(|(at, _)| at.saturating_duration_since(now).as_millis() as u64),
             kill_pids: instance
+                .rare()
                 .kill_deadline
                 .as_ref()
                 .map(|(_, pids)| pids.clone())
                 .unwrap_or_default(),
             started_seq: instance.started_seq,
             stage_timeouts: instance
+                .rare()
                 .stage_deadlines
                 .iter()
                 .map(|(kind, pid, at, timeout)| StageTimeoutSnapshot {
@@ -556,7 +560,9 @@ impl Daemon {
         instance.state = parse_state(&snapshot.state);
         instance.env = env;
         instance.start_env = snapshot.start_env.map(Environment::from_vec);
-        instance.stop_env = snapshot.stop_env;
+        if !snapshot.stop_env.is_empty() {
+            instance.rare_mut().stop_env = snapshot.stop_env;
+        }
         instance.stop_on = job
             .stop_on
             .as_ref()
@@ -579,22 +585,30 @@ impl Daemon {
                 BlockedSnapshot::Client(id) => Blocked::Client(*id),
             })
             .collect();
-        instance.failed = snapshot.failed.map(|failure| Failure {
+        let failed = snapshot.failed.map(|failure| Failure {
             process: failure.process,
             status: failure.exit.map(|exit| match exit {
                 ExitSnapshot::Code(code) => ExitStatus::Code(code),
                 ExitSnapshot::Signal(signal) => ExitStatus::Signal(signal),
             }),
         });
-        instance.respawn = RespawnWindow {
+        let respawn = RespawnWindow {
             started: snapshot.respawn_window_start,
             count: snapshot.respawn_count,
         };
-        instance.respawn_streak = snapshot.respawn_streak;
+        if failed.is_some() || respawn != RespawnWindow::default() || snapshot.respawn_streak != 0 {
+            let rare = instance.rare_mut();
+            rare.failed = failed;
+            rare.respawn = respawn;
+            rare.respawn_streak = snapshot.respawn_streak;
+        }
         instance.restarting = snapshot.restarting;
         instance.killing_scripts = snapshot.killing_scripts;
-        instance.last_exit = snapshot.last_exit.map(|what| (Instant::now(), what));
-        instance.notify_status = snapshot.notify_status;
+        if snapshot.last_exit.is_some() || snapshot.notify_status.is_some() {
+            let rare = instance.rare_mut();
+            rare.last_exit = snapshot.last_exit.map(|what| (Instant::now(), what));
+            rare.notify_status = snapshot.notify_status;
+        }
         instance.pending_delay = snapshot.pending_delay_ms;
         instance.started_seq = snapshot.started_seq;
         let awaiting = snapshot.awaiting.clone();
