@@ -223,7 +223,18 @@ impl Daemon {
     /// Installs the loaded jobs. A class whose instances are busy keeps its old definition
     /// until they are idle, as in Upstart.
     pub fn install(&mut self, config: Config) {
-        let mut seen = std::collections::HashSet::new();
+        // The tables that grow with the job count get their size at once: growing them by
+        // doubling left each smaller copy behind as a hole in the heap, among the jobs.
+        let new = config
+            .jobs
+            .iter()
+            .filter(|job| !self.class_by_name.contains_key(&job.name))
+            .count();
+        self.classes.reserve_exact(new);
+        self.class_by_name.reserve(new);
+        // Most jobs run one process at a time.
+        self.pids.reserve(new);
+        let mut seen = std::collections::HashSet::with_capacity(config.jobs.len());
         for job in config.jobs {
             seen.insert(job.name.clone());
             match self.class_by_name.get(&job.name).copied() {
