@@ -371,233 +371,39 @@ mod tests {
             after,
             failure_fails,
         };
+        #[rustfmt::skip]
         let rows: Vec<(State, Facts, Entry)> = vec![
             (Waiting, facts(PostStop, Stop), entry(&[Retire], Then::Rest)),
-            (
-                Starting,
-                facts(Waiting, Start),
-                entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest),
-            ),
-            (
-                Starting,
-                facts(PostStop, Respawn),
-                entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest),
-            ),
-            (
-                Starting,
-                Facts {
-                    respawn_delay: true,
-                    ..facts(PostStop, Respawn)
-                },
-                entry(&[RespawnDelay], Then::Hold),
-            ),
+            (Starting, facts(Waiting, Start), entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest)),
+            (Starting, facts(PostStop, Respawn), entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest)),
+            (Starting, Facts { respawn_delay: true, ..facts(PostStop, Respawn) }, entry(&[RespawnDelay], Then::Hold)),
             // A back-off is for respawns only; a start request does not wait for it.
-            (
-                Starting,
-                Facts {
-                    respawn_delay: true,
-                    ..facts(PostStop, Start)
-                },
-                entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest),
-            ),
-            (
-                PreStart,
-                Facts {
-                    defines: all,
-                    ..facts(Starting, Start)
-                },
-                entry(&[], run(P::PreStart, After::Exit, true)),
-            ),
-            (
-                PreStart,
-                Facts {
-                    defines: none,
-                    ..facts(Starting, Start)
-                },
-                entry(&[], Then::Next),
-            ),
-            (
-                Spawned,
-                Facts {
-                    defines: all,
-                    ..facts(PreStart, Start)
-                },
-                entry(&[], run(P::Main, After::Next, true)),
-            ),
-            (
-                Spawned,
-                Facts {
-                    defines: all,
-                    awaits_readiness: true,
-                    ..facts(PreStart, Start)
-                },
-                entry(&[], run(P::Main, After::Ready, true)),
-            ),
-            (
-                Spawned,
-                Facts {
-                    defines: none,
-                    awaits_readiness: true,
-                    ..facts(PreStart, Start)
-                },
-                entry(&[], Then::Next),
-            ),
-            (
-                PostStart,
-                Facts {
-                    defines: all,
-                    ..facts(Spawned, Start)
-                },
-                entry(&[], run(P::PostStart, After::Exit, false)),
-            ),
-            (
-                PostStart,
-                Facts {
-                    defines: none,
-                    ..facts(Spawned, Start)
-                },
-                entry(&[], Then::Next),
-            ),
-            (
-                Running,
-                Facts {
-                    main_alive: true,
-                    ..facts(PostStart, Start)
-                },
-                entry(&[Started, Finished], Then::Rest),
-            ),
-            (
-                Running,
-                Facts {
-                    main_alive: true,
-                    ..facts(PostStart, Stop)
-                },
-                entry(&[Started, Finished], Then::Next),
-            ),
-            (
-                Running,
-                Facts {
-                    main_alive: true,
-                    ..facts(PreStop, Start)
-                },
-                entry(&[Finished], Then::Rest),
-            ),
-            (
-                Running,
-                Facts {
-                    main_alive: false,
-                    ..facts(PostStart, Start)
-                },
-                entry(&[Started, Finished], Then::Rest),
-            ),
-            (
-                Running,
-                Facts {
-                    task: true,
-                    ..facts(PostStart, Start)
-                },
-                entry(&[Started, TaskDone], Then::Next),
-            ),
-            (
-                Running,
-                Facts {
-                    task: true,
-                    ..facts(PreStop, Stop)
-                },
-                entry(&[TaskDone], Then::Next),
-            ),
-            (
-                Running,
-                Facts {
-                    task: true,
-                    main_alive: true,
-                    ..facts(PostStart, Start)
-                },
-                entry(&[Started], Then::Rest),
-            ),
-            (
-                Running,
-                Facts {
-                    task: true,
-                    main_alive: true,
-                    ..facts(PreStop, Start)
-                },
-                entry(&[], Then::Rest),
-            ),
-            (
-                Running,
-                Facts {
-                    task: true,
-                    main_alive: true,
-                    ..facts(PreStop, Respawn)
-                },
-                entry(&[], Then::Next),
-            ),
-            (
-                PreStop,
-                Facts {
-                    defines: all,
-                    main_alive: true,
-                    ..facts(Running, Stop)
-                },
-                entry(&[], run(P::PreStop, After::Exit, false)),
-            ),
+            (Starting, Facts { respawn_delay: true, ..facts(PostStop, Start) }, entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest)),
+            (PreStart, Facts { defines: all, ..facts(Starting, Start) }, entry(&[], run(P::PreStart, After::Exit, true))),
+            (PreStart, Facts { defines: none, ..facts(Starting, Start) }, entry(&[], Then::Next)),
+            (Spawned, Facts { defines: all, ..facts(PreStart, Start) }, entry(&[], run(P::Main, After::Next, true))),
+            (Spawned, Facts { defines: all, awaits_readiness: true, ..facts(PreStart, Start) }, entry(&[], run(P::Main, After::Ready, true))),
+            (Spawned, Facts { defines: none, awaits_readiness: true, ..facts(PreStart, Start) }, entry(&[], Then::Next)),
+            (PostStart, Facts { defines: all, ..facts(Spawned, Start) }, entry(&[], run(P::PostStart, After::Exit, false))),
+            (PostStart, Facts { defines: none, ..facts(Spawned, Start) }, entry(&[], Then::Next)),
+            (Running, Facts { main_alive: true, ..facts(PostStart, Start) }, entry(&[Started, Finished], Then::Rest)),
+            (Running, Facts { main_alive: true, ..facts(PostStart, Stop) }, entry(&[Started, Finished], Then::Next)),
+            (Running, Facts { main_alive: true, ..facts(PreStop, Start) }, entry(&[Finished], Then::Rest)),
+            (Running, Facts { main_alive: false, ..facts(PostStart, Start) }, entry(&[Started, Finished], Then::Rest)),
+            (Running, Facts { task: true, ..facts(PostStart, Start) }, entry(&[Started, TaskDone], Then::Next)),
+            (Running, Facts { task: true, ..facts(PreStop, Stop) }, entry(&[TaskDone], Then::Next)),
+            (Running, Facts { task: true, main_alive: true, ..facts(PostStart, Start) }, entry(&[Started], Then::Rest)),
+            (Running, Facts { task: true, main_alive: true, ..facts(PreStop, Start) }, entry(&[], Then::Rest)),
+            (Running, Facts { task: true, main_alive: true, ..facts(PreStop, Respawn) }, entry(&[], Then::Next)),
+            (PreStop, Facts { defines: all, main_alive: true, ..facts(Running, Stop) }, entry(&[], run(P::PreStop, After::Exit, false))),
             // No pre-stop once the main process is gone: there is nothing left to prepare.
-            (
-                PreStop,
-                Facts {
-                    defines: all,
-                    main_alive: false,
-                    ..facts(Running, Stop)
-                },
-                entry(&[], Then::Next),
-            ),
-            (
-                PreStop,
-                Facts {
-                    defines: none,
-                    main_alive: true,
-                    ..facts(Running, Stop)
-                },
-                entry(&[], Then::Next),
-            ),
-            (
-                Stopping,
-                facts(Running, Stop),
-                entry(&[EmitBlocking(JobEvent::Stopping)], Then::Rest),
-            ),
-            (
-                Killed,
-                Facts {
-                    main_alive: true,
-                    ..facts(Stopping, Stop)
-                },
-                entry(&[KillMain], Then::Rest),
-            ),
-            (
-                Killed,
-                Facts {
-                    main_alive: false,
-                    ..facts(Stopping, Stop)
-                },
-                entry(&[], Then::Next),
-            ),
-            (
-                PostStop,
-                Facts {
-                    defines: all,
-                    ..facts(Killed, Stop)
-                },
-                entry(&[], run(P::PostStop, After::Exit, true)),
-            ),
-            (
-                PostStop,
-                Facts {
-                    defines: none,
-                    ..facts(Killed, Stop)
-                },
-                entry(&[], Then::Next),
-            ),
+            (PreStop, Facts { defines: all, main_alive: false, ..facts(Running, Stop) }, entry(&[], Then::Next)),
+            (PreStop, Facts { defines: none, main_alive: true, ..facts(Running, Stop) }, entry(&[], Then::Next)),
+            (Stopping, facts(Running, Stop), entry(&[EmitBlocking(JobEvent::Stopping)], Then::Rest)),
+            (Killed, Facts { main_alive: true, ..facts(Stopping, Stop) }, entry(&[KillMain], Then::Rest)),
+            (Killed, Facts { main_alive: false, ..facts(Stopping, Stop) }, entry(&[], Then::Next)),
+            (PostStop, Facts { defines: all, ..facts(Killed, Stop) }, entry(&[], run(P::PostStop, After::Exit, true))),
+            (PostStop, Facts { defines: none, ..facts(Killed, Stop) }, entry(&[], Then::Next)),
         ];
         for (state, facts, expected) in &rows {
             assert_eq!(enter(*state, *facts), *expected, "entering {state} with {facts:?}");

@@ -487,3 +487,36 @@ pub fn render_temporal(timer: &Temporal) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Config;
+
+    fn job(text: &str) -> crate::model::Job {
+        let mut config = Config::from_text("j", "j.conf", text);
+        assert!(config.diagnostics.is_empty(), "{text}");
+        config.jobs.remove(0)
+    }
+
+    /// The groups cost nothing until a stanza of theirs is set, and setting one makes only
+    /// its own group.
+    #[test]
+    fn a_group_is_made_only_by_its_own_stanzas() {
+        let plain = job("start on startup\nexec /bin/true\n");
+        assert!(plain.about.is_unset() && plain.lifecycle.is_unset());
+        assert!(plain.context.is_unset() && plain.ext.is_unset());
+
+        let described = job("description \"d\"\nexec /bin/true\n");
+        assert_eq!(described.about.description.as_deref(), Some("d"));
+        assert!(described.lifecycle.is_unset() && described.context.is_unset() && described.ext.is_unset());
+
+        let rooted = job("chdir /srv\nkill signal INT\nexec /bin/true\n");
+        assert_eq!(rooted.context.chdir.as_deref(), Some("/srv"));
+        assert_eq!(rooted.kill_signal, 2);
+        assert!(rooted.about.is_unset() && rooted.lifecycle.is_unset() && rooted.ext.is_unset());
+
+        let reloading = job("reload signal USR1\nexec /bin/true\n");
+        assert_eq!(reloading.lifecycle.reload, super::Reload::Signal { signal: 10 });
+        assert!(reloading.about.is_unset() && reloading.context.is_unset() && reloading.ext.is_unset());
+    }
+}

@@ -848,6 +848,9 @@ impl Daemon {
     /// Moves an instance into `state` and on, as far as it goes by itself. What each state
     /// does is the machine's decision (`machine::enter`); this performs it.
     pub fn change_state(&mut self, key: &Key, mut state: State) {
+        if self.instance(key).is_none() {
+            return;
+        }
         let job = self.class(key.0).job.clone();
         let defines = job.processes.keys().copied().collect::<Processes>();
         let awaits_readiness = super::readiness::needs_readiness(&job);

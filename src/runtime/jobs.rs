@@ -85,7 +85,7 @@ pub struct Instance {
 }
 
 /// The parts of an instance that a service running quietly does not use, kept apart and
-/// made on first use: such an instance costs a pointer for them, not 170 bytes.
+/// made on first use: such an instance costs a pointer for them, not some 250 bytes.
 /// Read them with [`Instance::rare`], write them with [`Instance::rare_mut`]; clearing one
 /// goes through [`Instance::rare_if_any`], which makes nothing.
 #[derive(Debug, Default)]
