@@ -6,7 +6,7 @@
 //! in docs/language.md).
 
 use crate::model::small_map::SmallMap;
-use crate::model::sparse::{Empty, Sparse};
+use crate::model::sparse::{Empty, Sparse, empty};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -180,81 +180,56 @@ pub struct Extensions {
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        NO_LIFECYCLE.clone()
+        <Lifecycle as Empty>::empty().clone()
     }
 }
 
-static NO_ABOUT: About = About {
-    override_file: None,
-    description: None,
-    author: None,
-    version: None,
-    usage: None,
-};
-
-static NO_LIFECYCLE: Lifecycle = Lifecycle {
-    process_timeouts: BTreeMap::new(),
-    respawn_delay: None,
-    export: Vec::new(),
-    emits: Vec::new(),
-    pid_file: None,
-    kill_abandon: None,
-    reload: Reload::Signal { signal: 1 },
-    stop_action: None,
-    actions: BTreeMap::new(),
-};
-
-static NO_CONTEXT: Context = Context {
-    nice: None,
-    oom_score: None,
-    limits: BTreeMap::new(),
-    chroot: None,
-    chdir: None,
-    setuid: None,
-    setgid: None,
-    apparmor_load: None,
-    apparmor_switch: None,
-    cgroups: Vec::new(),
-};
-
-static NO_EXTENSIONS: Extensions = Extensions {
-    gate: Gate {
-        condition: None,
-        lua: None,
-        hold: None,
-        wait: None,
-        expire: None,
+empty! {
+    About => About {
+        override_file: None,
+        description: None,
+        author: None,
+        version: None,
+        usage: None,
     },
-    uses: BTreeMap::new(),
-    requires: Vec::new(),
-    hooks: Vec::new(),
-    catch_up: false,
-    jitter: None,
-    timezone: None,
-};
-
-impl Empty for About {
-    fn empty() -> &'static About {
-        &NO_ABOUT
-    }
-}
-
-impl Empty for Lifecycle {
-    fn empty() -> &'static Lifecycle {
-        &NO_LIFECYCLE
-    }
-}
-
-impl Empty for Context {
-    fn empty() -> &'static Context {
-        &NO_CONTEXT
-    }
-}
-
-impl Empty for Extensions {
-    fn empty() -> &'static Extensions {
-        &NO_EXTENSIONS
-    }
+    Lifecycle => Lifecycle {
+        process_timeouts: BTreeMap::new(),
+        respawn_delay: None,
+        export: Vec::new(),
+        emits: Vec::new(),
+        pid_file: None,
+        kill_abandon: None,
+        reload: Reload::Signal { signal: 1 },
+        stop_action: None,
+        actions: BTreeMap::new(),
+    },
+    Context => Context {
+        nice: None,
+        oom_score: None,
+        limits: BTreeMap::new(),
+        chroot: None,
+        chdir: None,
+        setuid: None,
+        setgid: None,
+        apparmor_load: None,
+        apparmor_switch: None,
+        cgroups: Vec::new(),
+    },
+    Extensions => Extensions {
+        gate: Gate {
+            condition: None,
+            lua: None,
+            hold: None,
+            wait: None,
+            expire: None,
+        },
+        uses: BTreeMap::new(),
+        requires: Vec::new(),
+        hooks: Vec::new(),
+        catch_up: false,
+        jitter: None,
+        timezone: None,
+    },
 }
 
 impl Job {
@@ -496,6 +471,17 @@ mod tests {
         let mut config = Config::from_text("j", "j.conf", text);
         assert!(config.diagnostics.is_empty(), "{text}");
         config.jobs.remove(0)
+    }
+
+    /// Each group's shared default is its `Default`: an unset group reads as a fresh one.
+    #[test]
+    fn every_group_reads_its_defaults_when_unset() {
+        use super::*;
+        assert_eq!(*About::empty(), About::default());
+        assert_eq!(*Context::empty(), Context::default());
+        assert_eq!(*Extensions::empty(), Extensions::default());
+        assert_eq!(Lifecycle::empty().reload, Reload::Signal { signal: 1 });
+        assert_eq!(*Lifecycle::empty(), Lifecycle::default());
     }
 
     /// The groups cost nothing until a stanza of theirs is set, and setting one makes only

@@ -22,6 +22,22 @@ pub trait Empty: Default + PartialEq + 'static {
     fn empty() -> &'static Self;
 }
 
+/// Implements [`Empty`] for each `Type => value`, the value a constant expression of the
+/// type's defaults kept in a static of its own.
+macro_rules! empty {
+    ($($ty:ty => $value:expr),+ $(,)?) => {
+        $(
+            impl $crate::model::sparse::Empty for $ty {
+                fn empty() -> &'static $ty {
+                    static EMPTY: $ty = $value;
+                    &EMPTY
+                }
+            }
+        )+
+    };
+}
+pub(crate) use empty;
+
 pub struct Sparse<T: Empty>(Option<Box<T>>);
 
 impl<T: Empty> Sparse<T> {
@@ -105,12 +121,8 @@ mod tests {
         }
     }
 
-    static EMPTY_GROUP: Group = Group { name: None, count: 7 };
-
-    impl Empty for Group {
-        fn empty() -> &'static Group {
-            &EMPTY_GROUP
-        }
+    empty! {
+        Group => Group { name: None, count: 7 },
     }
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
