@@ -5,7 +5,8 @@
 //! a thousand jobs of `start on` plus `exec` held 1.2 KB each, two thirds of it defaults. The
 //! rarely set stanzas are grouped (about the job, the process context, the stop and reload
 //! behaviour, uprise's extensions) and each group is a `Sparse`: reading an unset group reads
-//! one shared static default, writing allocates the group.
+//! one shared static default, writing allocates the group. A run-time instance keeps its
+//! rarely used parts the same way (`runtime::jobs::Rare`).
 //!
 //! It serializes as the group itself (with `#[serde(flatten)]`, the job's JSON stays flat),
 //! compares by value (an unset group equals a set one that holds the defaults), and a group
@@ -17,7 +18,7 @@ use std::ops::{Deref, DerefMut};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A type with a shared, static value of its defaults.
-pub trait Empty: Default + PartialEq + 'static {
+pub trait Empty: Default + 'static {
     /// The defaults, equal to `Self::default()`.
     fn empty() -> &'static Self;
 }
@@ -44,6 +45,12 @@ impl<T: Empty> Sparse<T> {
     /// True when the group was never written (it then reads as its defaults).
     pub fn is_unset(&self) -> bool {
         self.0.is_none()
+    }
+
+    /// The group for changing, if it was ever written; `None` makes nothing (for clearing a
+    /// field, which an unset group already reads as clear).
+    pub fn if_set(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut()
     }
 }
 
@@ -76,7 +83,7 @@ impl<T: Empty + Clone> Clone for Sparse<T> {
     }
 }
 
-impl<T: Empty> PartialEq for Sparse<T> {
+impl<T: Empty + PartialEq> PartialEq for Sparse<T> {
     fn eq(&self, other: &Self) -> bool {
         **self == **other
     }
@@ -94,7 +101,7 @@ impl<T: Empty + Serialize> Serialize for Sparse<T> {
     }
 }
 
-impl<'de, T: Empty + Deserialize<'de>> Deserialize<'de> for Sparse<T> {
+impl<'de, T: Empty + PartialEq + Deserialize<'de>> Deserialize<'de> for Sparse<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = T::deserialize(deserializer)?;
         Ok(if value == *T::empty() {

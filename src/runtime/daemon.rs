@@ -224,7 +224,8 @@ impl Daemon {
     /// until they are idle, as in Upstart.
     pub fn install(&mut self, config: Config) {
         // The tables that grow with the job count get their size at once: growing them by
-        // doubling left each smaller copy behind as a hole in the heap, among the jobs.
+        // doubling left each smaller copy behind as a hole in the heap, among the jobs. (Not
+        // the pid table: how many jobs will run is not known here.)
         let new = config
             .jobs
             .iter()
@@ -232,8 +233,6 @@ impl Daemon {
             .count();
         self.classes.reserve_exact(new);
         self.class_by_name.reserve(new);
-        // Most jobs run one process at a time.
-        self.pids.reserve(new);
         let mut seen = std::collections::HashSet::with_capacity(config.jobs.len());
         for job in config.jobs {
             seen.insert(job.name.clone());

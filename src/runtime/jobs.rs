@@ -2,8 +2,6 @@
 //! is built.
 
 use std::rc::Rc;
-
-use crate::model::small_map::SmallMap;
 use std::time::{Duration, Instant};
 
 use calloop::RegistrationToken;
@@ -12,6 +10,8 @@ use crate::machine::environ::Environment;
 use crate::machine::exit::{ExitStatus, RespawnWindow};
 use crate::machine::{EventId, Goal, Matcher, State};
 use crate::model::Job;
+use crate::model::small_map::SmallMap;
+use crate::model::sparse::{Sparse, empty};
 use crate::syntax::ast::ProcessKind;
 
 use super::output::JobLog;
@@ -81,11 +81,12 @@ pub struct Instance {
     pub started_seq: u64,
     /// When the instance last reached `running` (a long run resets the respawn back-off).
     pub running_since: Option<Instant>,
-    rare: Option<Box<Rare>>,
+    rare: Sparse<Rare>,
 }
 
 /// The parts of an instance that a service running quietly does not use, kept apart and
-/// made on first use: such an instance costs a pointer for them, not some 250 bytes.
+/// made on first use (a [`Sparse`]): such an instance costs a pointer for them, not some
+/// 250 bytes.
 /// Read them with [`Instance::rare`], write them with [`Instance::rare_mut`]; clearing one
 /// goes through [`Instance::rare_if_any`], which makes nothing.
 #[derive(Debug, Default)]
@@ -111,21 +112,23 @@ pub struct Rare {
     pub stage_deadlines: Vec<(ProcessKind, i32, Instant, Duration)>,
 }
 
-static NO_RARE: Rare = Rare {
-    failed: None,
-    respawn: RespawnWindow {
-        started: None,
-        count: 0,
+empty! {
+    Rare => Rare {
+        failed: None,
+        respawn: RespawnWindow {
+            started: None,
+            count: 0,
+        },
+        respawn_streak: 0,
+        delay_timer: None,
+        stop_env: Vec::new(),
+        last_exit: None,
+        notify_status: None,
+        respawn_at: None,
+        kill_deadline: None,
+        stage_deadlines: Vec::new(),
     },
-    respawn_streak: 0,
-    delay_timer: None,
-    stop_env: Vec::new(),
-    last_exit: None,
-    notify_status: None,
-    respawn_at: None,
-    kill_deadline: None,
-    stage_deadlines: Vec::new(),
-};
+}
 
 /// The daemon's side of an instance's output: the log file, and the read ends of the pipes
 /// its processes write to.
@@ -176,23 +179,23 @@ impl Instance {
             pending_delay: None,
             started_seq: 0,
             running_since: None,
-            rare: None,
+            rare: Sparse::default(),
         }
     }
 
     /// The rarely used parts; all empty when they were never set.
     pub fn rare(&self) -> &Rare {
-        self.rare.as_deref().unwrap_or(&NO_RARE)
+        &self.rare
     }
 
     /// The rarely used parts, for setting one.
     pub fn rare_mut(&mut self) -> &mut Rare {
-        self.rare.get_or_insert_with(Box::default)
+        &mut self.rare
     }
 
     /// The rarely used parts if any was ever set: for clearing one without making them.
     pub fn rare_if_any(&mut self) -> Option<&mut Rare> {
-        self.rare.as_deref_mut()
+        self.rare.if_set()
     }
 
     pub fn main_alive(&self) -> bool {
