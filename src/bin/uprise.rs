@@ -21,6 +21,27 @@ const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--log
   --debug               log at debug priority
   --quiet               log at error priority only";
 
+/// C's `pow` for the embedded Lua, so that the daemon does not map libm at start: see
+/// `uprise::lua::math`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+pub extern "C" fn pow(x: f64, y: f64) -> f64 {
+    uprise::lua::math::pow(x, y)
+}
+
+/// C's `frexp` for the embedded Lua: see `uprise::lua::math`.
+///
+/// # Safety
+/// `exponent` must be valid for a write, as C's `frexp` requires.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn frexp(x: f64, exponent: *mut std::ffi::c_int) -> f64 {
+    let (fraction, power) = uprise::lua::math::frexp(x);
+    // SAFETY: the caller passes a valid pointer (C's contract for frexp).
+    unsafe { exponent.write(power) };
+    fraction
+}
+
 fn user_runtime_dir() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|dir| !dir.is_empty())

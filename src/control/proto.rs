@@ -64,6 +64,10 @@ pub enum Request {
         env: Vec<String>,
         #[serde(default)]
         instance: Option<String>,
+        /// Answer with the status line as text (a `text` reply) instead of a `status` reply:
+        /// for the client's fast path, which prints it without parsing an instance.
+        #[serde(default, skip_serializing_if = "is_false")]
+        text: bool,
     },
     List,
     Emit {
@@ -171,6 +175,10 @@ pub enum Request {
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -767,7 +767,13 @@ fn execute(
             } else {
                 Show::Status(parsed.verbose)
             };
-            (Request::Status { job, env, instance }, show)
+            let request = Request::Status {
+                job,
+                env,
+                instance,
+                text: false,
+            };
+            (request, show)
         }
         "list" => {
             no_more(args)?;
@@ -1438,7 +1444,8 @@ mod tests {
             Request::Status {
                 job: "tty".into(),
                 env: vec!["TTY=tty1".into()],
-                instance: None
+                instance: None,
+                text: false,
             }
         );
     }

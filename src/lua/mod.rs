@@ -2,6 +2,8 @@
 //! states; today it offers the offline syntax check used by `uprisectl check`. It never runs
 //! job code during a check: chunks are compiled, not called.
 
+pub mod math;
+
 use mlua::{Lua, LuaOptions, StdLib};
 
 /// A Lua chunk that does not compile.

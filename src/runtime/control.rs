@@ -364,14 +364,23 @@ impl Daemon {
                 done(self, Vec::new());
                 Ok(())
             }
-            Request::Status { job, env, instance } => {
+            Request::Status {
+                job,
+                env,
+                instance,
+                text,
+            } => {
                 let status = self.command_status(&job, &env, instance.as_deref())?;
-                done(
-                    self,
-                    vec![Reply::Status {
+                let reply = if text {
+                    Reply::Text {
+                        text: crate::control::proto::status_line(&status),
+                    }
+                } else {
+                    Reply::Status {
                         instances: vec![status],
-                    }],
-                );
+                    }
+                };
+                done(self, vec![reply]);
                 Ok(())
             }
             Request::List => {

@@ -421,3 +421,86 @@ fn a_second_daemon_does_not_take_over_a_live_socket() {
         "the first daemon still answers"
     );
 }
+
+/// An optimized daemon links no libm (see `uprise::lua::math`): a Lua chunk that raises to
+/// a power loads it then. (An unoptimized build keeps Lua's math library, which calls
+/// libm's other functions, so there libm is mapped from the start; `.ci/run` runs these
+/// tests on a release build as well.)
+#[test]
+fn libm_is_loaded_when_lua_first_raises_to_a_power() {
+    if cfg!(debug_assertions) {
+        return;
+    }
+    let h = Harness::start(&[("plain", "exec sleep 300\n")]);
+    let pid = h.daemon.as_ref().unwrap().id();
+    let libm_mapped = || {
+        std::fs::read_to_string(format!("/proc/{pid}/maps"))
+            .unwrap()
+            .lines()
+            .any(|line| line.contains("/libm.so") || line.contains("/libm-"))
+    };
+    assert_eq!(h.ctl(&["status", "plain"]).code, Some(0));
+    assert!(!libm_mapped(), "libm is not mapped at start");
+    // Lua folds the constant 2^0.5 while it compiles the hook, which is part of loading it
+    h.write_job("powered", "exec sleep 300\nhook started lua local x = 2^0.5\n");
+    h.wait_until("the job with the hook to load", || {
+        h.ctl(&["status", "powered"]).code == Some(0)
+    });
+    if cfg!(target_env = "gnu") {
+        assert!(libm_mapped(), "libm is mapped once Lua needed pow");
+    }
+}
+
+/// `status JOB` is answered by the client's fast path, before the C library starts, with
+/// the line the daemon formats (src/bin/uprisectl.rs, `fast`): it prints what the full
+/// client prints in `list`, tab-indented process lines included, under either name.
+#[test]
+fn the_fast_status_prints_what_the_full_client_prints() {
+    let h = Harness::start(&[
+        ("svc", "start on startup\nexec sleep 300\n"),
+        ("warm", "start on startup\nexec sleep 300\npost-start exec sleep 300\n"),
+        ("idle", "exec sleep 300\n"),
+        ("net/eth", "start on startup\nexec sleep 300\n"),
+    ]);
+    h.wait_status("svc", "svc start/running");
+    h.wait_status("warm", "warm start/post-start");
+    h.wait_status("net/eth", "net/eth start/running");
+    let list = h.ctl(&["list"]).stdout;
+    // one block per instance: its line and the tab-indented process lines under it
+    let mut blocks: Vec<String> = Vec::new();
+    for line in list.lines() {
+        match blocks.last_mut() {
+            Some(block) if line.starts_with('\t') => block.push_str(&format!("{line}\n")),
+            _ => blocks.push(format!("{line}\n")),
+        }
+    }
+    let linked = h.path("status");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_uprisectl"), &linked).unwrap();
+    for job in ["svc", "warm", "idle", "net/eth"] {
+        let expected = blocks
+            .iter()
+            .find(|block| block.starts_with(&format!("{job} ")))
+            .unwrap_or_else(|| panic!("{job} in {list}"));
+        let fast = h.ctl(&["status", job]);
+        assert_eq!((fast.code, &fast.stdout, fast.stderr.as_str()), (Some(0), expected, ""));
+        let named = std::process::Command::new(&linked)
+            .env("UPRISE_SOCKET", h.socket())
+            .arg(job)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&named.stdout),
+            expected.as_str(),
+            "as `status {job}`"
+        );
+    }
+    assert!(
+        blocks.iter().any(|block| block.contains("\n\tpost-start process ")),
+        "{list}"
+    );
+    let unknown = h.ctl(&["status", "nosuch"]);
+    assert_eq!(
+        (unknown.code, unknown.stderr.as_str()),
+        (Some(1), "uprisectl: Unknown job: nosuch\n")
+    );
+}

@@ -1,0 +1,166 @@
+//! The two C math functions the embedded Lua calls, for the daemon to define itself so that
+//! it does not map libm at every start.
+//!
+//! Lua's `^` is C's `pow` and its float hashing uses `frexp`; nothing else in uprise needs
+//! libm. Linked normally, the daemon maps libm (glibc's `libm.so.6`) from its first
+//! instruction, which costs every system about 170 KiB of its init's resident memory
+//! (measured with 1,000 services: libm's text is mapped in 64 KiB blocks around the few
+//! pages the loader touches). `src/bin/uprise.rs` exports `pow` and `frexp` as C symbols
+//! that call these, the linker then needs no libm, and libm is loaded only if a Lua chunk
+//! raises to a power:
+//! - [`frexp`] is exact bit arithmetic, as in any C library;
+//! - [`pow`] is libm's own `pow`, found with `dlopen` on first use. A correctly rounded
+//!   `pow` is a large piece of numerical code and not worth a copy. Should libm not load,
+//!   an integral exponent is still computed (by repeated squaring) and anything else gives
+//!   NaN.
+//!
+//! Other binaries (`uprisectl`, the tests) link libm's own functions as usual.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Splits `x` into a fraction in [0.5, 1) (with `x`'s sign) and a power of two:
+/// `x = fraction * 2^exponent`. Zero, infinities and NaN come back unchanged, with exponent
+/// 0. C's `frexp`.
+pub fn frexp(x: f64) -> (f64, i32) {
+    const EXPONENT_MASK: u64 = 0x7ff << 52;
+    if x == 0.0 || !x.is_finite() {
+        return (x, 0);
+    }
+    let bits = x.to_bits();
+    let biased = ((bits & EXPONENT_MASK) >> 52) as i32;
+    if biased == 0 {
+        // subnormal: scale into the normal range first (exactly: a power of two)
+        let (fraction, exponent) = frexp(x * 2f64.powi(64));
+        return (fraction, exponent - 64);
+    }
+    // keep sign and mantissa, set the exponent of [0.5, 1)
+    (f64::from_bits((bits & !EXPONENT_MASK) | (1022 << 52)), biased - 1022)
+}
+
+/// `x` raised to `y`, C's `pow`: libm's, loaded on first use.
+pub fn pow(x: f64, y: f64) -> f64 {
+    match libm_pow() {
+        Some(pow) => pow(x, y),
+        None => pow_without_libm(x, y),
+    }
+}
+
+type PowFn = extern "C" fn(f64, f64) -> f64;
+
+/// libm's `pow`, or `None` when libm cannot be loaded. Looked up once.
+fn libm_pow() -> Option<PowFn> {
+    const UNTRIED: usize = 0;
+    const MISSING: usize = 1;
+    static POW: AtomicUsize = AtomicUsize::new(UNTRIED);
+    let mut address = POW.load(Ordering::Acquire);
+    if address == UNTRIED {
+        address = load_pow().unwrap_or(MISSING);
+        // two threads may both look it up; both find the same address
+        POW.store(address, Ordering::Release);
+    }
+    if address == MISSING {
+        return None;
+    }
+    // SAFETY: the address is libm's `pow`, whose C type is `double pow(double, double)`;
+    // libm stays loaded (its handle is never closed).
+    Some(unsafe { std::mem::transmute::<usize, PowFn>(address) })
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn load_pow() -> Option<usize> {
+    // SAFETY: dlopen and dlsym with NUL-terminated names; libm has no initialisers with
+    // preconditions. The handle is kept for the life of the process.
+    unsafe {
+        let handle = libc::dlopen(c"libm.so.6".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+        if handle.is_null() {
+            return None;
+        }
+        let symbol = libc::dlsym(handle, c"pow".as_ptr());
+        (!symbol.is_null()).then_some(symbol as usize)
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn load_pow() -> Option<usize> {
+    None
+}
+
+/// `pow` for an integral exponent, by repeated squaring; NaN for any other.
+fn pow_without_libm(x: f64, y: f64) -> f64 {
+    if y.fract() != 0.0 || !y.is_finite() || y.abs() > f64::from(i32::MAX) {
+        return f64::NAN;
+    }
+    x.powi(y as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frexp_splits_into_a_fraction_and_a_power_of_two() {
+        let cases = [
+            (1.0, 0.5, 1),
+            (8.0, 0.5, 4),
+            (-3.0, -0.75, 2),
+            (0.1, 0.8, -3),
+            (f64::MAX, f64::MAX / 2f64.powi(1023) / 2.0, 1024),
+            (f64::MIN_POSITIVE, 0.5, -1021),
+            (5e-324, 0.5, -1073),
+            (-5e-324, -0.5, -1073),
+        ];
+        for (x, fraction, exponent) in cases {
+            assert_eq!(frexp(x), (fraction, exponent), "frexp({x:e})");
+        }
+        for x in [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY] {
+            let (fraction, exponent) = frexp(x);
+            assert_eq!((fraction.to_bits(), exponent), (x.to_bits(), 0), "frexp({x})");
+        }
+        assert!(frexp(f64::NAN).0.is_nan());
+    }
+
+    #[test]
+    fn frexp_recomposes_every_kind_of_number() {
+        // normal and subnormal numbers over the whole range, both signs
+        let mut x = 4.9e-324_f64;
+        while x.is_finite() {
+            for value in [x, -x, x * 1.37, -x * 0.61] {
+                if value == 0.0 || !value.is_finite() {
+                    continue;
+                }
+                let (fraction, exponent) = frexp(value);
+                assert!(
+                    (0.5..1.0).contains(&fraction.abs()),
+                    "fraction of {value:e}: {fraction}"
+                );
+                // exact: scale in two steps so that neither overflows nor underflows
+                let half = exponent / 2;
+                assert_eq!(fraction * 2f64.powi(half) * 2f64.powi(exponent - half), value);
+            }
+            x *= 3.7;
+        }
+    }
+
+    #[test]
+    fn pow_is_libms() {
+        assert_eq!(pow(2.0, 10.0), 1024.0);
+        assert_eq!(pow(2.0, 0.5), std::f64::consts::SQRT_2);
+        assert_eq!(pow(10.0, -2.0), 0.01);
+        assert_eq!(pow(0.0, -1.0), f64::INFINITY);
+        assert_eq!(pow(-8.0, 3.0), -512.0);
+        assert!(pow(-8.0, 1.0 / 3.0).is_nan());
+        assert_eq!(pow(f64::NAN, 0.0), 1.0);
+        if cfg!(target_env = "gnu") {
+            assert!(libm_pow().is_some(), "libm.so.6 loads");
+        }
+    }
+
+    #[test]
+    fn without_libm_integral_exponents_still_work() {
+        assert_eq!(pow_without_libm(2.0, 10.0), 1024.0);
+        assert_eq!(pow_without_libm(2.0, -2.0), 0.25);
+        assert_eq!(pow_without_libm(-3.0, 3.0), -27.0);
+        assert!(pow_without_libm(2.0, 0.5).is_nan());
+        assert!(pow_without_libm(2.0, 1e300).is_nan());
+    }
+}
