@@ -266,6 +266,12 @@ pub fn run(options: Options) -> io::Result<()> {
     }
     let _ = std::fs::remove_file(&options.socket);
     let _ = std::fs::remove_file(options.socket.with_file_name("notify"));
+    // Every job is stopped and every reply sent; nothing here flushes on drop. The process
+    // exits next, and the kernel frees its memory and descriptors at once, faster than
+    // dropping every job, instance, event and loop source one by one (with 1,000 services,
+    // 10-20 ms of the time from SIGTERM to exit).
+    std::mem::forget(daemon);
+    std::mem::forget(event_loop);
     Ok(())
 }
 

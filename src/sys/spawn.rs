@@ -1243,10 +1243,26 @@ mod tests {
         }
     }
 
-    /// The child's open descriptors, by number, with what they point to, once its exec has
-    /// closed the close-on-exec ones (the kernel lays out argv after that).
+    /// The child's open descriptors, by number, with what they point to, once it has
+    /// settled: blocked in its sleep (`sleep 30`) or in a wait for its child (a shell
+    /// running it). Until then its dynamic loader may hold a file of its own open for a
+    /// moment (`/etc/ld.so.cache`), which is not a leak.
     fn open_fds(pid: i32) -> BTreeMap<i32, String> {
-        cmdline(pid);
+        let settled = [libc::SYS_clock_nanosleep, libc::SYS_wait4, libc::SYS_waitid];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // the number of the system call the process is blocked in, first
+            let text = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+            let number = text
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<libc::c_long>().ok());
+            if number.is_some_and(|number| settled.contains(&number)) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{pid} did not settle: {text}");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         // An fd that closes between the listing and the readlink was transient, not a leak.
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
