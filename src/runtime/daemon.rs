@@ -843,7 +843,6 @@ impl Daemon {
         }
     }
 
-    /// Enters `state` and performs its actions, following on while nothing needs waiting for.
     /// Moves an instance into `state` and on, as far as it goes by itself. What each state
     /// does is the machine's decision (`machine::enter`); this performs it.
     pub fn change_state(&mut self, key: &Key, mut state: State) {
