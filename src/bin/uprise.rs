@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     {
         return probe(fd);
     }
-    // First, while fds 3 to 18 are still free: spawns stage what a child inherits there,
+    // First, while fds 3 to 34 are still free: spawns stage what a child inherits there,
     // so a spawn does not copy the daemon's descriptor table (see `reserve_fd_slots`).
     uprise::sys::spawn::reserve_fd_slots();
     let mut mode: Option<bool> = None;

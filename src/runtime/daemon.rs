@@ -87,6 +87,10 @@ pub struct Daemon {
     pub events: BTreeMap<EventId, Event>,
     queue: VecDeque<EventId>,
     finished: VecDeque<EventId>,
+    /// Processes started but not yet followed up, oldest first (see [`Daemon::spawn_process`]).
+    spawning: VecDeque<Spawning>,
+    /// How many of `spawning` were not yet waited for.
+    in_flight: usize,
     pub(crate) next_event: EventId,
     /// Every process uprise started and still waits for. The flag: uprise spawned it itself,
     /// so it leads its own session and process group for as long as it is not reaped (a
@@ -135,6 +139,46 @@ pub struct Daemon {
     pub(crate) next_seq: u64,
     started_at: Instant,
 }
+
+/// What [`Daemon::spawn_process`] did.
+enum Started {
+    Now(Result<bool, ()>),
+    Later(spawn::Pending),
+}
+
+/// A process started in a state that the machine follows up once its spawn is known to have
+/// succeeded or failed.
+struct Spawning {
+    key: Key,
+    /// The state that ran it, and what follows.
+    state: State,
+    kind: ProcessKind,
+    after: AfterSpawn,
+    failure_fails: bool,
+    child: SpawnChild,
+}
+
+impl Spawning {
+    /// Whether following it up needs no wait.
+    fn is_done(&self) -> bool {
+        match &self.child {
+            SpawnChild::InFlight(pending) => pending.is_done(),
+            SpawnChild::Done(_) => true,
+        }
+    }
+}
+
+enum SpawnChild {
+    /// Perhaps still between clone and exec.
+    InFlight(spawn::Pending),
+    /// Waited for: its pid, or why it could not start.
+    Done(Result<i32, spawn::SpawnError>),
+}
+
+/// How many children may be between clone and exec at once. While one sets itself up and
+/// execs, the daemon prepares the next. More only adds stacks, and descriptors that each
+/// child copies and closes (their staged descriptors lie below its own).
+const SPAWN_WINDOW: usize = 8;
 
 /// How long a process may survive SIGKILL before it is treated as gone (`kill abandon`).
 const DEFAULT_ABANDON: Duration = Duration::from_secs(60);
@@ -189,6 +233,8 @@ impl Daemon {
             events: BTreeMap::new(),
             queue: VecDeque::new(),
             finished: VecDeque::new(),
+            spawning: VecDeque::new(),
+            in_flight: 0,
             next_event: 1,
             pids: HashMap::new(),
             global_env: Default::default(),
@@ -410,12 +456,27 @@ impl Daemon {
     /// Handles queued and finished events until nothing changes.
     pub fn settle(&mut self) {
         loop {
+            // Spawns that are through first: the instance goes on as soon as it can, and the
+            // list stays as short as the window.
+            if self.spawning.front().is_some_and(Spawning::is_done)
+                && let Some(spawned) = self.spawning.pop_front()
+            {
+                self.follow_up_spawn(spawned);
+                continue;
+            }
             if let Some(id) = self.queue.pop_front() {
                 self.handle_event(id);
                 continue;
             }
             if let Some(id) = self.finished.pop_front() {
                 self.finish_event(id);
+                continue;
+            }
+            if let Some(spawned) = self.spawning.pop_front() {
+                self.follow_up_spawn(spawned);
+                if self.spawning.is_empty() {
+                    spawn::release_spare_stacks();
+                }
                 continue;
             }
             break;
@@ -846,8 +907,19 @@ impl Daemon {
     /// Moves an instance into `state` and on, as far as it goes by itself. What each state
     /// does is the machine's decision (`machine::enter`); this performs it.
     pub fn change_state(&mut self, key: &Key, mut state: State) {
-        if self.instance(key).is_none() {
-            return;
+        let Some(instance) = self.instance(key) else { return };
+        if instance.spawning {
+            // Its process may still be on its way to exec: follow that up first, as if the
+            // spawn had returned at once.
+            let at = self.spawning.iter().position(|spawned| spawned.key == *key);
+            match at.and_then(|at| self.spawning.remove(at)) {
+                Some(spawned) => self.follow_up_spawn(spawned),
+                None => {
+                    if let Some(instance) = self.instance_mut(key) {
+                        instance.spawning = false;
+                    }
+                }
+            }
         }
         let job = self.class(key.0).job.clone();
         let defines = job.processes.keys().copied().collect::<Processes>();
@@ -878,17 +950,21 @@ impl Daemon {
                     after,
                     failure_fails,
                 } => match self.spawn_process(key, &job, kind) {
-                    Ok(true) => match after {
-                        AfterSpawn::Exit => false,
-                        AfterSpawn::Ready => !self.await_ready(key, &job),
-                        AfterSpawn::Next => true,
-                    },
-                    Ok(false) => true,
-                    Err(()) => {
-                        if failure_fails {
-                            self.fail(key, kind.keyword(), None);
+                    Started::Now(started) => self.after_spawn(key, &job, kind, after, failure_fails, started),
+                    Started::Later(pending) => {
+                        if let Some(instance) = self.instance_mut(key) {
+                            instance.spawning = true;
                         }
-                        true
+                        self.in_flight += 1;
+                        self.spawning.push_back(Spawning {
+                            key: key.clone(),
+                            state,
+                            kind,
+                            after,
+                            failure_fails,
+                            child: SpawnChild::InFlight(pending),
+                        });
+                        false
                     }
                 },
             };
@@ -898,6 +974,95 @@ impl Daemon {
             let Some(instance) = self.instance(key) else { return };
             state = next_state(state, instance.goal, instance.main_alive());
         }
+    }
+
+    /// Whether the machine goes on after starting a process: `started` is what
+    /// [`Daemon::spawn_started`] said.
+    fn after_spawn(
+        &mut self,
+        key: &Key,
+        job: &Job,
+        kind: ProcessKind,
+        after: AfterSpawn,
+        failure_fails: bool,
+        started: Result<bool, ()>,
+    ) -> bool {
+        match started {
+            Ok(true) => match after {
+                AfterSpawn::Exit => false,
+                AfterSpawn::Ready => !self.await_ready(key, job),
+                AfterSpawn::Next => true,
+            },
+            Ok(false) => true,
+            Err(()) => {
+                if failure_fails {
+                    self.fail(key, kind.keyword(), None);
+                }
+                true
+            }
+        }
+    }
+
+    /// Follows up every start not yet followed up, waiting for the exec where needed.
+    pub fn follow_up_spawns(&mut self) {
+        while let Some(spawned) = self.spawning.pop_front() {
+            self.follow_up_spawn(spawned);
+        }
+    }
+
+    /// Waits for the oldest child still between clone and exec, keeping the outcome.
+    fn wait_oldest_spawn(&mut self) {
+        let oldest = self
+            .spawning
+            .iter_mut()
+            .find(|spawned| matches!(spawned.child, SpawnChild::InFlight(_)));
+        let Some(spawned) = oldest else {
+            self.in_flight = 0;
+            return;
+        };
+        let SpawnChild::InFlight(pending) = std::mem::replace(&mut spawned.child, SpawnChild::Done(Ok(0))) else {
+            return;
+        };
+        spawned.child = SpawnChild::Done(pending.wait());
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// Records how a spawn went and lets the machine go on from the state that spawned it,
+    /// as `change_state` would have if the spawn had returned at once.
+    fn follow_up_spawn(&mut self, spawned: Spawning) {
+        let Spawning {
+            key,
+            state,
+            kind,
+            after,
+            failure_fails,
+            child,
+        } = spawned;
+        let result = match child {
+            SpawnChild::InFlight(pending) => {
+                self.in_flight = self.in_flight.saturating_sub(1);
+                pending.wait()
+            }
+            SpawnChild::Done(result) => result,
+        };
+        let Some(instance) = self.instance_mut(&key) else {
+            // Nothing removes an instance with a start not followed up (`change_state`
+            // follows it up first); should one go, its process must not run unsupervised.
+            if let Ok(pid) = result {
+                warn!("process ({pid}) of a job instance that is gone; killing it");
+                let _ = crate::sys::process::kill_group(pid, libc::SIGKILL);
+            }
+            return;
+        };
+        instance.spawning = false;
+        let job = self.class(key.0).job.clone();
+        let started = self.spawn_started(&key, &job, kind, result);
+        if !self.after_spawn(&key, &job, kind, after, failure_fails, started) {
+            return;
+        }
+        let Some(instance) = self.instance(&key) else { return };
+        let next = next_state(state, instance.goal, instance.main_alive());
+        self.change_state(&key, next);
     }
 
     /// Sets the instance's state and tells the monitors.
@@ -1183,11 +1348,18 @@ impl Daemon {
             .ok()
     }
 
-    /// Starts one process of an instance. `Ok(true)` when a process now runs, `Ok(false)`
-    /// when the command ran in-process, `Err` when it could not be started (logged).
-    fn spawn_process(&mut self, key: &Key, job: &Job, kind: ProcessKind) -> Result<bool, ()> {
+    /// Starts one process of an instance: `Now` with `Ok(true)` when a process runs,
+    /// `Ok(false)` when there was none to start, `Err` when it could not be started (logged);
+    /// `Later` with a child that may still be on its way to exec.
+    ///
+    /// A start does not wait for the child's exec, so the daemon prepares the next process
+    /// while the last one sets itself up (up to [`SPAWN_WINDOW`] at once). The machine
+    /// follows up each spawn before anything else happens to its instance, and `settle`
+    /// follows up all of them before the loop sleeps: no process is left unaccounted for
+    /// when a signal or a client is served.
+    fn spawn_process(&mut self, key: &Key, job: &Job, kind: ProcessKind) -> Started {
         let Some(command) = job.processes.get(&kind) else {
-            return Ok(false);
+            return Started::Now(Ok(false));
         };
         if command.is_lua() {
             warn!(
@@ -1195,7 +1367,10 @@ impl Daemon {
                 job.name,
                 kind.keyword()
             );
-            return Ok(false);
+            return Started::Now(Ok(false));
+        }
+        while self.in_flight >= SPAWN_WINDOW {
+            self.wait_oldest_spawn();
         }
         let env = self.process_env(key, job, kind);
         let stdio = match job.console {
@@ -1229,12 +1404,27 @@ impl Daemon {
             setgid: job.context.setgid.as_deref(),
             extra_fds: Vec::new(),
         };
+        match spawn::begin(spec) {
+            Ok(pending) if pending.is_done() => Started::Now(self.spawn_started(key, job, kind, pending.wait())),
+            Ok(pending) => Started::Later(pending),
+            Err(error) => Started::Now(self.spawn_started(key, job, kind, Err(error))),
+        }
+    }
+
+    /// Takes note of a process that exec'd (its pid), or logs why it could not start.
+    fn spawn_started(
+        &mut self,
+        key: &Key,
+        job: &Job,
+        kind: ProcessKind,
+        result: Result<i32, spawn::SpawnError>,
+    ) -> Result<bool, ()> {
         let name = if key.1.is_empty() {
             job.name.clone()
         } else {
             format!("{} ({})", job.name, key.1)
         };
-        match spawn::spawn(spec) {
+        match result {
             Ok(pid) => {
                 debug!("{name} {} process ({pid})", kind.keyword());
                 self.pids.insert(pid, (key.0, key.1.clone(), kind, true));

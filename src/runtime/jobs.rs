@@ -72,6 +72,8 @@ pub struct Instance {
     pub restarting: bool,
     /// Scripts are being killed because the goal changed under them.
     pub killing_scripts: bool,
+    /// A process of it was started and not yet followed up (`Daemon::spawning`).
+    pub spawning: bool,
     pub log: Option<LogPipe>,
     /// What the instance waits for in `spawned` (expect, pid file).
     pub awaiting: Option<super::readiness::Awaiting>,
@@ -174,6 +176,7 @@ impl Instance {
             kill_timer: None,
             restarting: false,
             killing_scripts: false,
+            spawning: false,
             log: None,
             awaiting: None,
             pending_delay: None,

@@ -77,6 +77,9 @@ impl Daemon {
         match signal {
             Signal::SIGCHLD => {
                 while let Some((pid, exit)) = reap_any() {
+                    // A process started by an earlier exit of this loop may be the one
+                    // reaped: its pid must be known first.
+                    self.follow_up_spawns();
                     let status = match exit {
                         Exit::Code(code) => ExitStatus::Code(code),
                         Exit::Signal(signal) => ExitStatus::Signal(signal),

@@ -6,18 +6,26 @@
 //! script already written into its pipe, the stdio descriptors. The child then only makes
 //! system calls, with no allocation and no lock, on that prepared plan.
 //!
-//! The child is made the way `posix_spawn` makes it: `clone(CLONE_VM | CLONE_VFORK)` on a
-//! small stack of its own. It shares the daemon's memory until it execs, so no page table is
-//! copied (a `fork` of a daemon holding a thousand jobs spent most of a start copying and
-//! then tearing down its page tables), and the parent sleeps until the child has exec'd or
-//! exited. Sharing memory sets rules the child code keeps:
+//! The child is made much as `posix_spawn` makes it: `clone(CLONE_VM)` on a small stack of
+//! its own. It shares the daemon's memory until it execs, so no page table is copied (a
+//! `fork` of a daemon holding a thousand jobs spent most of a start copying and then tearing
+//! down its page tables). Unlike `posix_spawn`, the parent does not sleep until the exec
+//! ([`begin`] returns a [`Pending`]): while one child sets itself up and execs, the daemon
+//! prepares the next. The kernel tells the parent when a child no longer uses the shared
+//! memory by clearing a word (`CLONE_CHILD_CLEARTID`, at exec or exit), and until then the
+//! parent keeps the child's plan, stack and descriptors as they are. Sharing memory with a
+//! parent that runs on sets the rules the child code keeps:
+//! - it makes the kernel's system calls itself ([`raw`]) and reads each error from the
+//!   result: glibc's wrappers would write `errno`, which is the parent's thread's, and
+//!   glibc's `setuid` would signal the *parent's* other threads to change their ids too;
+//! - it allocates nothing and takes no lock;
 //! - every signal is blocked in the parent across the clone, so no handler ever runs on the
 //!   child's stack; the child resets every disposition, then unblocks;
-//! - credentials change through the raw system calls, never glibc's `setuid`, which in a
-//!   threaded process would signal the *parent's* other threads to change theirs too;
-//! - a failing step writes its index and `errno` into the plan itself, which the parent reads
-//!   once the clone returns (it cannot return before the child exec'd or exited), so there
-//!   is no report pipe; the child then `_exit(127)`s and the parent reaps it.
+//! - a failing step writes its index and errno into the plan, which the parent reads once
+//!   the word is clear; the child then exits with 127 and the parent reaps it.
+//!
+//! Where the child cannot do without `errno` (architectures other than x86-64 and AArch64),
+//! `PIPELINED` is false: the clone adds `CLONE_VFORK` and [`begin`] returns after the exec.
 //!
 //! The child's descriptors: each source is moved above the highest target first, so no
 //! `dup2` onto a target can replace a source that is still to be placed.
@@ -495,29 +503,121 @@ struct ChildPlan {
     sh_argv: Vec<*const c_char>,
 }
 
-/// errno after a failed call. `last_os_error` reads errno and allocates nothing.
-fn errno() -> c_int {
-    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+/// The child's system calls. Until it execs, the child shares the daemon's memory, and with
+/// it the daemon thread's `errno`, while the daemon runs on (see [`begin`]); so the child
+/// calls the kernel directly and reads each error from the result, never from `errno`.
+mod raw {
+    use std::ffi::c_long;
+
+    /// Makes system call `number`; the kernel's result, `-errno` on failure.
+    ///
+    /// # Safety
+    /// The arguments must be what the system call expects.
+    #[inline(always)]
+    pub unsafe fn call<const N: usize>(number: c_long, args: [usize; N]) -> isize {
+        const { assert!(N <= 6, "a system call takes six arguments at most") };
+        let mut all = [0usize; 6];
+        for (slot, arg) in all.iter_mut().zip(args) {
+            *slot = arg;
+        }
+        // SAFETY: as the caller promises.
+        unsafe { call6(number, all) }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn call6(number: c_long, a: [usize; 6]) -> isize {
+        let result: isize;
+        // SAFETY: the Linux x86-64 system call convention; the kernel clobbers rcx and r11.
+        // Memory is not marked untouched: calls such as execve and rt_sigaction read it.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") number as isize => result,
+                in("rdi") a[0],
+                in("rsi") a[1],
+                in("rdx") a[2],
+                in("r10") a[3],
+                in("r8") a[4],
+                in("r9") a[5],
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        result
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    unsafe fn call6(number: c_long, a: [usize; 6]) -> isize {
+        let result: isize;
+        // SAFETY: the Linux AArch64 system call convention (number in x8, result in x0).
+        unsafe {
+            std::arch::asm!(
+                "svc 0",
+                in("x8") number,
+                inlateout("x0") a[0] as isize => result,
+                in("x1") a[1],
+                in("x2") a[2],
+                in("x3") a[3],
+                in("x4") a[4],
+                in("x5") a[5],
+                options(nostack),
+            );
+        }
+        result
+    }
+
+    /// Elsewhere the daemon sleeps until its child has exec'd (`PIPELINED` is false), so
+    /// `errno` is the child's alone.
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    unsafe fn call6(number: c_long, a: [usize; 6]) -> isize {
+        // SAFETY: as the caller promises.
+        let result = unsafe { libc::syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]) };
+        if result < 0 {
+            -(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO) as isize)
+        } else {
+            result as isize
+        }
+    }
 }
 
+/// Whether [`begin`] returns before the child has exec'd: where the child makes its system
+/// calls without `errno` (see [`raw`]). Elsewhere the parent sleeps, as with `vfork`.
+const PIPELINED: bool = cfg!(any(target_arch = "x86_64", target_arch = "aarch64"));
+
 /// Ok when a system call returned zero or more, else the step and errno.
-fn check(result: c_int, step: u8) -> Result<(), (u8, c_int)> {
-    if result < 0 { Err((step, errno())) } else { Ok(()) }
+fn check(result: isize, step: u8) -> Result<(), (u8, c_int)> {
+    if result < 0 {
+        Err((step, -result as c_int))
+    } else {
+        Ok(())
+    }
+}
+
+/// A pointer as a system call argument.
+fn ptr<T>(pointer: *const T) -> usize {
+    pointer as usize
 }
 
 impl ChildPlan {
-    /// Runs in the cloned child: set up, exec, or record the failure and `_exit`. Never
+    /// Runs in the cloned child: set up, exec, or record the failure and exit. Never
     /// returns.
     fn run(&mut self) -> ! {
         let failure = match self.unshare_fds().and_then(|()| self.set_up()) {
             Ok(()) => self.exec(),
             Err(failure) => failure,
         };
-        // SAFETY: the plan is shared with the parent, which sleeps until this child exits;
-        // a volatile write keeps the store even though nothing here reads it again.
+        // SAFETY: the plan stays the child's until the kernel clears the child's tid word,
+        // which it does after this write, when the child exits; the fence orders the two.
         unsafe {
             std::ptr::write_volatile(&mut self.failure, Some(failure));
-            libc::_exit(127)
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        loop {
+            // SAFETY: exit_group takes a status and does not return.
+            unsafe { raw::call(libc::SYS_exit_group, [127]) };
         }
     }
 
@@ -533,95 +633,87 @@ impl ChildPlan {
     /// Upstart's order: session, signals, limits, umask, nice, oom score, chroot, chdir,
     /// credentials, file descriptors.
     fn set_up(&self) -> Result<(), (u8, c_int)> {
-        // SAFETY: setsid has no memory-safety preconditions.
-        check(unsafe { libc::setsid() }, Step::Session as u8)?;
+        // SAFETY: setsid takes no arguments.
+        let result = unsafe { raw::call(libc::SYS_setsid, []) };
+        check(result, Step::Session as u8)?;
         self.reset_signals();
         for (resource, limit, step) in &self.limits {
-            // SAFETY: `limit` is a valid rlimit.
-            check(unsafe { libc::setrlimit(*resource, limit) }, *step)?;
+            let args = [0, *resource as usize, ptr(limit), 0];
+            // SAFETY: prlimit64 on this process, reading the plan's rlimit.
+            check(unsafe { raw::call(libc::SYS_prlimit64, args) }, *step)?;
         }
-        // SAFETY: umask has no preconditions; it cannot fail, so it has no step of its own.
-        unsafe { libc::umask(self.umask) };
+        // SAFETY: umask takes a number; it cannot fail, so it has no step of its own.
+        unsafe { raw::call(libc::SYS_umask, [self.umask as usize]) };
         if let Some(nice) = self.nice {
-            // SAFETY: setpriority has no memory-safety preconditions.
-            let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
-            check(result, Step::Priority as u8)?;
+            let args = [libc::PRIO_PROCESS as usize, 0, nice as isize as usize];
+            // SAFETY: setpriority takes numbers.
+            check(unsafe { raw::call(libc::SYS_setpriority, args) }, Step::Priority as u8)?;
         }
         if let Some(text) = &self.oom_score {
             write_oom_score(text).map_err(|error| (Step::OomScore as u8, error))?;
         }
         if let Some(dir) = &self.chroot {
-            // SAFETY: `dir` is a NUL-terminated string owned by the plan.
-            check(unsafe { libc::chroot(dir.as_ptr()) }, Step::Chroot as u8)?;
+            // SAFETY: a NUL-terminated path owned by the plan.
+            let result = unsafe { raw::call(libc::SYS_chroot, [ptr(dir.as_ptr())]) };
+            check(result, Step::Chroot as u8)?;
         }
-        // SAFETY: `chdir` is a NUL-terminated string owned by the plan.
-        check(unsafe { libc::chdir(self.chdir.as_ptr()) }, Step::Chdir as u8)?;
+        // SAFETY: a NUL-terminated path owned by the plan.
+        let result = unsafe { raw::call(libc::SYS_chdir, [ptr(self.chdir.as_ptr())]) };
+        check(result, Step::Chdir as u8)?;
         self.set_credentials()?;
         self.set_up_fds()
     }
 
     /// Every disposition back to `SIG_DFL`, then an empty signal mask: the daemon blocks
-    /// SIGCHLD and friends for its signalfd, and a job must not inherit that.
+    /// SIGCHLD and friends for its signalfd, and a job must not inherit that. The kernel's
+    /// own calls, so the signals glibc reserves for itself (32 and 33) are reset too.
     fn reset_signals(&self) {
-        // SAFETY: `action` and `empty` are zero-initialised plain C structs made valid by
-        // sigemptyset; sigaction fails harmlessly (EINVAL) for the signals glibc reserves.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = libc::SIG_DFL;
-            libc::sigemptyset(&mut action.sa_mask);
-            // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask (64 bytes
-            // cover its layout on every architecture).
-            let kernel_default = [0u64; 8];
-            let kernel_sigset_size = (self.max_signal as usize).div_ceil(8);
-            for signal in 1..=self.max_signal {
-                if signal != libc::SIGKILL
-                    && signal != libc::SIGSTOP
-                    && libc::sigaction(signal, &action, std::ptr::null_mut()) < 0
-                {
-                    // glibc refuses the signals it reserves for itself (32 and 33), but they
-                    // can still be ignored in the daemon and that would pass through exec.
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        signal,
-                        kernel_default.as_ptr(),
-                        std::ptr::null_mut::<u64>(),
-                        kernel_sigset_size,
-                    );
-                }
+        // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask (64 bytes
+        // cover its layout on every architecture); and an empty kernel signal set.
+        let kernel_default = [0u64; 8];
+        let empty = [0u64; 2];
+        let sigset_size = (self.max_signal as usize).div_ceil(8);
+        for signal in 1..=self.max_signal {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                let args = [signal as usize, ptr(kernel_default.as_ptr()), 0, sigset_size];
+                // SAFETY: a valid kernel sigaction and no old action asked for.
+                unsafe { raw::call(libc::SYS_rt_sigaction, args) };
             }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         }
+        let args = [libc::SIG_SETMASK as usize, ptr(empty.as_ptr()), 0, sigset_size];
+        // SAFETY: a valid kernel signal set, at least `sigset_size` bytes.
+        unsafe { raw::call(libc::SYS_rt_sigprocmask, args) };
     }
 
     /// The script's owner (so the new user can open `/dev/fd/3`), supplementary groups,
-    /// gid, uid.
+    /// gid, uid. The kernel's calls change only the calling process's ids; glibc's wrappers
+    /// would signal the daemon's other threads to change theirs too.
     fn set_credentials(&self) -> Result<(), (u8, c_int)> {
         let Credentials { uid, gid, groups } = &self.credentials;
         if let Some(fd) = self.script_fd
             && (uid.is_some() || gid.is_some())
         {
-            let owner = uid.unwrap_or(libc::uid_t::MAX);
-            let group = gid.unwrap_or(libc::gid_t::MAX);
-            // SAFETY: fchown on a descriptor the child holds; -1 leaves an id unchanged.
-            check(unsafe { libc::fchown(fd, owner, group) }, Step::ScriptOwner as u8)?;
+            // -1 leaves an id unchanged.
+            let owner = uid.unwrap_or(libc::uid_t::MAX) as usize;
+            let group = gid.unwrap_or(libc::gid_t::MAX) as usize;
+            // SAFETY: fchown takes numbers.
+            let result = unsafe { raw::call(libc::SYS_fchown, [fd as usize, owner, group]) };
+            check(result, Step::ScriptOwner as u8)?;
         }
         if let Some(groups) = groups {
-            // SAFETY: the pointer and length describe the plan's own vector. Raw system
-            // calls, here and below: glibc's wrappers would change every thread's ids.
-            let result = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
-            check(result as c_int, Step::Groups as u8)?;
+            // SAFETY: the length and address of the plan's own group vector.
+            let result = unsafe { raw::call(libc::SYS_setgroups, [groups.len(), ptr(groups.as_ptr())]) };
+            check(result, Step::Groups as u8)?;
         }
         if let Some(gid) = gid {
-            // SAFETY: setgid has no memory-safety preconditions.
-            let result = unsafe { libc::syscall(libc::SYS_setgid, *gid) };
-            check(result as c_int, Step::Gid as u8)?;
+            // SAFETY: setgid takes a number.
+            let result = unsafe { raw::call(libc::SYS_setgid, [*gid as usize]) };
+            check(result, Step::Gid as u8)?;
         }
         if let Some(uid) = uid {
-            // SAFETY: setuid has no memory-safety preconditions.
-            let result = unsafe { libc::syscall(libc::SYS_setuid, *uid) };
-            check(result as c_int, Step::Uid as u8)?;
+            // SAFETY: setuid takes a number.
+            let result = unsafe { raw::call(libc::SYS_setuid, [*uid as usize]) };
+            check(result, Step::Uid as u8)?;
         }
         Ok(())
     }
@@ -664,18 +756,19 @@ impl ChildPlan {
             sh_argv,
             ..
         } = self;
+        let envp = ptr(envp.pointers.as_ptr());
         for candidate in candidates.iter() {
+            let args = [ptr(candidate.as_ptr()), ptr(argv.pointers.as_ptr()), envp];
             // SAFETY: the path and both arrays are NUL-terminated and owned by the plan.
-            unsafe { libc::execve(candidate.as_ptr(), argv.pointers.as_ptr(), envp.pointers.as_ptr()) };
-            let failure = errno();
+            let failure = -unsafe { raw::call(libc::SYS_execve, args) } as c_int;
             match failure {
                 libc::ENOEXEC => {
                     if let Some(slot) = sh_argv.get_mut(1) {
                         *slot = candidate.as_ptr();
                     }
+                    let args = [ptr(SHELL_C.as_ptr()), ptr(sh_argv.as_ptr()), envp];
                     // SAFETY: as above; `sh_argv` is NULL-terminated and points into the plan.
-                    unsafe { libc::execve(SHELL_C.as_ptr(), sh_argv.as_ptr(), envp.pointers.as_ptr()) };
-                    return (step, errno());
+                    return (step, -unsafe { raw::call(libc::SYS_execve, args) } as c_int);
                 }
                 libc::EACCES => denied = true,
                 libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
@@ -692,59 +785,163 @@ const SHELL_C: &CStr = c"/bin/sh";
 /// `close_range(first, ~0, flags)` on the calling process's table: with
 /// `CLOSE_RANGE_CLOEXEC` it marks, with `CLOSE_RANGE_UNSHARE` it first gives the caller a table
 /// of its own holding only the fds below `first`. Negative on failure.
-fn close_range_from(first: RawFd, flags: libc::c_uint) -> c_int {
+fn close_range_from(first: RawFd, flags: libc::c_uint) -> isize {
+    let args = [first as usize, libc::c_uint::MAX as usize, flags as usize];
     // SAFETY: close_range only changes the descriptor table; no memory is involved.
-    let result = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, flags) };
-    result as c_int
+    unsafe { raw::call(libc::SYS_close_range, args) }
 }
 
 /// Puts `source` on `target`, inheritable across exec.
 fn move_fd(source: RawFd, target: RawFd) -> Result<(), c_int> {
-    // SAFETY: fcntl and dup2 on descriptor numbers only change the descriptor table.
+    // SAFETY: fcntl and dup3 on descriptor numbers only change the descriptor table.
     let result = unsafe {
         if source == target {
-            libc::fcntl(target, libc::F_SETFD, 0)
+            raw::call(libc::SYS_fcntl, [target as usize, libc::F_SETFD as usize, 0])
         } else {
-            libc::dup2(source, target)
+            raw::call(libc::SYS_dup3, [source as usize, target as usize, 0])
         }
     };
-    if result < 0 { Err(errno()) } else { Ok(()) }
+    if result < 0 { Err(-result as c_int) } else { Ok(()) }
 }
 
 /// Marks `fd` close-on-exec if it is open.
 fn set_cloexec(fd: RawFd) {
     // SAFETY: F_GETFD/F_SETFD on any number only read or change descriptor flags.
     unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFD);
-        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        let flags = raw::call(libc::SYS_fcntl, [fd as usize, libc::F_GETFD as usize]);
+        if flags >= 0 && flags & libc::FD_CLOEXEC as isize == 0 {
+            let flags = (flags | libc::FD_CLOEXEC as isize) as usize;
+            raw::call(libc::SYS_fcntl, [fd as usize, libc::F_SETFD as usize, flags]);
         }
     }
 }
 
 fn write_oom_score(text: &[u8]) -> Result<(), c_int> {
-    // SAFETY: a static NUL-terminated path; the descriptor is closed before returning.
+    let path = c"/proc/self/oom_score_adj";
+    let flags = (libc::O_WRONLY | libc::O_CLOEXEC) as usize;
+    // SAFETY: a static NUL-terminated path and the caller's bytes; the descriptor is
+    // closed before returning.
     unsafe {
-        let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        let fd = raw::call(libc::SYS_openat, [libc::AT_FDCWD as usize, ptr(path.as_ptr()), flags]);
         if fd < 0 {
-            return Err(errno());
+            return Err(-fd as c_int);
         }
-        let written = libc::write(fd, text.as_ptr().cast(), text.len());
-        let error = errno();
-        libc::close(fd);
-        if written < 0 { Err(error) } else { Ok(()) }
+        let written = raw::call(libc::SYS_write, [fd as usize, ptr(text.as_ptr()), text.len()]);
+        raw::call(libc::SYS_close, [fd as usize]);
+        if written < 0 { Err(-written as c_int) } else { Ok(()) }
     }
 }
 
 // ------------------------------------------------------------------ spawn
 
-/// Starts one process; returns its pid once it has exec'd.
+/// Starts one process; returns its pid once it has exec'd: [`begin`], then
+/// [`Pending::wait`].
+pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
+    begin(spec)?.wait()
+}
+
+/// A child started by [`begin`]: its pid, and the memory it may still be using. Waiting
+/// tells whether it exec'd; dropping it unwaited also waits for the child to be done with
+/// that memory.
+pub struct Pending {
+    pid: i32,
+    child: Box<InFlight>,
+}
+
+/// What a child reads until it execs, kept by the parent until then.
+struct InFlight {
+    /// The child's tid until the kernel clears it (`CLONE_CHILD_CLEARTID`) when the child
+    /// lets go of the daemon's memory: at its exec, or at its exit after a failed step.
+    /// A futex the parent can sleep on.
+    tid: std::sync::atomic::AtomicI32,
+    plan: ChildPlan,
+    stack: Option<ChildStack>,
+    /// The slots holding the child's descriptors (see [`reserve_fd_slots`]), put back once
+    /// it is done.
+    staged: Vec<RawFd>,
+    /// The parent's copies of the child's descriptors, open until it has its own.
+    _fds: (StdioFds, Vec<OwnedFd>, Option<OwnedFd>, Vec<OwnedFd>),
+}
+
+impl InFlight {
+    fn done(&self) -> bool {
+        self.tid.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    /// Sleeps until the child is done with the plan.
+    fn block(&self) {
+        loop {
+            let tid = self.tid.load(std::sync::atomic::Ordering::Acquire);
+            if tid == 0 {
+                return;
+            }
+            // SAFETY: FUTEX_WAIT on a live, aligned i32; it returns at once unless the word
+            // still holds `tid`, and the kernel wakes it when it clears the word. The key is
+            // shared, like the kernel's wake on clearing.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_futex,
+                    self.tid.as_ptr(),
+                    libc::FUTEX_WAIT,
+                    tid,
+                    std::ptr::null::<libc::timespec>(),
+                );
+            }
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.block();
+        if !self.staged.is_empty() {
+            release_slots(&self.staged);
+        }
+        if let Some(stack) = self.stack.take() {
+            STACKS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(stack);
+        }
+    }
+}
+
+impl Pending {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Whether the child has exec'd or failed, so that [`Pending::wait`] returns at once.
+    pub fn is_done(&self) -> bool {
+        self.child.done()
+    }
+
+    /// Sleeps until the child has exec'd or failed. Its pid once it exec'd; else the step
+    /// that failed, and the child has been reaped.
+    pub fn wait(self) -> Result<i32, SpawnError> {
+        let Pending { pid, child } = self;
+        child.block();
+        // SAFETY: the word is clear, so the child no longer touches the plan (see `run`).
+        let failure = unsafe { std::ptr::read_volatile(&child.plan.failure) };
+        drop(child);
+        let Some((step, error)) = failure else {
+            return Ok(pid);
+        };
+        // The child exits right after recording its failure; don't leave a zombie.
+        let _ = super::process::wait_for(pid);
+        Err(SpawnError::new(step_name(step), io::Error::from_raw_os_error(error)))
+    }
+}
+
+/// Starts one process, and returns as soon as the child runs, where it may still be
+/// setting up; [`Pending::wait`] says whether it exec'd. (Where the child cannot do without
+/// `errno`, `PIPELINED` is false and this returns once it exec'd.)
 ///
 /// The child is a session and process-group leader, with an empty signal mask, default
 /// signal dispositions, exactly `spec.env`, and no descriptors but 0, 1, 2, the script's 3
 /// and the extra fds. A failure in the parent or in the child is a [`SpawnError`] naming the
-/// step; a child that failed has been reaped.
-pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
+/// step.
+pub fn begin(spec: SpawnSpec<'_>) -> Result<Pending, SpawnError> {
     let SpawnSpec {
         job_name,
         kind,
@@ -843,7 +1040,7 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
     let fd_limit = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
         .map(|(soft, _)| soft.min(c_int::MAX as u64) as c_int)
         .unwrap_or(1024);
-    let mut plan = ChildPlan {
+    let plan = ChildPlan {
         failure: None,
         max_signal: libc::SIGRTMAX(),
         limits: limits
@@ -880,54 +1077,70 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
         sh_argv,
     };
 
-    let pid = {
-        let slots = FD_SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match *slots {
-            SlotState::Ready { placeholder, ours } => match stage_fds(&mut plan, placeholder, ours) {
+    let mut child = Box::new(InFlight {
+        tid: std::sync::atomic::AtomicI32::new(-1),
+        plan,
+        stack: None,
+        staged: Vec::new(),
+        _fds: (stdio, moved_stdio, script, extra_fds),
+    });
+    let share_files = {
+        let mut slots = FD_SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &mut *slots {
+            SlotState::Ready {
+                placeholder,
+                ours,
+                busy,
+            } => match stage_fds(&mut child.plan, *placeholder, *ours & !*busy) {
                 Ok(Some(staged)) => {
-                    let spawned = clone_child(&mut plan, true);
-                    unstage_fds(&staged, placeholder);
-                    spawned
+                    for slot in &staged {
+                        *busy |= 1 << slot;
+                    }
+                    child.staged = staged;
+                    true
                 }
-                Ok(None) => clone_child(&mut plan, false),
-                Err(error) => return Err(fd_error(error)),
+                Ok(None) => false,
+                Err(error) => {
+                    child.tid.store(0, std::sync::atomic::Ordering::Release);
+                    return Err(fd_error(error));
+                }
             },
-            _ => clone_child(&mut plan, false),
+            _ => false,
+        }
+    };
+    match clone_child(&mut child, share_files) {
+        Ok(pid) => Ok(Pending { pid, child }),
+        Err(error) => {
+            // No child: nothing will clear the word.
+            child.tid.store(0, std::sync::atomic::Ordering::Release);
+            Err(SpawnError::new("spawn process", error))
         }
     }
-    .map_err(|e| SpawnError::new("spawn process", e))?;
-    // The parent's copies: the child has its own, or is gone.
-    drop((stdio, moved_stdio, script, extra_fds));
-    // SAFETY: the child has exec'd or exited (CLONE_VFORK), so nothing writes the plan now.
-    let Some((step, error)) = (unsafe { std::ptr::read_volatile(&plan.failure) }) else {
-        return Ok(pid);
-    };
-    // The child `_exit`s right after recording its failure; don't leave a zombie.
-    let _ = super::process::wait_for(pid);
-    Err(SpawnError::new(step_name(step), io::Error::from_raw_os_error(error)))
 }
 
 // ------------------------------------------------------------------ staged descriptors
 
 /// The first and one past the last of the low descriptors reserved for staging.
 const SLOT_FIRST: RawFd = 3;
-const SLOT_END: RawFd = 19;
+const SLOT_END: RawFd = 35;
 
 enum SlotState {
     Untried,
     Unavailable,
     /// The fds of `SLOT_FIRST..SLOT_END` set in `ours` hold a `/dev/null` placeholder
     /// (close-on-exec; the others were taken before uprise started, by whoever started it);
-    /// `placeholder` is one more, above them, to put back after a spawn.
+    /// `placeholder` is one more, above them, to put back after a spawn. The slots set in
+    /// `busy` hold the descriptors of children that have not exec'd yet.
     Ready {
         placeholder: RawFd,
-        ours: u32,
+        ours: u64,
+        busy: u64,
     },
 }
 
 static FD_SLOTS: std::sync::Mutex<SlotState> = std::sync::Mutex::new(SlotState::Untried);
 
-/// Reserves the free fds among 3 to 18 for staging what a child inherits; call it first
+/// Reserves the free fds among 3 to 34 for staging what a child inherits; call it first
 /// thing, before the process opens anything. Returns whether fd 3 (a script's) and so the
 /// staged path is available (once tried, the answer stays).
 ///
@@ -936,16 +1149,21 @@ static FD_SLOTS: std::sync::Mutex<SlotState> = std::sync::Mutex::new(SlotState::
 /// the more services run. With it, a spawn puts the child's descriptors on the reserved
 /// numbers (replacing the placeholders), clones with `CLONE_FILES` (no copy), and the
 /// child's first act, `close_range(N, ~0, CLOSE_RANGE_UNSHARE)`, gives it a table of its own
-/// holding only fds `0..N`: a spawn costs the same with 10 services or 10,000. The
-/// placeholders go back once the clone returns. Fds below N that uprise inherited from
-/// whoever started it are marked close-on-exec in the child like every fd above its last
-/// target. A spawn that needs more descriptors than are reserved, and every spawn when fd 3
-/// was taken, copies the table as before.
+/// holding only fds `0..N`: a spawn costs the same with 10 services or 10,000. The slots a
+/// child uses stay its own until it has exec'd (children in flight together use different
+/// slots), then take their placeholders back. Fds below N that uprise inherited from whoever
+/// started it, and other children's staged fds (close-on-exec), are marked or left
+/// close-on-exec in the child like every fd above its last target. A spawn that needs more
+/// descriptors than are free, and every spawn when fd 3 was taken, copies the table.
 pub fn reserve_fd_slots() -> bool {
     let mut slots = FD_SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if matches!(*slots, SlotState::Untried) {
         *slots = match try_reserve() {
-            Some((placeholder, ours)) => SlotState::Ready { placeholder, ours },
+            Some((placeholder, ours)) => SlotState::Ready {
+                placeholder,
+                ours,
+                busy: 0,
+            },
             None => SlotState::Unavailable,
         };
     }
@@ -955,11 +1173,11 @@ pub fn reserve_fd_slots() -> bool {
 /// Takes every free fd in the slot range with a `/dev/null` placeholder. `F_DUPFD` only
 /// ever takes a free number, so an fd someone else holds (one the daemon inherited) is left
 /// alone. None when fd 3, where a script's body goes, is not free.
-fn try_reserve() -> Option<(RawFd, u32)> {
+fn try_reserve() -> Option<(RawFd, u64)> {
     let null = OpenOptions::new().read(true).write(true).open("/dev/null").ok()?;
     let placeholder = dup_above(&null, SLOT_END).ok()?;
     drop(null);
-    let mut ours = 0u32;
+    let mut ours = 0u64;
     for wanted in SLOT_FIRST..SLOT_END {
         // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; it creates a new descriptor or fails.
         let got = unsafe { libc::fcntl(placeholder.as_raw_fd(), libc::F_DUPFD_CLOEXEC, wanted) };
@@ -986,8 +1204,8 @@ fn try_reserve() -> Option<(RawFd, u32)> {
 /// Puts the child's descriptors on the slots: the script on 3, the extra fds on 4, 5, …
 /// (their own numbers), and each distinct stdio source above them. Returns the slots used,
 /// or None when they do not fit (the plan is then unchanged).
-fn stage_fds(plan: &mut ChildPlan, placeholder: RawFd, ours: u32) -> io::Result<Option<Vec<RawFd>>> {
-    let is_ours = |fd: RawFd| (SLOT_FIRST..SLOT_END).contains(&fd) && ours & (1 << fd) != 0;
+fn stage_fds(plan: &mut ChildPlan, placeholder: RawFd, free: u64) -> io::Result<Option<Vec<RawFd>>> {
+    let is_ours = |fd: RawFd| (SLOT_FIRST..SLOT_END).contains(&fd) && free & (1 << fd) != 0;
     let mut sources: Vec<RawFd> = Vec::new();
     for source in plan.stdio.iter().flatten() {
         if !sources.contains(source) {
@@ -1042,6 +1260,18 @@ fn stage_fds(plan: &mut ChildPlan, placeholder: RawFd, ours: u32) -> io::Result<
     Ok(Some(staged))
 }
 
+/// Puts the placeholders back on the slots of a child that is done with them, and frees
+/// them for the next.
+fn release_slots(staged: &[RawFd]) {
+    let mut slots = FD_SLOTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let SlotState::Ready { placeholder, busy, .. } = &mut *slots {
+        unstage_fds(staged, *placeholder);
+        for slot in staged {
+            *busy &= !(1 << slot);
+        }
+    }
+}
+
 /// Puts the placeholders back on the slots a spawn used.
 fn unstage_fds(staged: &[RawFd], placeholder: RawFd) {
     for slot in staged {
@@ -1053,11 +1283,13 @@ fn unstage_fds(staged: &[RawFd], placeholder: RawFd) {
 /// The size of the stack a cloned child runs on until it execs; the set-up needs a few KiB.
 const CHILD_STACK: usize = 64 * 1024;
 
-/// One thread's child stack, mapped on its first spawn and unmapped when the thread ends.
-/// A thread sleeps while its child runs (CLONE_VFORK), so one stack per thread suffices.
+/// A child's stack, mapped on first need and kept in [`STACKS`] for the next child.
 struct ChildStack {
     base: *mut libc::c_void,
 }
+
+// SAFETY: the mapping belongs to whoever holds the value; nothing else refers to it.
+unsafe impl Send for ChildStack {}
 
 impl ChildStack {
     fn map() -> io::Result<ChildStack> {
@@ -1090,59 +1322,74 @@ impl ChildStack {
 
 impl Drop for ChildStack {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, unused once its thread is ending.
+        // SAFETY: the mapping made in `map`, which no child uses any more.
         unsafe { libc::munmap(self.base, CHILD_STACK) };
     }
 }
 
-thread_local! {
-    static STACK: std::cell::OnceCell<ChildStack> = const { std::cell::OnceCell::new() };
+/// Stacks of children that are done, for the next ones: one per child not yet exec'd is
+/// ever mapped.
+static STACKS: std::sync::Mutex<Vec<ChildStack>> = std::sync::Mutex::new(Vec::new());
+
+/// Unmaps the spare stacks but one: a burst of spawns in flight at once leaves a stack per
+/// child behind, each with the pages its child touched.
+pub fn release_spare_stacks() {
+    let mut stacks = STACKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    stacks.truncate(1);
 }
 
 /// The cloned child's entry point: runs the plan, never returns.
 extern "C" fn child_main(plan: *mut libc::c_void) -> c_int {
-    // SAFETY: `clone_child` passes its `&mut ChildPlan`, and sleeps until this child has
-    // exec'd or exited, so the plan is live and nothing else touches it meanwhile.
+    // SAFETY: `clone_child` passes the `ChildPlan` of an `InFlight`, which the parent keeps
+    // and leaves alone until the kernel clears the child's tid word.
     let plan = unsafe { &mut *plan.cast::<ChildPlan>() };
     plan.run()
 }
 
-/// Starts a child that shares this process's memory until it execs (`posix_spawn`'s way)
-/// and runs `plan`; returns once the child has exec'd or exited.
-fn clone_child(plan: &mut ChildPlan, share_files: bool) -> io::Result<i32> {
-    STACK.with(|cell| {
-        let stack = match cell.get() {
-            Some(stack) => stack,
-            None => {
-                let stack = ChildStack::map()?;
-                cell.get_or_init(|| stack)
-            }
-        };
-        // SAFETY: sigset_t is a plain C struct; all zeroes is a valid (empty) value.
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        // SAFETY: sigfillset initialises `all`; pthread_sigmask only changes this thread's
-        // mask, and it is restored below on every path.
-        unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        }
-        // SAFETY: CLONE_VM | CLONE_VFORK: the child runs `child_main` on its own stack and
-        // this thread sleeps until it execs or exits; `plan` outlives that. Every signal is
-        // blocked, so no handler of the daemon runs in the child before it resets them.
-        let pid = unsafe {
-            libc::clone(
-                child_main,
-                stack.top(),
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD | if share_files { libc::CLONE_FILES } else { 0 },
-                (plan as *mut ChildPlan).cast(),
-            )
-        };
-        let error = io::Error::last_os_error();
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-        if pid < 0 { Err(error) } else { Ok(pid) }
-    })
+/// Starts a child that shares this process's memory until it execs, on a stack of its own,
+/// to run `child.plan`. The kernel clears `child.tid` when the child is done with that
+/// memory. With `PIPELINED` this returns at once; otherwise (`CLONE_VFORK`) once the child
+/// exec'd or exited.
+fn clone_child(child: &mut InFlight, share_files: bool) -> io::Result<i32> {
+    let spare = STACKS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+    let stack = match spare {
+        Some(stack) => stack,
+        None => ChildStack::map()?,
+    };
+    let top = stack.top();
+    child.stack = Some(stack);
+    // SAFETY: sigset_t is a plain C struct; all zeroes is a valid (empty) value.
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask only changes this thread's
+    // mask, and it is restored below on every path.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let flags = libc::CLONE_VM
+        | libc::CLONE_CHILD_CLEARTID
+        | libc::SIGCHLD
+        | if PIPELINED { 0 } else { libc::CLONE_VFORK }
+        | if share_files { libc::CLONE_FILES } else { 0 };
+    // SAFETY: CLONE_VM: the child runs `child_main` on its own stack, on the plan, which
+    // the caller keeps, with the stack, until the kernel clears the tid word. Every signal
+    // is blocked, so no handler of the daemon runs in the child before it resets them.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            top,
+            flags,
+            (&raw mut child.plan).cast(),
+            std::ptr::null_mut::<libc::pid_t>(),
+            std::ptr::null_mut::<libc::c_void>(),
+            child.tid.as_ptr(),
+        )
+    };
+    let error = io::Error::last_os_error();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    if pid < 0 { Err(error) } else { Ok(pid) }
 }
 
 #[cfg(test)]
@@ -1651,7 +1898,7 @@ mod tests {
     /// With the low fds reserved (as the daemon does first thing), a child gets exactly its
     /// stdio, script and extra fds through the staged path, failures are still reported, and
     /// the reserved fds hold their placeholders again afterwards. Runs alone in a fresh
-    /// process, where fds 3 to 18 are free.
+    /// process, where fds 3 to 34 are free.
     #[test]
     fn staged_descriptors_reach_the_child_and_nothing_else() {
         if !crate::sys::process::isolated("sys::spawn::tests::staged_descriptors_reach_the_child_and_nothing_else") {
@@ -1663,7 +1910,7 @@ mod tests {
             // SAFETY: closing descriptors nothing in this process owns.
             unsafe { libc::close(fd) };
         }
-        assert!(reserve_fd_slots(), "fds 3 to 18 are free");
+        assert!(reserve_fd_slots(), "fds 3 to 34 are free");
         let _leaks = Leaks::open();
         let env = env(&[PATH]);
         // A plain command: exactly its stdio and its extra fd.
@@ -1711,6 +1958,69 @@ mod tests {
             "unable to change to working directory: No such file or directory"
         );
         slots_hold_placeholders();
+    }
+
+    /// Children started one after another without waiting share the slots: each gets its
+    /// own output pipe and nothing else, and each failure is its own, with its own errno
+    /// (the children make their system calls while the parent runs on).
+    #[test]
+    fn children_in_flight_together_keep_their_own_descriptors_and_errors() {
+        if !crate::sys::process::isolated(
+            "sys::spawn::tests::children_in_flight_together_keep_their_own_descriptors_and_errors",
+        ) {
+            return;
+        }
+        for fd in SLOT_FIRST..SLOT_END {
+            // SAFETY: closing descriptors nothing in this fresh process owns.
+            unsafe { libc::close(fd) };
+        }
+        assert!(reserve_fd_slots(), "fds 3 to 34 are free");
+        let sleeper = exec("sh -c 'echo child-$N; exec sleep 30'");
+        let missing = exec("/nonexistent/uprise-program");
+        let mut started = Vec::new();
+        for n in 0..24 {
+            let env = env(&[PATH, &format!("N={n}")]);
+            let (read, write) = pipe();
+            let command = if n % 4 == 3 { &missing } else { &sleeper };
+            let mut each = spec(command, &env, Stdio::Log(write));
+            if n % 4 == 1 {
+                each.chdir = Some("/nonexistent/uprise-dir");
+            }
+            started.push((n, read, begin(each).unwrap_or_else(|e| panic!("child {n}: {e}"))));
+        }
+        let mut running = Vec::new();
+        for (n, read, pending) in started {
+            match (n % 4, pending.wait()) {
+                (1, Err(error)) => assert_eq!(
+                    error.to_string(),
+                    "unable to change to working directory: No such file or directory",
+                    "child {n}"
+                ),
+                (3, Err(error)) => {
+                    assert_eq!(
+                        error.to_string(),
+                        "unable to execute: No such file or directory",
+                        "child {n}"
+                    )
+                }
+                (0 | 2, Ok(pid)) => running.push((n, read, pid)),
+                (_, other) => panic!("child {n}: {:?}", other.map_err(|e| e.to_string())),
+            }
+        }
+        for (n, read, pid) in running {
+            let mut line = String::new();
+            BufReader::new(read).read_line(&mut line).unwrap();
+            assert_eq!(line, format!("child-{n}\n"));
+            let fds = open_fds(pid);
+            assert_eq!(fds.keys().copied().collect::<Vec<_>>(), [0, 1, 2], "child {n}: {fds:?}");
+            assert_eq!(fds[&0], "/dev/null");
+            assert!(fds[&1].starts_with("pipe:") && fds[&1] == fds[&2], "child {n}: {fds:?}");
+            stop(pid);
+        }
+        for slot in SLOT_FIRST..SLOT_END {
+            let target = std::fs::read_link(format!("/proc/self/fd/{slot}")).unwrap();
+            assert_eq!(target, std::path::Path::new("/dev/null"), "slot {slot}");
+        }
     }
 
     /// Wherever std's own error pipe lands (it is created at the lowest free numbers, maybe

@@ -504,3 +504,56 @@ fn the_fast_status_prints_what_the_full_client_prints() {
         (Some(1), "uprisectl: Unknown job: nosuch\n")
     );
 }
+
+#[test]
+fn jobs_started_together_run_or_fail_each_on_their_own() {
+    // One event starts them all, so the daemon starts each process while the ones before it
+    // may still be on their way to exec, and follows each up on its own.
+    let jobs: Vec<(String, String)> = (0..24)
+        .map(|n| {
+            let body = match n % 4 {
+                1 => "start on go\nchdir /nonexistent/uprise-dir\nexec sleep 300\n".to_string(),
+                3 => format!("start on go\nexec /nonexistent/binary-{n}\n"),
+                _ => "start on go\nexec sh -c 'echo up-$UPSTART_JOB; exec sleep 300'\n".to_string(),
+            };
+            (format!("j{n}"), body)
+        })
+        .chain([(
+            "after".to_string(),
+            "task\nstart on started j22\nexec sh -c 'echo seen > $WORK/after'\n".to_string(),
+        )])
+        .collect();
+    let jobs: Vec<(&str, &str)> = jobs.iter().map(|(name, body)| (name.as_str(), body.as_str())).collect();
+    let h = Harness::start(&jobs);
+    let emitted = h.ctl(&["emit", "go"]);
+    // Some of the jobs it started failed, so the event did.
+    assert_eq!(
+        (emitted.code, emitted.stderr.as_str()),
+        (Some(1), "uprisectl: Event failed\n")
+    );
+    let mut pids = std::collections::BTreeSet::new();
+    for n in 0..24 {
+        let job = format!("j{n}");
+        match n % 4 {
+            1 => h.wait_until("the chdir failure", || {
+                h.daemon_log().contains(&format!(
+                    "Failed to spawn {job} main process: unable to change to working directory: No such file or directory"
+                ))
+            }),
+            3 => h.wait_until("the exec failure", || {
+                h.daemon_log().contains(&format!(
+                    "Failed to spawn {job} main process: unable to execute: No such file or directory"
+                ))
+            }),
+            _ => {
+                let status = h.wait_status(&job, &format!("{job} start/running, process "));
+                assert!(pids.insert(pid_of(&status)), "{status}");
+                h.wait_until("its output in its own log", || h.log_file(&format!("{job}.log")) == format!("up-{job}\n"));
+            }
+        }
+        if n % 2 == 1 {
+            h.wait_status(&job, &format!("{job} stop/waiting"));
+        }
+    }
+    h.wait_until("the job started by `started j22`", || h.work_file("after") == "seen\n");
+}
