@@ -91,6 +91,15 @@ pub struct Daemon {
     spawning: VecDeque<Spawning>,
     /// How many of `spawning` were not yet waited for.
     in_flight: usize,
+    /// The kill deadline of every instance whose processes were sent the kill signal and
+    /// may still be alive, soonest first (the instance's `Rare::kill_deadline` holds the
+    /// pids). One loop timer serves them all: a stop of 1,000 services adds no loop source.
+    kill_deadlines: std::collections::BTreeSet<(Instant, Key)>,
+    /// The loop timer set for the soonest kill deadline, and when it fires.
+    kill_timer: Option<(calloop::RegistrationToken, Instant)>,
+    /// While shutting down (no instance starts any more): the classes before this index have
+    /// no instance, so each `settle` looks only at the rest.
+    shutdown_cursor: usize,
     pub(crate) next_event: EventId,
     /// Every process uprise started and still waits for. The flag: uprise spawned it itself,
     /// so it leads its own session and process group for as long as it is not reaped (a
@@ -235,6 +244,9 @@ impl Daemon {
             finished: VecDeque::new(),
             spawning: VecDeque::new(),
             in_flight: 0,
+            kill_deadlines: Default::default(),
+            kill_timer: None,
+            shutdown_cursor: 0,
             next_event: 1,
             pids: HashMap::new(),
             global_env: Default::default(),
@@ -434,10 +446,12 @@ impl Daemon {
         let id = self.next_event;
         self.next_event += 1;
         debug!("event {name} {}", env.join(" "));
-        self.broadcast(Reply::Event {
-            name: name.to_string(),
-            env: env.clone(),
-        });
+        if !self.monitors.is_empty() {
+            self.broadcast(Reply::Event {
+                name: name.to_string(),
+                env: env.clone(),
+            });
+        }
         self.events.insert(
             id,
             Event {
@@ -488,12 +502,23 @@ impl Daemon {
             }
             return;
         }
-        if self.shutting_down && !self.exiting && self.classes.iter().flatten().all(|class| class.instances.is_empty())
-        {
+        if self.shutting_down && !self.exiting && self.no_instance_left() {
             info!("all jobs stopped; exiting");
             self.exiting = true;
             self.stop_signal.stop();
         }
+    }
+
+    /// While shutting down: whether every instance is gone. No instance starts once the
+    /// shutdown began, so a class seen empty stays empty and is not looked at again.
+    fn no_instance_left(&mut self) -> bool {
+        while let Some(class) = self.classes.get(self.shutdown_cursor) {
+            if class.as_ref().is_some_and(|class| !class.instances.is_empty()) {
+                return false;
+            }
+            self.shutdown_cursor += 1;
+        }
+        true
     }
 
     fn handle_event(&mut self, id: EventId) {
@@ -802,25 +827,74 @@ impl Daemon {
         self.arm_kill_timer(key, timeout.millis, scripts);
     }
 
+    /// Sends SIGKILL to `pids` after `millis` if they are still the instance's (its kill
+    /// timeout); replaces an earlier deadline of the instance.
     fn arm_kill_timer(&mut self, key: &Key, millis: u64, pids: Vec<i32>) {
-        let timer_key = key.clone();
-        let pids_copy = pids.clone();
-        let token = self.handle.insert_source(
-            Timer::from_duration(Duration::from_millis(millis)),
-            move |_, _, daemon| {
-                daemon.kill_timeout(&timer_key, &pids);
-                daemon.settle();
-                TimeoutAction::Drop
-            },
-        );
-        if let Some(instance) = self.instance_mut(key) {
-            instance.rare_mut().kill_deadline = Some((Instant::now() + Duration::from_millis(millis), pids_copy));
+        self.cancel_kill_timer(key);
+        let deadline = Instant::now() + Duration::from_millis(millis);
+        let Some(instance) = self.instance_mut(key) else { return };
+        instance.rare_mut().kill_deadline = Some((deadline, pids));
+        self.kill_deadlines.insert((deadline, key.clone()));
+        self.schedule_kill_timer();
+    }
+
+    /// Forgets the instance's kill deadline: its processes are gone.
+    fn cancel_kill_timer(&mut self, key: &Key) {
+        let deadline = self
+            .instance_mut(key)
+            .and_then(Instance::rare_if_any)
+            .and_then(|rare| rare.kill_deadline.take());
+        if let Some((at, _)) = deadline {
+            self.drop_kill_deadline(at, key);
         }
-        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key))
-            && let Some(old) = instance.kill_timer.replace(token)
+    }
+
+    /// Removes one kill deadline, and the loop timer with the last.
+    fn drop_kill_deadline(&mut self, at: Instant, key: &Key) {
+        self.kill_deadlines.remove(&(at, key.clone()));
+        if self.kill_deadlines.is_empty()
+            && let Some((token, _)) = self.kill_timer.take()
         {
-            self.handle.remove(old);
+            self.handle.remove(token);
         }
+    }
+
+    /// Sets the loop timer for the soonest kill deadline, unless it is set for it already
+    /// (or sooner: it then fires, finds nothing due, and is set again).
+    fn schedule_kill_timer(&mut self) {
+        let Some(&(next, _)) = self.kill_deadlines.first() else {
+            return;
+        };
+        match self.kill_timer {
+            Some((_, at)) if at <= next => return,
+            Some((token, _)) => self.handle.remove(token),
+            None => {}
+        }
+        let token = self.handle.insert_source(Timer::from_deadline(next), |_, _, daemon| {
+            daemon.kill_timer = None;
+            daemon.kill_deadlines_due();
+            daemon.settle();
+            TimeoutAction::Drop
+        });
+        self.kill_timer = token.ok().map(|token| (token, next));
+    }
+
+    /// Sends SIGKILL where a kill deadline has passed, and sets the timer for the next.
+    fn kill_deadlines_due(&mut self) {
+        let now = Instant::now();
+        while let Some((at, key)) = self.kill_deadlines.first().cloned()
+            && at <= now
+        {
+            self.kill_deadlines.pop_first();
+            let pids = self
+                .instance_mut(&key)
+                .and_then(Instance::rare_if_any)
+                .and_then(|rare| rare.kill_deadline.take_if(|(deadline, _)| *deadline == at));
+            if let Some((_, pids)) = pids {
+                self.kill_timeout(&key, &pids);
+            }
+        }
+        self.schedule_kill_timer();
     }
 
     fn kill_timeout(&mut self, key: &Key, pids: &[i32]) {
@@ -830,10 +904,6 @@ impl Daemon {
             .and_then(|class| class.as_ref())
             .map(|class| class.job.name.clone());
         let Some(instance) = self.instance_mut(key) else { return };
-        instance.kill_timer = None;
-        if let Some(rare) = instance.rare_if_any() {
-            rare.kill_deadline = None;
-        }
         let mut killed = Vec::new();
         for pid in pids {
             if instance.pids.values().any(|known| known == pid) {
@@ -1070,14 +1140,18 @@ impl Daemon {
         let Some(instance) = self.instance_mut(key) else { return };
         let from = instance.state;
         instance.state = state;
-        let goal = instance.shown_goal().to_string();
+        let goal = instance.shown_goal();
         debug!("{} ({}) state {from} -> {state}", job.name, key.1);
-        self.broadcast(Reply::Change {
-            job: job.name.clone(),
-            instance: key.1.clone(),
-            goal,
-            state: state.name().to_string(),
-        });
+        // Built only for someone to send it to: a state change is frequent.
+        if !self.monitors.is_empty() {
+            let goal = goal.to_string();
+            self.broadcast(Reply::Change {
+                job: job.name.clone(),
+                instance: key.1.clone(),
+                goal,
+                state: state.name().to_string(),
+            });
+        }
     }
 
     /// Begins the readiness wait of a main process just spawned; false when there is
@@ -1192,8 +1266,8 @@ impl Daemon {
         };
         if let Some(mut instance) = class.instances.remove(&key.1) {
             let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
-            if let Some(token) = instance.kill_timer.take() {
-                self.handle.remove(token);
+            if let Some((at, _)) = instance.rare_if_any().and_then(|rare| rare.kill_deadline.take()) {
+                self.drop_kill_deadline(at, key);
             }
             if let Some(token) = instance.rare_if_any().and_then(|rare| rare.delay_timer.take()) {
                 self.handle.remove(token);
@@ -1528,10 +1602,8 @@ impl Daemon {
         if kind == ProcessKind::Main {
             instance.rare_mut().last_exit = Some((Instant::now(), format!("main process ({pid}) {described}")));
         }
-        if instance.pids.is_empty()
-            && let Some(token) = instance.kill_timer.take()
-        {
-            self.handle.remove(token);
+        if instance.pids.is_empty() {
+            self.cancel_kill_timer(&key);
         }
         let instance = self.instance_mut(&key).expect("checked");
         let state = instance.state;
@@ -2006,9 +2078,6 @@ impl Daemon {
 
     /// Sends a monitor line to every monitoring client.
     fn broadcast(&mut self, reply: Reply) {
-        if self.monitors.is_empty() {
-            return;
-        }
         for client in self.monitors.clone() {
             self.outgoing.push(Outgoing::Reply(client, reply.clone()));
         }

@@ -67,7 +67,6 @@ pub struct Instance {
     pub blocker: Option<EventId>,
     /// Events and clients waiting for this instance to reach its goal.
     pub blocking: Vec<Blocked>,
-    pub kill_timer: Option<RegistrationToken>,
     /// A restart is under way: run pre-stop, then start again.
     pub restarting: bool,
     /// Scripts are being killed because the goal changed under them.
@@ -108,7 +107,8 @@ pub struct Rare {
     pub notify_status: Option<String>,
     /// When a delayed respawn will start.
     pub respawn_at: Option<Instant>,
-    /// When the pending SIGKILL is due, and to whom (carried over by re-exec).
+    /// When the pending SIGKILL is due, and to whom (carried over by re-exec); also in
+    /// `Daemon::kill_deadlines`, whose one loop timer serves every instance's.
     pub kill_deadline: Option<(Instant, Vec<i32>)>,
     /// Stage timeouts under way: (stage, pid, when due, the timeout as written).
     pub stage_deadlines: Vec<(ProcessKind, i32, Instant, Duration)>,
@@ -173,7 +173,6 @@ impl Instance {
             pids: SmallMap::new(),
             blocker: None,
             blocking: Vec::new(),
-            kill_timer: None,
             restarting: false,
             killing_scripts: false,
             spawning: false,

@@ -227,6 +227,37 @@ fn a_process_that_ignores_term_is_killed_after_the_kill_timeout() {
 }
 
 #[test]
+fn kill_timeouts_of_several_jobs_fire_soonest_first() {
+    // One timer serves every kill deadline: the later-stopped job with the shorter timeout
+    // must not wait for the earlier one's deadline.
+    let stubborn = |timeout: u32, mark: &str| {
+        format!(
+            "kill timeout {timeout}\nexec sh -c 'trap \"\" TERM; touch $WORK/{mark}; while :; do sleep 0.05; done'\n"
+        )
+    };
+    let (slow, quick) = (stubborn(3, "slow"), stubborn(1, "quick"));
+    let h = Harness::start(&[("slow", slow.as_str()), ("quick", quick.as_str())]);
+    let slow_pid = pid_of(&h.ctl(&["start", "slow"]).stdout);
+    let quick_pid = pid_of(&h.ctl(&["start", "quick"]).stdout);
+    h.wait_until("both TERM traps", || {
+        h.path("work/slow").exists() && h.path("work/quick").exists()
+    });
+    assert_eq!(h.ctl(&["stop", "--no-wait", "slow"]).code, Some(0));
+    let out = h.ctl(&["stop", "quick"]);
+    assert_eq!(out.stdout, "quick stop/waiting\n", "{}", out.stderr);
+    assert!(!alive(quick_pid));
+    assert!(alive(slow_pid), "the slow job's deadline is not due yet");
+    h.wait_status("slow", "slow stop/waiting");
+    assert!(!alive(slow_pid));
+    let log = h.daemon_log();
+    let killed = |pid: i32| log.find(&format!("({pid}) did not stop in time; sending KILL"));
+    assert!(
+        killed(quick_pid) < killed(slow_pid) && killed(quick_pid).is_some(),
+        "{log}"
+    );
+}
+
+#[test]
 fn the_log_priority_is_upstarts_message_until_raised() {
     let h = Harness::start(&[("svc", "exec sleep 300\n")]);
     let start_and_stop = || {
