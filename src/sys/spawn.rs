@@ -231,7 +231,7 @@ const DEFAULT_PATH: &str = "/bin:/usr/bin";
 /// The argv of a command (Upstart's exec rule; scripts read from `/dev/fd/3`).
 fn argv_of(command: &Command) -> Vec<String> {
     match command {
-        Command::Exec { command } if command.contains(|c| SHELL_CHARS.contains(c)) => {
+        Command::Exec { command } if command.bytes().any(|b| SHELL_CHARS.as_bytes().contains(&b)) => {
             vec![SHELL.into(), "-e".into(), "-c".into(), format!("exec {command}")]
         }
         Command::Exec { command } => command
@@ -278,21 +278,48 @@ fn c_string(text: &str, what: &str) -> Result<CString, SpawnError> {
     })
 }
 
-/// A NULL-terminated array of pointers into owned C strings.
+/// A NULL-terminated array of pointers to C strings, which lie one after another in a
+/// buffer of its own: two allocations for a whole environment, not one per variable.
 struct CStringArray {
-    /// Owns the bytes `pointers` points to; a `CString`'s heap buffer does not move.
-    _strings: Vec<CString>,
+    /// Owns the bytes `pointers` points to; it is not changed once they are taken.
+    _bytes: Vec<u8>,
     pointers: Vec<*const c_char>,
 }
 
 impl CStringArray {
-    fn new(strings: Vec<CString>) -> CStringArray {
-        let mut pointers: Vec<*const c_char> = strings.iter().map(|s| s.as_ptr()).collect();
-        pointers.push(std::ptr::null());
-        CStringArray {
-            _strings: strings,
-            pointers,
+    /// `what` names the strings in the error for one holding a NUL byte.
+    fn new<'s>(strings: impl Iterator<Item = &'s str> + Clone, what: &str) -> Result<CStringArray, SpawnError> {
+        let mut bytes = Vec::with_capacity(strings.clone().map(|text| text.len() + 1).sum());
+        let mut count = 0;
+        for text in strings {
+            if text.as_bytes().contains(&0) {
+                return Err(SpawnError::message(
+                    "execute",
+                    io::ErrorKind::InvalidInput,
+                    format!("{what} contains a NUL byte"),
+                ));
+            }
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(0);
+            count += 1;
         }
+        let mut pointers = Vec::with_capacity(count + 1);
+        let mut at = 0;
+        for _ in 0..count {
+            // SAFETY: `at` is the start of one of the strings just written, inside `bytes`.
+            pointers.push(unsafe { bytes.as_ptr().add(at) }.cast::<c_char>());
+            at += bytes[at..].iter().position(|b| *b == 0).unwrap_or(0) + 1;
+        }
+        pointers.push(std::ptr::null());
+        Ok(CStringArray {
+            _bytes: bytes,
+            pointers,
+        })
+    }
+
+    /// The pointers to the strings, without the final NULL.
+    fn strings(&self) -> &[*const c_char] {
+        &self.pointers[..self.pointers.len() - 1]
     }
 }
 
@@ -974,20 +1001,14 @@ pub fn begin(spec: SpawnSpec<'_>) -> Result<Pending, SpawnError> {
         ));
     };
     log::debug!("spawning {job_name} {} process: {words:?}", kind.keyword());
-    let argv: Vec<CString> = words
-        .iter()
-        .map(|w| c_string(w, "the command"))
-        .collect::<Result<_, _>>()?;
+    let argv = CStringArray::new(words.iter().map(String::as_str), "the command")?;
     let candidates: Vec<CString> = exec_candidates(program, env)
         .iter()
         .map(|p| c_string(p, "PATH"))
         .collect::<Result<_, _>>()?;
-    let envp: Vec<CString> = env
-        .iter()
-        .map(|e| c_string(e, "the environment"))
-        .collect::<Result<_, _>>()?;
+    let envp = CStringArray::new(env.iter().map(String::as_str), "the environment")?;
     let mut sh_argv: Vec<*const c_char> = vec![SHELL_C.as_ptr(), std::ptr::null()];
-    sh_argv.extend(argv.iter().skip(1).map(|a| a.as_ptr()));
+    sh_argv.extend(argv.strings().iter().skip(1));
     sh_argv.push(std::ptr::null());
     let chroot = chroot.map(|dir| c_string(dir, "the chroot directory")).transpose()?;
     let chdir = c_string(chdir.unwrap_or("/"), "the working directory")?;
@@ -1072,8 +1093,8 @@ pub fn begin(spec: SpawnSpec<'_>) -> Result<Pending, SpawnError> {
         unshare_below: None,
         fd_limit,
         candidates,
-        argv: CStringArray::new(argv),
-        envp: CStringArray::new(envp),
+        argv,
+        envp,
         sh_argv,
     };
 
@@ -1553,6 +1574,22 @@ mod tests {
         let (output, exit) = run(&exec("/usr/bin/env"), &env);
         assert_eq!(exit, Exit::Code(0));
         assert_eq!(output.lines().collect::<Vec<_>>(), env);
+    }
+
+    #[test]
+    fn a_nul_byte_in_the_environment_or_the_command_is_refused() {
+        let sleeper = exec("sleep 1");
+        let bad_env = env(&[PATH, "A=b\0c"]);
+        assert_eq!(
+            spawn_error(spec(&sleeper, &bad_env, Stdio::Null)),
+            "unable to execute: the environment contains a NUL byte"
+        );
+        let bad_word = exec("sleep 1\01");
+        let good_env = env(&[PATH]);
+        assert_eq!(
+            spawn_error(spec(&bad_word, &good_env, Stdio::Null)),
+            "unable to execute: the command contains a NUL byte"
+        );
     }
 
     #[test]
