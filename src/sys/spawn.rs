@@ -881,7 +881,9 @@ struct InFlight {
     /// lets go of the daemon's memory: at its exec, or at its exit after a failed step.
     /// A futex the parent can sleep on.
     tid: std::sync::atomic::AtomicI32,
-    plan: ChildPlan,
+    /// Written by the child (its failure, `sh_argv`) while the parent runs on, so the
+    /// parent reaches it only through the cell's pointer, and only once the word is clear.
+    plan: std::cell::UnsafeCell<ChildPlan>,
     stack: Option<ChildStack>,
     /// The slots holding the child's descriptors (see [`reserve_fd_slots`]), put back once
     /// it is done.
@@ -949,7 +951,7 @@ impl Pending {
         let Pending { pid, child } = self;
         child.block();
         // SAFETY: the word is clear, so the child no longer touches the plan (see `run`).
-        let failure = unsafe { std::ptr::read_volatile(&child.plan.failure) };
+        let failure = unsafe { std::ptr::read_volatile(&raw const (*child.plan.get()).failure) };
         drop(child);
         let Some((step, error)) = failure else {
             return Ok(pid);
@@ -1100,7 +1102,7 @@ pub fn begin(spec: SpawnSpec<'_>) -> Result<Pending, SpawnError> {
 
     let mut child = Box::new(InFlight {
         tid: std::sync::atomic::AtomicI32::new(-1),
-        plan,
+        plan: std::cell::UnsafeCell::new(plan),
         stack: None,
         staged: Vec::new(),
         _fds: (stdio, moved_stdio, script, extra_fds),
@@ -1112,7 +1114,7 @@ pub fn begin(spec: SpawnSpec<'_>) -> Result<Pending, SpawnError> {
                 placeholder,
                 ours,
                 busy,
-            } => match stage_fds(&mut child.plan, *placeholder, *ours & !*busy) {
+            } => match stage_fds(child.plan.get_mut(), *placeholder, *ours & !*busy) {
                 Ok(Some(staged)) => {
                     for slot in &staged {
                         *busy |= 1 << slot;
@@ -1401,7 +1403,7 @@ fn clone_child(child: &mut InFlight, share_files: bool) -> io::Result<i32> {
             child_main,
             top,
             flags,
-            (&raw mut child.plan).cast(),
+            child.plan.get().cast(),
             std::ptr::null_mut::<libc::pid_t>(),
             std::ptr::null_mut::<libc::c_void>(),
             child.tid.as_ptr(),
@@ -1584,7 +1586,7 @@ mod tests {
             spawn_error(spec(&sleeper, &bad_env, Stdio::Null)),
             "unable to execute: the environment contains a NUL byte"
         );
-        let bad_word = exec("sleep 1\01");
+        let bad_word = exec("sleep\0 1");
         let good_env = env(&[PATH]);
         assert_eq!(
             spawn_error(spec(&bad_word, &good_env, Stdio::Null)),
