@@ -493,8 +493,8 @@ fn credentials(setuid: Option<&str>, setgid: Option<&str>) -> Result<Credentials
 
 /// Everything the child does between clone and exec, prepared in the parent.
 struct ChildPlan {
-    /// The step that failed and its errno, written by the child before it `_exit`s; read by
-    /// the parent once the clone has returned.
+    /// The step that failed and its errno, written by the child before it exits; read by
+    /// the parent once the kernel has cleared the child's tid word (`InFlight::tid`).
     failure: Option<(u8, c_int)>,
     /// The highest signal number (`SIGRTMAX`).
     max_signal: c_int,
