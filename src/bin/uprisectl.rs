@@ -84,7 +84,7 @@ fn run() -> i32 {
 /// checked first), and makes its system calls directly.
 #[cfg(all(not(test), target_arch = "x86_64", target_os = "linux"))]
 mod fast {
-    use core::arch::{asm, naked_asm};
+    use core::arch::naked_asm;
 
     /// The process's entry point: the kernel's initial stack is untouched when it hands
     /// over to glibc's `_start` (and `rdx`, which `_start` reads, is kept).
@@ -122,18 +122,8 @@ mod fast {
     /// # Safety
     /// The arguments are valid for this system call.
     unsafe fn syscall(number: usize, a: usize, b: usize, c: usize, d: usize) -> isize {
-        let result: isize;
         // SAFETY: passed on from the caller.
-        unsafe {
-            asm!(
-                "syscall",
-                inlateout("rax") number as isize => result,
-                in("rdi") a, in("rsi") b, in("rdx") c, in("r10") d, in("r8") 0usize, in("r9") 0usize,
-                lateout("rcx") _, lateout("r11") _,
-                options(nostack),
-            );
-        }
-        result
+        unsafe { uprise::sys::raw::call6(number as std::ffi::c_long, a, b, c, d, 0, 0) }
     }
 
     // The buffers live in .bss, zeroed by the kernel: a zeroed or moved local array would

@@ -13,8 +13,11 @@
 //!   file descriptors), each failing step named in the `SpawnError`.
 //! - `process.rs`: `kill(2)` on a process or its group, `waitpid(2)` decoded into `Exit`,
 //!   the child-subreaper bit, signal names.
+//! - `raw.rs`: system calls made directly, with no `errno`: for the cloned child and for
+//!   `uprisectl`'s status path before glibc starts.
 
 pub mod exec;
 pub mod process;
 pub mod procfs;
+pub mod raw;
 pub mod spawn;

@@ -530,85 +530,10 @@ struct ChildPlan {
     sh_argv: Vec<*const c_char>,
 }
 
-/// The child's system calls. Until it execs, the child shares the daemon's memory, and with
-/// it the daemon thread's `errno`, while the daemon runs on (see [`begin`]); so the child
-/// calls the kernel directly and reads each error from the result, never from `errno`.
-mod raw {
-    use std::ffi::c_long;
-
-    /// Makes system call `number`; the kernel's result, `-errno` on failure.
-    ///
-    /// # Safety
-    /// The arguments must be what the system call expects.
-    #[inline(always)]
-    pub unsafe fn call<const N: usize>(number: c_long, args: [usize; N]) -> isize {
-        const { assert!(N <= 6, "a system call takes six arguments at most") };
-        let mut all = [0usize; 6];
-        for (slot, arg) in all.iter_mut().zip(args) {
-            *slot = arg;
-        }
-        // SAFETY: as the caller promises.
-        unsafe { call6(number, all) }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn call6(number: c_long, a: [usize; 6]) -> isize {
-        let result: isize;
-        // SAFETY: the Linux x86-64 system call convention; the kernel clobbers rcx and r11.
-        // Memory is not marked untouched: calls such as execve and rt_sigaction read it.
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") number as isize => result,
-                in("rdi") a[0],
-                in("rsi") a[1],
-                in("rdx") a[2],
-                in("r10") a[3],
-                in("r8") a[4],
-                in("r9") a[5],
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        result
-    }
-
-    #[cfg(target_arch = "aarch64")]
-    #[inline(always)]
-    unsafe fn call6(number: c_long, a: [usize; 6]) -> isize {
-        let result: isize;
-        // SAFETY: the Linux AArch64 system call convention (number in x8, result in x0).
-        unsafe {
-            std::arch::asm!(
-                "svc 0",
-                in("x8") number,
-                inlateout("x0") a[0] as isize => result,
-                in("x1") a[1],
-                in("x2") a[2],
-                in("x3") a[3],
-                in("x4") a[4],
-                in("x5") a[5],
-                options(nostack),
-            );
-        }
-        result
-    }
-
-    /// Elsewhere the daemon sleeps until its child has exec'd (`PIPELINED` is false), so
-    /// `errno` is the child's alone.
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    unsafe fn call6(number: c_long, a: [usize; 6]) -> isize {
-        // SAFETY: as the caller promises.
-        let result = unsafe { libc::syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]) };
-        if result < 0 {
-            -(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO) as isize)
-        } else {
-            result as isize
-        }
-    }
-}
+/// The child's system calls go through [`raw`]: until it execs, the child shares the
+/// daemon's memory, and with it the daemon thread's `errno`, while the daemon runs on (see
+/// [`begin`]), so it reads each error from the result, never from `errno`.
+use super::raw;
 
 /// Whether [`begin`] returns before the child has exec'd: where the child makes its system
 /// calls without `errno` (see [`raw`]). Elsewhere the parent sleeps, as with `vfork`.
