@@ -289,8 +289,12 @@ struct CStringArray {
 impl CStringArray {
     /// `what` names the strings in the error for one holding a NUL byte.
     fn new<'s>(strings: impl Iterator<Item = &'s str> + Clone, what: &str) -> Result<CStringArray, SpawnError> {
-        let mut bytes = Vec::with_capacity(strings.clone().map(|text| text.len() + 1).sum());
-        let mut count = 0;
+        let (count, size) = strings
+            .clone()
+            .fold((0, 0), |(n, size), text| (n + 1, size + text.len() + 1));
+        let mut bytes = Vec::with_capacity(size);
+        // Where each string starts; made into pointers in place once `bytes` is complete.
+        let mut starts = Vec::with_capacity(count + 1);
         for text in strings {
             if text.as_bytes().contains(&0) {
                 return Err(SpawnError::message(
@@ -299,17 +303,13 @@ impl CStringArray {
                     format!("{what} contains a NUL byte"),
                 ));
             }
+            starts.push(bytes.len());
             bytes.extend_from_slice(text.as_bytes());
             bytes.push(0);
-            count += 1;
         }
-        let mut pointers = Vec::with_capacity(count + 1);
-        let mut at = 0;
-        for _ in 0..count {
-            // SAFETY: `at` is the start of one of the strings just written, inside `bytes`.
-            pointers.push(unsafe { bytes.as_ptr().add(at) }.cast::<c_char>());
-            at += bytes[at..].iter().position(|b| *b == 0).unwrap_or(0) + 1;
-        }
+        let base = bytes.as_ptr();
+        // SAFETY: each start is an offset inside `bytes`.
+        let mut pointers: Vec<*const c_char> = starts.into_iter().map(|at| unsafe { base.add(at) }.cast()).collect();
         pointers.push(std::ptr::null());
         Ok(CStringArray {
             _bytes: bytes,
