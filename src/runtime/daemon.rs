@@ -123,7 +123,9 @@ pub struct Daemon {
     pub reload_pending: bool,
     /// A re-exec restored the classes from the state; the job dirs are read after serving.
     pub deferred_reload: bool,
-    pub watcher: Option<nix::sys::inotify::Inotify>,
+    pub watcher: Option<super::watch::DirWatch>,
+    /// The shutdown's reaper thread, once started (see `reaper.rs`).
+    pub(crate) reaper: Option<std::sync::Arc<super::reaper::Reaper>>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
     pub monitors: Vec<ClientId>,
     /// Names of classes removed while a reply about them may still be due.
@@ -260,6 +262,7 @@ impl Daemon {
             reload_pending: false,
             deferred_reload: false,
             watcher: None,
+            reaper: None,
             monitors: Vec::new(),
             removed_names: HashMap::new(),
             job_nofile: None,
@@ -2103,6 +2106,7 @@ impl Daemon {
         }
         info!("stopping all jobs");
         self.shutting_down = true;
+        self.stop_watching_confdirs();
         let keys: Vec<Key> = self
             .live_instances()
             .map(|(id, instance)| (id, instance.name.clone()))
@@ -2128,6 +2132,7 @@ impl Daemon {
                 daemon.stop_signal.stop();
                 TimeoutAction::Drop
             });
+        self.start_reaper();
         for key in keys {
             self.change_goal(&key, Goal::Stop);
         }

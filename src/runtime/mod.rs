@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod logger;
 pub mod output;
 pub mod readiness;
+mod reaper;
 pub mod reexec;
 pub mod system;
 pub mod watch;
@@ -73,26 +74,33 @@ impl Daemon {
         self.install(config);
     }
 
+    /// A child reaped (by the `SIGCHLD` handler, or the shutdown's reaper thread) changed
+    /// state.
+    pub(crate) fn child_changed(&mut self, pid: i32, exit: Exit) {
+        // A process started since the last follow-up may be the one reaped: its pid must be
+        // known first.
+        self.follow_up_spawns();
+        let status = match exit {
+            Exit::Code(code) => ExitStatus::Code(code),
+            Exit::Signal(signal) => ExitStatus::Signal(signal),
+            Exit::Stopped(_) => {
+                self.process_stopped(pid);
+                return;
+            }
+            Exit::Continued => return,
+        };
+        if !self.process_exited(pid, status) {
+            // An adopted orphan: a forking job may have finished forking.
+            self.adopted_exited();
+        }
+    }
+
     fn on_signal(&mut self, signal: Signal) {
         match signal {
+            Signal::SIGCHLD if self.reaper_running() => {}
             Signal::SIGCHLD => {
                 while let Some((pid, exit)) = reap_any() {
-                    // A process started by an earlier exit of this loop may be the one
-                    // reaped: its pid must be known first.
-                    self.follow_up_spawns();
-                    let status = match exit {
-                        Exit::Code(code) => ExitStatus::Code(code),
-                        Exit::Signal(signal) => ExitStatus::Signal(signal),
-                        Exit::Stopped(_) => {
-                            self.process_stopped(pid);
-                            continue;
-                        }
-                        Exit::Continued => continue,
-                    };
-                    if !self.process_exited(pid, status) {
-                        // An adopted orphan: a forking job may have finished forking.
-                        self.adopted_exited();
-                    }
+                    self.child_changed(pid, exit);
                 }
             }
             Signal::SIGTERM => self.begin_shutdown(crate::control::proto::ShutdownAction::Poweroff, None),

@@ -2,7 +2,8 @@
 //!
 //! Everything else in uprise (the runtime, the machine) asks this module to start a process
 //! ([`spawn::spawn`]), to signal one or its group ([`process::kill_process`],
-//! [`process::kill_group`]) and to collect exit statuses ([`process::reap_any`]).
+//! [`process::kill_group`]) and to collect exit statuses ([`process::reap_any`], or blocking in a thread,
+//! [`process::wait_any`]).
 //! Keeping these calls in one place keeps the unsafe code, the async-signal-safety rules of
 //! the forked child and the file-descriptor hygiene in one module that can be read in one
 //! sitting.

@@ -87,6 +87,23 @@ pub fn reap_any() -> Option<(i32, Exit)> {
     }
 }
 
+/// Waits for a state change of any child and collects it, blocking
+/// (`waitpid(-1, WUNTRACED | WCONTINUED)`). None once no child is left to wait for.
+pub fn wait_any() -> Option<(i32, Exit)> {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid place for waitpid to write.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WUNTRACED | libc::WCONTINUED) };
+        if pid > 0 {
+            return Some((pid, Exit::from_status(status)));
+        }
+        if pid < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        return None;
+    }
+}
+
 /// Waits for the child `pid` to exit or be killed, and reaps it.
 pub(crate) fn wait_for(pid: i32) -> io::Result<Exit> {
     loop {

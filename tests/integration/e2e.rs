@@ -347,6 +347,39 @@ fn sigterm_stops_every_job_and_the_daemon_exits() {
 }
 
 #[test]
+fn a_shutdown_follows_every_exit_and_stop_script_through() {
+    // During a user-mode shutdown a second thread reaps; the loop still sees every exit in
+    // order: each job's pre-stop runs, then its main process is killed, then its post-stop
+    // runs, and the one that ignores TERM is killed after its kill timeout.
+    const SCRIPTS: &str = "start on startup\n\
+        pre-stop exec sh -c 'echo pre >> $WORK/$UPSTART_JOB'\n\
+        post-stop exec sh -c 'echo post >> $WORK/$UPSTART_JOB'\n";
+    let names: Vec<String> = (0..24).map(|i| format!("p{i}")).collect();
+    let service = format!("{SCRIPTS}exec sleep 300\n");
+    let stubborn = format!("{SCRIPTS}kill timeout 1\nexec sh -c 'trap \"\" TERM; while :; do sleep 1; done'\n");
+    let mut jobs: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), service.as_str())).collect();
+    jobs.push(("stubborn", stubborn.as_str()));
+    let mut h = Harness::start(&jobs);
+    let mut pids = Vec::new();
+    for (name, _) in &jobs {
+        pids.push(pid_of(&h.wait_status(name, &format!("{name} start/running, process"))));
+    }
+    assert_eq!(h.terminate(), Some(0));
+    for (pid, (name, _)) in pids.iter().zip(&jobs) {
+        assert!(!alive(*pid), "{name}'s process {pid} outlived the daemon");
+        assert_eq!(h.work_file(name), "pre\npost\n", "{name}'s stop scripts");
+    }
+    let log = h.daemon_log();
+    for (pid, name) in pids.iter().zip(&names) {
+        let line = format!("{name} main process ({pid}) killed by TERM signal");
+        assert!(log.contains(&line), "missing {line:?} in\n{log}");
+    }
+    let killed = format!("stubborn main process ({}) killed by KILL signal", pids[24]);
+    assert!(log.contains(&killed), "missing {killed:?} in\n{log}");
+    assert!(!log.contains("internal error"), "{log}");
+}
+
+#[test]
 fn restart_with_a_pre_stop_really_restarts() {
     let h = Harness::start(&[("rs", "pre-stop exec true\nexec sleep 300\n")]);
     let first = pid_of(&h.ctl(&["start", "rs"]).stdout);
