@@ -124,6 +124,8 @@ pub struct Daemon {
     /// A re-exec restored the classes from the state; the job dirs are read after serving.
     pub deferred_reload: bool,
     pub watcher: Option<super::watch::DirWatch>,
+    /// The pid files being waited for (see `readiness.rs`).
+    pub(crate) pid_files: super::readiness::PidFileWatches,
     /// The shutdown's reaper thread, once started (see `reaper.rs`).
     pub(crate) reaper: Option<std::sync::Arc<super::reaper::Reaper>>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
@@ -262,6 +264,7 @@ impl Daemon {
             reload_pending: false,
             deferred_reload: false,
             watcher: None,
+            pid_files: Default::default(),
             reaper: None,
             monitors: Vec::new(),
             removed_names: HashMap::new(),

@@ -8,13 +8,15 @@
 //!   is made once no candidate has exited for a short settle time, so an intermediate child
 //!   of a double fork is not mistaken for the daemon; the count of forks does not matter.
 //! - `pid file PATH`: the pid in PATH, once the spawned process has exited; the file is
-//!   watched with inotify until it appears, and the pid must be a live child of uprise.
+//!   watched with inotify until it appears, and the pid must be a live child of uprise. One
+//!   inotify instance serves every pid file for the daemon's lifetime (`PidFileWatches`).
 //! - `expect stop`: the main process stops itself with SIGSTOP; uprise continues it.
 //! - `expect notify`: `READY=1` on `$NOTIFY_SOCKET` (the sd_notify protocol), from the main
 //!   process or another process of the job; `MAINPID=` moves the main pid.
 //!
 //! Fork-style discovery gives up after `pid timeout`; the job then fails (`PROCESS=main`).
 
+use std::collections::HashMap;
 use std::io::IoSliceMut;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -24,7 +26,7 @@ use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{Interest, Mode, PostAction, RegistrationToken};
 use log::{info, warn};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, setsockopt, sockopt};
 
 use crate::machine::exit::ExitStatus;
@@ -52,8 +54,23 @@ pub enum Awaiting {
         original: i32,
         exited: bool,
         deadline: Option<RegistrationToken>,
-        watch: Option<RegistrationToken>,
+        /// The watch on the pid file's dir, while the file is awaited.
+        watch: Option<WatchDescriptor>,
     },
+}
+
+/// The pid files being waited for. One inotify instance serves them all, for the daemon's
+/// lifetime: closing an instance that still has watches waits for an SRCU grace period in
+/// the kernel (0.8-17 ms measured), which stalled the whole loop each time a late pid file
+/// appeared, when each wait had an instance of its own. A watch that nobody waits on any
+/// more is removed, which does not wait.
+#[derive(Default)]
+pub struct PidFileWatches {
+    /// A second descriptor of the instance the loop reads; None until a pid file is first
+    /// waited for.
+    inotify: Option<Inotify>,
+    /// Who waits on each watched dir: the instance and its pid file.
+    waiting: HashMap<WatchDescriptor, Vec<(Key, PathBuf)>>,
 }
 
 /// True when the job needs more than the spawn to be ready.
@@ -159,8 +176,26 @@ impl Daemon {
     pub fn end_awaiting(&mut self, key: &Key) {
         let Some(instance) = self.instance_mut(key) else { return };
         if let Some(Awaiting::Fork { deadline, watch, .. }) = instance.awaiting.take() {
-            for token in [deadline, watch].into_iter().flatten() {
+            if let Some(token) = deadline {
                 self.handle.remove(token);
+            }
+            if let Some(watch) = watch {
+                self.unwatch_pid_file(key, watch);
+            }
+        }
+    }
+
+    /// `key` no longer waits on `watch`; the watch goes with its last waiter.
+    fn unwatch_pid_file(&mut self, key: &Key, watch: WatchDescriptor) {
+        let watches = &mut self.pid_files;
+        let Some(waiters) = watches.waiting.get_mut(&watch) else {
+            return;
+        };
+        waiters.retain(|(waiter, _)| waiter != key);
+        if waiters.is_empty() {
+            watches.waiting.remove(&watch);
+            if let Some(inotify) = &watches.inotify {
+                let _ = inotify.rm_watch(watch);
             }
         }
     }
@@ -321,38 +356,76 @@ impl Daemon {
             return;
         }
         let Some(dir) = path.parent() else { return };
-        let Ok(inotify) = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) else {
+        let Some(inotify) = self.pid_file_inotify() else { return };
+        let flags = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CREATE;
+        let Ok(watch) = inotify.add_watch(dir, flags) else {
             return;
         };
-        let flags = AddWatchFlags::IN_CLOSE_WRITE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_CREATE;
-        if inotify.add_watch(dir, flags).is_err() {
-            return;
-        }
-        let watch_key = key.clone();
-        let path: PathBuf = path.to_path_buf();
-        let token = self.handle.insert_source(
-            Generic::new(inotify, Interest::READ, Mode::Level),
-            move |_, inotify, daemon| {
-                // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
-                let inotify: &mut Inotify = unsafe { inotify.get_mut() };
-                while matches!(inotify.read_events(), Ok(events) if !events.is_empty()) {}
-                let still_waiting = matches!(
-                    daemon.instance(&watch_key).and_then(|i| i.awaiting.as_ref()),
-                    Some(Awaiting::Fork { watch: Some(_), .. })
-                );
-                if !still_waiting {
-                    return Ok(PostAction::Remove);
-                }
-                daemon.read_pid_file(&watch_key, &path);
-                daemon.settle();
-                daemon.flush_clients();
-                Ok(PostAction::Continue)
-            },
-        );
-        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key))
-            && let Some(Awaiting::Fork { watch, .. }) = instance.awaiting.as_mut()
+        self.pid_files
+            .waiting
+            .entry(watch)
+            .or_default()
+            .push((key.clone(), path.to_path_buf()));
+        if let Some(instance) = self.instance_mut(key)
+            && let Some(Awaiting::Fork { watch: slot, .. }) = instance.awaiting.as_mut()
         {
-            *watch = Some(token);
+            *slot = Some(watch);
+        }
+    }
+
+    /// The pid-file inotify instance, created and registered with the loop the first time.
+    fn pid_file_inotify(&mut self) -> Option<&Inotify> {
+        if self.pid_files.inotify.is_none() {
+            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+            let fd = std::os::fd::AsFd::as_fd(&inotify).try_clone_to_owned().ok()?;
+            // SAFETY: `fd` is a duplicate of a live inotify descriptor.
+            let ours = unsafe { Inotify::from_owned_fd(fd) };
+            self.handle
+                .insert_source(
+                    Generic::new(inotify, Interest::READ, Mode::Level),
+                    |_, inotify, daemon| {
+                        // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
+                        let inotify: &mut Inotify = unsafe { inotify.get_mut() };
+                        daemon.pid_file_events(inotify);
+                        daemon.settle();
+                        daemon.flush_clients();
+                        Ok(PostAction::Continue)
+                    },
+                )
+                .ok()?;
+            self.pid_files.inotify = Some(ours);
+        }
+        self.pid_files.inotify.as_ref()
+    }
+
+    /// Something happened in a watched dir: each instance waiting on it reads its pid file.
+    fn pid_file_events(&mut self, inotify: &Inotify) {
+        let mut touched: Vec<WatchDescriptor> = Vec::new();
+        while let Ok(events) = inotify.read_events() {
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                if event.mask.contains(AddWatchFlags::IN_IGNORED) {
+                    // The dir is gone, and its watch with it: its waiters wait for the pid
+                    // timeout, as they would for a file that never appears.
+                    self.pid_files.waiting.remove(&event.wd);
+                } else if !touched.contains(&event.wd) {
+                    touched.push(event.wd);
+                }
+            }
+        }
+        for watch in touched {
+            let waiters = self.pid_files.waiting.get(&watch).cloned().unwrap_or_default();
+            for (key, path) in waiters {
+                let still_waiting = matches!(
+                    self.instance(&key).and_then(|i| i.awaiting.as_ref()),
+                    Some(Awaiting::Fork { watch: Some(w), .. }) if *w == watch
+                );
+                if still_waiting {
+                    self.read_pid_file(&key, &path);
+                }
+            }
         }
     }
 

@@ -49,6 +49,40 @@ fn a_pid_file_written_late_names_the_main_process() {
 }
 
 #[test]
+fn late_pid_files_in_one_dir_each_name_their_own_main_process() {
+    // Both wait on the same dir (one inotify watch), written at different times; a third
+    // job waits there again after the watch went with its last waiter. Each writer stays
+    // until the end (at most half a minute): an adopted process that exits makes uprise
+    // look at the pid files too.
+    let job = |name: &str, delay: &str| {
+        format!(
+            "pid file $WORK/run/{name}.pid\nexec sh -c 'mkdir -p $WORK/run; sleep 30{delay} & p=$!; \
+             (sleep 0.{delay}; echo $p > $WORK/run/{name}.pid.new; mv $WORK/run/{name}.pid.new $WORK/run/{name}.pid; \
+             i=0; until [ -e $WORK/done ] || [ $i -gt 600 ]; do sleep 0.05; i=$((i+1)); done) & exit 0'\n"
+        )
+    };
+    let (a, b, c) = (job("pa", "3"), job("pb", "6"), job("pc", "2"));
+    let h = Harness::start(&[("pa", &a), ("pb", &b), ("pc", &c)]);
+    assert_eq!(h.ctl(&["start", "pa", "--no-wait"]).code, Some(0));
+    assert_eq!(h.ctl(&["start", "pb", "--no-wait"]).code, Some(0));
+    for (name, seconds) in [("pa", "303"), ("pb", "306")] {
+        let status = h.wait_status(name, &format!("{name} start/running, process"));
+        let pid = pid_of(&status);
+        assert_eq!(h.work_file(&format!("run/{name}.pid")).trim(), pid.to_string());
+        assert!(
+            cmdline(pid).starts_with(&format!("sleep {seconds}")),
+            "{}",
+            cmdline(pid)
+        );
+    }
+    let out = h.ctl(&["start", "pc"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, h.daemon_log());
+    let pid = pid_of(&out.stdout);
+    assert_eq!(h.work_file("run/pc.pid").trim(), pid.to_string());
+    std::fs::write(h.path("work").join("done"), "").unwrap();
+}
+
+#[test]
 fn a_daemon_that_never_appears_fails_after_the_pid_timeout() {
     let h = Harness::start(&[("ghost", "expect fork\npid timeout 300ms\nexec true\n")]);
     let out = h.ctl(&["start", "ghost"]);
