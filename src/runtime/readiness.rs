@@ -424,6 +424,9 @@ impl Daemon {
                 );
                 if still_waiting {
                     self.read_pid_file(&key, &path);
+                } else {
+                    // The instance went without saying so (it stopped or was removed).
+                    self.unwatch_pid_file(&key, watch);
                 }
             }
         }
