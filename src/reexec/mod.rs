@@ -35,6 +35,10 @@ pub struct Snapshot {
     /// The `expect notify` socket's fd.
     #[serde(default)]
     pub notify_fd: Option<i32>,
+    /// The job-dir inotify instance's fd, with its watches: closing it would make the exec
+    /// wait for the kernel to free the watches (an SRCU grace period).
+    #[serde(default)]
+    pub watch_fd: Option<i32>,
     #[serde(default)]
     pub global_env: Vec<String>,
     /// The daemon's `log` level by its `log` name (`info`, `debug`, `trace`, …), not by

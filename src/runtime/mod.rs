@@ -205,17 +205,18 @@ pub fn run(options: Options) -> io::Result<()> {
             if let Some(fd) = snapshot.listener_fd.or(options.listener_fd) {
                 daemon.restore_listener(fd)?;
             }
+            let watch_fd = snapshot.watch_fd;
             if snapshot.all_classes {
                 // Serve first; the job dirs are read right after, and changes take effect
                 // when their instances are idle, as after any edit.
                 daemon.deferred_reload = true;
                 daemon.restore(snapshot);
                 daemon.deferred_reload = false;
-                daemon.watch_confdirs();
+                daemon.watch_confdirs_with(watch_fd);
                 daemon.schedule_reload();
             } else {
                 daemon.reload_configuration();
-                daemon.watch_confdirs();
+                daemon.watch_confdirs_with(watch_fd);
                 daemon.restore(snapshot);
             }
         }

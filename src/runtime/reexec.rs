@@ -180,6 +180,7 @@ impl Daemon {
         let mut fds = vec![state];
         fds.extend(snapshot.listener_fd);
         fds.extend(snapshot.notify_fd);
+        fds.extend(snapshot.watch_fd);
         fds.extend(snapshot.clients.iter().map(|client| client.fd));
         for class in &snapshot.classes {
             for instance in &class.instances {
@@ -196,6 +197,7 @@ impl Daemon {
         let mut snapshot = Snapshot::new();
         snapshot.listener_fd = self.listener_fd;
         snapshot.notify_fd = self.notify_fd;
+        snapshot.watch_fd = self.watcher.as_ref().map(super::watch::DirWatch::raw_fd);
         snapshot.global_env = self.global_env.to_vec();
         snapshot.log_priority = super::logger::snapshot_level(log::max_level());
         snapshot.runlevel = self.runlevel.clone();

@@ -70,6 +70,11 @@ impl DirWatch {
         }
     }
 
+    /// The instance's descriptor, handed to the new image at a re-exec.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&self.inotify))
+    }
+
     /// Removes every watch; the instance stays open (see the module's doc).
     fn clear(&mut self) {
         for watch in self.watches.drain(..) {
@@ -82,12 +87,29 @@ impl DirWatch {
 impl Daemon {
     /// Starts watching the job dirs; without inotify the daemon still reloads on SIGHUP.
     pub fn watch_confdirs(&mut self) {
-        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
-            Ok(inotify) => inotify,
-            Err(error) => {
-                warn!("cannot watch the job dirs ({error}); reload with SIGHUP or `uprisectl reload-configuration`");
-                return;
+        self.watch_confdirs_with(None);
+    }
+
+    /// Starts watching the job dirs, on the instance a re-exec handed over (`inherited`, an
+    /// fd the previous image kept open for this process) if there is one: the exec did not
+    /// have to wait for its watches to be freed, its watches stay (adding one again gives
+    /// its descriptor back), and changes made during the exec are read from it.
+    pub fn watch_confdirs_with(&mut self, inherited: Option<std::os::fd::RawFd>) {
+        let inotify = match inherited {
+            Some(fd) => {
+                let _ = crate::sys::exec::set_cloexec(fd, true);
+                // SAFETY: the previous image handed this fd over for this process to own.
+                unsafe { Inotify::from_owned_fd(std::os::fd::FromRawFd::from_raw_fd(fd)) }
             }
+            None => match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+                Ok(inotify) => inotify,
+                Err(error) => {
+                    warn!(
+                        "cannot watch the job dirs ({error}); reload with SIGHUP or `uprisectl reload-configuration`"
+                    );
+                    return;
+                }
+            },
         };
         let dirs: Vec<PathBuf> = self.confdirs.clone();
         // A second handle on the same inotify instance adds watches for new sub-dirs later.

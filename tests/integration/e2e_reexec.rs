@@ -372,3 +372,35 @@ fn timers_under_way_survive_a_reexec() {
     h.wait_until("the stubborn process to be killed", || !alive(stubborn));
     h.wait_status("stubborn", "stubborn stop/waiting");
 }
+
+#[test]
+fn the_job_dir_watch_carries_over_a_reexec() {
+    let h = Harness::start(&[(
+        "parent",
+        "start on startup\nexec sh -c 'echo $PPID > $WORK/ppid; exec sleep 300'\n",
+    )]);
+    h.wait_until("the job", || h.work_file("ppid").ends_with('\n'));
+    let daemon: i32 = h.work_file("ppid").trim().parse().unwrap();
+    let inotify_fds = || {
+        std::fs::read_dir(format!("/proc/{daemon}/fd"))
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                std::fs::read_link(entry.path()).is_ok_and(|target| target.as_os_str() == "anon_inode:inotify")
+            })
+            .count()
+    };
+    let before = inotify_fds();
+    assert_eq!(before, 2, "the loop's descriptor and the daemon's own");
+    let loaded = h.daemon_log().matches("loaded 1 jobs").count();
+    let out = h.ctl(&["reexec"]);
+    assert_eq!(out.code, Some(0), "{}\n{}", out.stderr, h.daemon_log());
+    // The new image reads the job dirs again right after it answers.
+    h.wait_until("the reload after the re-exec", || {
+        h.daemon_log().matches("loaded 1 jobs").count() > loaded
+    });
+    assert_eq!(inotify_fds(), before, "the instance was taken over, none left behind");
+    // Only the watch can find a file written now.
+    h.write_job("late", "exec sleep 300\n");
+    h.wait_until("the new job file", || h.status("late") == "late stop/waiting");
+}
