@@ -88,9 +88,8 @@ pub struct Daemon {
     queue: VecDeque<EventId>,
     finished: VecDeque<EventId>,
     /// Processes started but not yet followed up, oldest first (see [`Daemon::spawn_process`]).
+    /// Those not yet waited for are always the newest ones (see [`Daemon::in_flight`]).
     spawning: VecDeque<Spawning>,
-    /// How many of `spawning` were not yet waited for.
-    in_flight: usize,
     /// The kill deadline of every instance whose processes were sent the kill signal and
     /// may still be alive, soonest first (the instance's `Rare::kill_deadline` holds the
     /// pids). One loop timer serves them all: a stop of 1,000 services adds no loop source.
@@ -247,7 +246,6 @@ impl Daemon {
             queue: VecDeque::new(),
             finished: VecDeque::new(),
             spawning: VecDeque::new(),
-            in_flight: 0,
             kill_deadlines: Default::default(),
             kill_timer: None,
             shutdown_cursor: 0,
@@ -475,6 +473,7 @@ impl Daemon {
 
     /// Handles queued and finished events until nothing changes.
     pub fn settle(&mut self) {
+        let mut followed_up = false;
         loop {
             // Spawns that are through first: the instance goes on as soon as it can, and the
             // list stays as short as the window.
@@ -482,6 +481,7 @@ impl Daemon {
                 && let Some(spawned) = self.spawning.pop_front()
             {
                 self.follow_up_spawn(spawned);
+                followed_up = true;
                 continue;
             }
             if let Some(id) = self.queue.pop_front() {
@@ -494,12 +494,14 @@ impl Daemon {
             }
             if let Some(spawned) = self.spawning.pop_front() {
                 self.follow_up_spawn(spawned);
-                if self.spawning.is_empty() {
-                    spawn::release_spare_stacks();
-                }
+                followed_up = true;
                 continue;
             }
             break;
+        }
+        // The burst of starts is over: keep one stack for the next.
+        if followed_up {
+            spawn::release_spare_stacks();
         }
         if self.shutdown_phase.is_some() {
             self.advance_shutdown();
@@ -1031,7 +1033,6 @@ impl Daemon {
                         if let Some(instance) = self.instance_mut(key) {
                             instance.spawning = true;
                         }
-                        self.in_flight += 1;
                         self.spawning.push_back(Spawning {
                             key: key.clone(),
                             state,
@@ -1086,21 +1087,27 @@ impl Daemon {
         }
     }
 
+    /// How many starts were not yet waited for. They are the newest entries of `spawning`:
+    /// new starts go at the back, and the oldest of them is the one waited for
+    /// (`wait_oldest_spawn`), so this looks at no more than `SPAWN_WINDOW` + 1 entries.
+    fn in_flight(&self) -> usize {
+        self.spawning
+            .iter()
+            .rev()
+            .take_while(|spawned| matches!(spawned.child, SpawnChild::InFlight(_)))
+            .count()
+    }
+
     /// Waits for the oldest child still between clone and exec, keeping the outcome.
     fn wait_oldest_spawn(&mut self) {
-        let oldest = self
-            .spawning
-            .iter_mut()
-            .find(|spawned| matches!(spawned.child, SpawnChild::InFlight(_)));
-        let Some(spawned) = oldest else {
-            self.in_flight = 0;
+        let oldest = self.spawning.len() - self.in_flight();
+        let Some(spawned) = self.spawning.get_mut(oldest) else {
             return;
         };
         let SpawnChild::InFlight(pending) = std::mem::replace(&mut spawned.child, SpawnChild::Done(Ok(0))) else {
             return;
         };
         spawned.child = SpawnChild::Done(pending.wait());
-        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// Records how a spawn went and lets the machine go on from the state that spawned it,
@@ -1115,10 +1122,7 @@ impl Daemon {
             child,
         } = spawned;
         let result = match child {
-            SpawnChild::InFlight(pending) => {
-                self.in_flight = self.in_flight.saturating_sub(1);
-                pending.wait()
-            }
+            SpawnChild::InFlight(pending) => pending.wait(),
             SpawnChild::Done(result) => result,
         };
         let Some(instance) = self.instance_mut(&key) else {
@@ -1449,7 +1453,7 @@ impl Daemon {
             );
             return Started::Now(Ok(false));
         }
-        while self.in_flight >= SPAWN_WINDOW {
+        while self.in_flight() >= SPAWN_WINDOW {
             self.wait_oldest_spawn();
         }
         let env = self.process_env(key, job, kind);
