@@ -5,10 +5,28 @@ use std::rc::Rc;
 
 /// Looks a key up in a `KEY=VALUE` table; later entries win.
 pub fn get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter().rev().find_map(|entry| {
-        let (entry_key, value) = entry.split_once('=')?;
-        (entry_key == key).then_some(value)
-    })
+    env.iter().rev().find_map(|entry| value_for(entry, key))
+}
+
+/// The value of a `KEY=VALUE` entry whose key is `key`. Comparing the prefix costs no search
+/// for the `=`: a job's environment is built from a few dozen entries for every process.
+fn value_for<'a>(entry: &'a str, key: &str) -> Option<&'a str> {
+    entry.strip_prefix(key)?.strip_prefix('=')
+}
+
+/// The key of an entry: up to the first `=`, or all of a bare `KEY`.
+pub fn key_of(entry: &str) -> &str {
+    entry
+        .bytes()
+        .position(|byte| byte == b'=')
+        .map_or(entry, |end| &entry[..end])
+}
+
+/// Whether an entry (`KEY=VALUE`, or a bare `KEY`) has the key `key`.
+pub fn has_key(entry: &str, key: &str) -> bool {
+    entry
+        .strip_prefix(key)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
 }
 
 /// Something `$VAR`s can be looked up in: a plain table or a layered [`Environment`].
@@ -98,23 +116,18 @@ impl Environment {
     /// The entries of [`Environment::to_vec`], without copying them.
     pub fn entries(&self) -> impl Iterator<Item = &str> {
         let replaced = |entry: &str| {
-            let key = entry.split_once('=').map_or(entry, |(key, _)| key);
-            self.own
-                .iter()
-                .rev()
-                .find(|own| own.split_once('=').map_or(own.as_str(), |(k, _)| k) == key)
+            let key = key_of(entry);
+            self.own.iter().rev().find(|own| has_key(own, key))
         };
         let base = self
             .base
             .iter()
             .map(move |entry| replaced(entry).map_or(entry.as_str(), String::as_str));
         let extra = self.own.iter().enumerate().filter_map(move |(index, entry)| {
-            let key = entry.split_once('=').map_or(entry.as_str(), |(key, _)| key);
+            let key = key_of(entry);
             let in_base = get(&self.base, key).is_some();
             // Only the first own entry of a key shows; `set` never makes a second one.
-            let first = !self.own[..index]
-                .iter()
-                .any(|earlier| earlier.split_once('=').map_or(earlier.as_str(), |(k, _)| k) == key);
+            let first = !self.own[..index].iter().any(|earlier| has_key(earlier, key));
             (!in_base && first).then(|| replaced(entry).map_or(entry.as_str(), String::as_str))
         });
         base.chain(extra)
@@ -138,10 +151,7 @@ impl Lookup for Environment {
 /// Sets `KEY=VALUE`, replacing an existing entry in place (keeping the order of first use).
 pub fn set(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
-    match env
-        .iter_mut()
-        .find(|existing| existing.split_once('=').is_some_and(|(k, _)| k == key))
-    {
+    match env.iter_mut().find(|existing| value_for(existing, key).is_some()) {
         Some(existing) => *existing = entry,
         None => env.push(entry),
     }
@@ -335,6 +345,23 @@ mod tests {
 
     fn env(pairs: &[&str]) -> Vec<String> {
         pairs.iter().map(|pair| pair.to_string()).collect()
+    }
+
+    #[test]
+    fn a_key_is_never_matched_by_a_longer_or_shorter_one() {
+        let mut table = env(&["PATHX=1", "PATH=/bin", "PA=2", "BARE"]);
+        assert_eq!(get(&table, "PATH"), Some("/bin"));
+        assert_eq!(get(&table, "PATHX"), Some("1"));
+        assert_eq!(get(&table, "P"), None);
+        assert_eq!(get(&table, "BARE"), None);
+        set(&mut table, "PATH", "/usr/bin");
+        set(&mut table, "PAT", "3");
+        assert_eq!(table, env(&["PATHX=1", "PATH=/usr/bin", "PA=2", "BARE", "PAT=3"]));
+        assert_eq!(key_of("A=B=C"), "A");
+        assert_eq!(key_of("BARE"), "BARE");
+        assert!(has_key("BARE", "BARE") && has_key("A=", "A") && !has_key("AB=1", "A"));
+        let layered = Environment::new(Rc::new(env(&["PATH=/bin", "PATHX=1"])), env(&["PATH=/sbin"]));
+        assert_eq!(layered.to_vec(), env(&["PATH=/sbin", "PATHX=1"]));
     }
 
     /// Every base over keys A, B, C and every own table built by `set` over keys B, C, D: the

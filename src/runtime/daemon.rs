@@ -188,9 +188,13 @@ enum SpawnChild {
 }
 
 /// How many children may be between clone and exec at once. While one sets itself up and
-/// execs, the daemon prepares the next. More only adds stacks, and descriptors that each
-/// child copies and closes (their staged descriptors lie below its own).
-const SPAWN_WINDOW: usize = 8;
+/// execs, the daemon prepares the next. With a full window the daemon sleeps until the
+/// oldest has exec'd, and on a busy machine a new child may wait its turn for a CPU for
+/// milliseconds: with 8, a start of 1,000 services took about 5 % longer than with 16 or 24
+/// (alternating runs). Each child in flight holds a stack and at least one of the 32
+/// staging slots (`sys::spawn::reserve_fd_slots`); a child that finds none free copies the
+/// descriptor table instead.
+const SPAWN_WINDOW: usize = 16;
 
 /// How long a process may survive SIGKILL before it is treated as gone (`kill abandon`).
 const DEFAULT_ABANDON: Duration = Duration::from_secs(60);
@@ -1353,15 +1357,46 @@ impl Daemon {
     /// The environment of one process of an instance.
     fn process_env(&self, key: &Key, job: &Job, kind: ProcessKind) -> Vec<String> {
         let instance = self.instance(key).expect("live instance");
-        let mut env = instance.env.to_vec();
-        if matches!(kind, ProcessKind::PreStop | ProcessKind::PostStop) {
-            environ::merge(&mut env, &instance.rare().stop_env);
+        let socket = self.settings.socket.to_string_lossy();
+        let notify = (job.expect == crate::syntax::ast::Expect::Notify).then(|| self.notify_socket_path());
+        let notify = notify.as_deref().map(std::path::Path::to_string_lossy);
+        let mut fixed = vec![
+            ("UPSTART_JOB", job.name.as_str()),
+            ("UPSTART_INSTANCE", instance.name.as_str()),
+            ("UPRISE_SOCKET", &*socket),
+        ];
+        if let Some(notify) = &notify {
+            fixed.push(("NOTIFY_SOCKET", notify));
         }
-        environ::set(&mut env, "UPSTART_JOB", &job.name);
-        environ::set(&mut env, "UPSTART_INSTANCE", &instance.name);
-        environ::set(&mut env, "UPRISE_SOCKET", &self.settings.socket.to_string_lossy());
-        if job.expect == crate::syntax::ast::Expect::Notify {
-            environ::set(&mut env, "NOTIFY_SOCKET", &self.notify_socket_path().to_string_lossy());
+        let stop_env = match kind {
+            ProcessKind::PreStop | ProcessKind::PostStop => &instance.rare().stop_env[..],
+            _ => &[],
+        };
+        if !stop_env.is_empty() {
+            let mut env = instance.env.to_vec();
+            environ::merge(&mut env, stop_env);
+            for (name, value) in fixed {
+                environ::set(&mut env, name, value);
+            }
+            return env;
+        }
+        // As `to_vec` and then `set` for each fixed entry, in one pass: a fixed entry takes
+        // the place of the entry with its key, or goes at the end.
+        let mut env = Vec::with_capacity(instance.env.base().len() + 8);
+        let mut placed = [false; 4];
+        for entry in instance.env.entries() {
+            let sets = |name: &str| entry.strip_prefix(name).is_some_and(|rest| rest.starts_with('='));
+            match fixed.iter().position(|(name, _)| sets(name)) {
+                Some(index) if !placed[index] => {
+                    placed[index] = true;
+                    env.push(format!("{}={}", fixed[index].0, fixed[index].1));
+                }
+                Some(_) => {}
+                None => env.push(entry.to_string()),
+            }
+        }
+        for (_, (name, value)) in placed.iter().zip(&fixed).filter(|(placed, _)| !**placed) {
+            env.push(format!("{name}={value}"));
         }
         env
     }

@@ -51,6 +51,10 @@ pub struct Options {
     pub exe: PathBuf,
 }
 
+/// Descriptors the daemon holds besides one log pipe per job: the staging slots, the loop's,
+/// the sockets', and those of children in flight.
+const FD_HEADROOM: usize = 128;
+
 const HANDLED_SIGNALS: [Signal; 7] = [
     Signal::SIGCHLD,
     Signal::SIGTERM,
@@ -72,6 +76,8 @@ impl Daemon {
         }
         info!("loaded {} jobs from {} files", config.jobs.len(), config.files_read);
         self.install(config);
+        // Room for a log pipe per job, and the daemon's own: see `make_fd_room`.
+        crate::sys::spawn::make_fd_room(self.classes.len() + FD_HEADROOM);
     }
 
     /// A child reaped (by the `SIGCHLD` handler, or the shutdown's reaper thread) changed

@@ -139,6 +139,34 @@ fn next_elapse_rejects_a_bad_expression_with_a_caret() {
 }
 
 #[test]
+fn symbolic_links_to_job_files_overrides_and_dirs_are_followed() {
+    // The walk reads each entry's type from the directory; a link is looked up.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("x.conf"), "exec /bin/true\n").unwrap();
+    std::fs::write(outside.path().join("x.override"), "respawn\n").unwrap();
+    std::fs::create_dir(outside.path().join("more")).unwrap();
+    std::fs::write(outside.path().join("more/y.conf"), "exec /bin/true\n").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let link = |target: &str, name: &str| {
+        std::os::unix::fs::symlink(outside.path().join(target), dir.path().join(name)).unwrap()
+    };
+    link("x.conf", "x.conf");
+    link("x.override", "x.override");
+    link("more", "sub");
+    link("missing.conf", "dangling.conf");
+    std::fs::write(dir.path().join("plain.conf"), "exec /bin/true\n").unwrap();
+    let out = uprisectl(&["check", "--json", dir.path().to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs = report["jobs"].as_array().unwrap();
+    let names: Vec<&str> = jobs.iter().map(|job| job["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["plain", "sub/y", "x"], "{report}");
+    let x = jobs.iter().find(|job| job["name"] == "x").unwrap();
+    assert_eq!(x["respawn"], true, "{report}");
+    let plain = jobs.iter().find(|job| job["name"] == "plain").unwrap();
+    assert_eq!(plain["override_file"], serde_json::Value::Null, "{report}");
+}
+
+#[test]
 fn a_symbolic_link_loop_in_a_job_dir_is_walked_once() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("a.conf"), "exec /bin/true\n").unwrap();
