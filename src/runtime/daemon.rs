@@ -529,11 +529,13 @@ impl Daemon {
     /// Sends the kill signals the machine asked for since the last call, all at once.
     ///
     /// Each kill wakes a process that may take the daemon's CPU to exit, so a stop of 1,000
-    /// services that killed each one as its turn came spread the kills over 103-139 ms
-    /// (traced), the state machine's work for the rest waiting behind each exit. Sent here,
-    /// after that work, they go out as from a program that only kills. Nothing reads a process's state between the two points: its exit is seen
-    /// only at the loop's next pass, and its pid is not handed out again before the whole
-    /// pid range has been used (see `reaper.rs`).
+    /// services that killed each one as its turn came sent its last kill after 91-139 ms
+    /// (median 118 of 6 traced), the state machine's work for the rest waiting behind each
+    /// exit. Sent here, after that work, they go out about as from a program that only
+    /// kills (84-125 ms, median 90 of 3; the program: 86-92 ms). Nothing reads a
+    /// process's state between the two points: its exit is seen only at the loop's next
+    /// pass, and its pid is not handed out again before the whole pid range has been used
+    /// (see `reaper.rs`). Every path out of the loop (a re-exec too) settles first.
     fn send_kills(&mut self) {
         for (pid, signal, spawned) in std::mem::take(&mut self.pending_kills) {
             super::readiness::signal_main(pid, signal, spawned);
@@ -1410,8 +1412,8 @@ impl Daemon {
                     placed[index] = true;
                     env.push(format!("{}={}", fixed[index].0, fixed[index].1));
                 }
-                Some(_) => {}
-                None => env.push(entry.to_string()),
+                // `set` replaced only the first entry of a key.
+                _ => env.push(entry.to_string()),
             }
         }
         for (_, (name, value)) in placed.iter().zip(&fixed).filter(|(placed, _)| !**placed) {

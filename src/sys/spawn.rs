@@ -1266,9 +1266,10 @@ pub fn make_fd_room(count: usize) {
         return;
     };
     // F_DUPFD takes the lowest free fd at or above the number; the table grows to hold it.
-    if dup_above(&null, count - 1).is_ok() {
-        FD_ROOM.store(count, Ordering::Relaxed);
-    }
+    // Where it cannot (the limit is near), the kernel grows the table when it must, as
+    // before; the room is noted all the same, so that spawns do not try again each time.
+    let _ = dup_above(&null, count - 1);
+    FD_ROOM.store(count, Ordering::Relaxed);
 }
 
 /// After a spawn took `fd`: with no child sharing the table (`busy` is 0), doubles the room
