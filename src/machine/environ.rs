@@ -10,7 +10,7 @@ pub fn get<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
 
 /// The value of a `KEY=VALUE` entry whose key is `key`. Comparing the prefix costs no search
 /// for the `=`: a job's environment is built from a few dozen entries for every process.
-fn value_for<'a>(entry: &'a str, key: &str) -> Option<&'a str> {
+pub fn value_for<'a>(entry: &'a str, key: &str) -> Option<&'a str> {
     entry.strip_prefix(key)?.strip_prefix('=')
 }
 

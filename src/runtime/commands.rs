@@ -34,10 +34,6 @@ pub const BUILTIN_EVENTS: [&str; 9] = [
 /// The events about a job, whose first value (or `JOB=`) names it.
 const JOB_EVENTS: [&str; 4] = ["starting", "started", "stopping", "stopped"];
 
-fn key_of(entry: &str) -> &str {
-    entry.split_once('=').map_or(entry, |(key, _)| key)
-}
-
 fn display(job: &str, instance: &str) -> String {
     if instance.is_empty() {
         job.to_string()
@@ -63,7 +59,7 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn remove(env: &mut Vec<String>, name: &str) {
-    env.retain(|entry| key_of(entry) != name);
+    env.retain(|entry| environ::key_of(entry) != name);
 }
 
 impl Daemon {

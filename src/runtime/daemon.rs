@@ -1406,8 +1406,10 @@ impl Daemon {
         let mut env = Vec::with_capacity(instance.env.base().len() + 8);
         let mut placed = [false; 4];
         for entry in instance.env.entries() {
-            let sets = |name: &str| entry.strip_prefix(name).is_some_and(|rest| rest.starts_with('='));
-            match fixed.iter().position(|(name, _)| sets(name)) {
+            match fixed
+                .iter()
+                .position(|(name, _)| environ::value_for(entry, name).is_some())
+            {
                 Some(index) if !placed[index] => {
                     placed[index] = true;
                     env.push(format!("{}={}", fixed[index].0, fixed[index].1));

@@ -1262,7 +1262,7 @@ pub fn make_fd_room(count: usize) {
     if count <= FD_ROOM.load(Ordering::Relaxed) {
         return;
     }
-    let Ok(null) = File::open("/dev/null") else {
+    let Ok(null) = dev_null() else {
         return;
     };
     // F_DUPFD takes the lowest free fd at or above the number; the table grows to hold it.
