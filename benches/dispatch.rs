@@ -101,7 +101,7 @@ fn check_task_runs(dir: &std::path::Path) {
     task_round(&mut daemon);
     let s1 = daemon.class_by_name["s1"];
     let witness = daemon.class_by_name["witness"];
-    let instances = |daemon: &Daemon, id: usize| daemon.classes[id].as_ref().expect("class").instances.len();
+    let instances = |daemon: &Daemon, id| daemon.classes[id].instances.len();
     assert_eq!(instances(&daemon, s1), 0, "the task instance is gone once settled");
     assert_eq!(instances(&daemon, witness), 1, "the task went through to `stopped`");
     assert!(daemon.events.is_empty(), "no event is left over");

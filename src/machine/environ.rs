@@ -114,7 +114,18 @@ impl Environment {
     }
 
     /// The entries of [`Environment::to_vec`], without copying them.
+    ///
+    /// A small table (the usual: a few own entries over a few dozen shared ones) is read by
+    /// scanning; past [`INDEXED`] pairs to compare, through hash sets, so that a job with
+    /// 100,000 `env` lines costs a pass, not a pass per entry.
     pub fn entries(&self) -> impl Iterator<Item = &str> {
+        let indexed = self.own.len().saturating_mul(self.base.len() + self.own.len()) > INDEXED;
+        let large = indexed.then(|| self.entries_indexed());
+        let small = (!indexed).then(|| self.entries_scanned());
+        large.into_iter().flatten().chain(small.into_iter().flatten())
+    }
+
+    fn entries_scanned(&self) -> impl Iterator<Item = &str> {
         let replaced = |entry: &str| {
             let key = key_of(entry);
             self.own.iter().rev().find(|own| has_key(own, key))
@@ -133,6 +144,32 @@ impl Environment {
         base.chain(extra)
     }
 
+    /// [`Environment::entries_scanned`]'s result, through hash sets.
+    fn entries_indexed(&self) -> Vec<&str> {
+        use std::collections::{HashMap, HashSet};
+        // The last own entry of each key wins.
+        let own: HashMap<&str, &str> = self.own.iter().map(|entry| (key_of(entry), entry.as_str())).collect();
+        // The keys `get` finds in the base: those of entries with a value.
+        let base_keys: HashSet<&str> = self
+            .base
+            .iter()
+            .filter(|entry| entry.contains('='))
+            .map(|entry| key_of(entry))
+            .collect();
+        let mut table = Vec::with_capacity(self.base.len() + own.len());
+        for entry in self.base.iter() {
+            table.push(own.get(key_of(entry)).copied().unwrap_or(entry));
+        }
+        let mut shown = HashSet::with_capacity(own.len());
+        for entry in &self.own {
+            let key = key_of(entry);
+            if !base_keys.contains(key) && shown.insert(key) {
+                table.push(own[key]);
+            }
+        }
+        table
+    }
+
     /// Changes the table as one vector (the environment commands edit, unset and reset
     /// entries, including the base's); the result shares nothing.
     pub fn edit(&mut self, edit: impl FnOnce(&mut Vec<String>)) {
@@ -148,6 +185,10 @@ impl Lookup for Environment {
     }
 }
 
+/// How many key comparisons a table operation may make by scanning before it goes through a
+/// hash index instead.
+const INDEXED: usize = 1024;
+
 /// Sets `KEY=VALUE`, replacing an existing entry in place (keeping the order of first use).
 pub fn set(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
@@ -157,12 +198,35 @@ pub fn set(env: &mut Vec<String>, key: &str, value: &str) {
     }
 }
 
-/// Appends every entry of `more`, each replacing an entry with the same key.
+/// Appends every entry of `more`, each replacing an entry with the same key (an entry
+/// without `=` sets its key to the empty value). As [`set`] for each, in one pass over
+/// `env` when the tables are large.
 pub fn merge(env: &mut Vec<String>, more: &[String]) {
+    fn split(entry: &str) -> (&str, &str) {
+        entry.split_once('=').unwrap_or((entry, ""))
+    }
+    if more.len().saturating_mul(env.len() + more.len()) <= INDEXED {
+        for entry in more {
+            let (key, value) = split(entry);
+            set(env, key, value);
+        }
+        return;
+    }
+    // The first entry of each key is the one `set` replaces.
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(env.len() + more.len());
+    // (An entry without `=` has no value for `set` to replace.)
+    for (at, entry) in env.iter().enumerate().filter(|(_, entry)| entry.contains('=')) {
+        index.entry(key_of(entry).to_string()).or_insert(at);
+    }
     for entry in more {
-        match entry.split_once('=') {
-            Some((key, value)) => set(env, key, value),
-            None => set(env, entry, ""),
+        let (key, value) = split(entry);
+        let entry = format!("{key}={value}");
+        match index.get(key) {
+            Some(&at) => env[at] = entry,
+            None => {
+                index.insert(key.to_string(), env.len());
+                env.push(entry);
+            }
         }
     }
 }
@@ -402,6 +466,46 @@ mod tests {
                 }
                 assert!(Rc::ptr_eq(layered.base(), &shared), "the base is shared, not copied");
             }
+        }
+    }
+
+    /// The hash-indexed paths give what the scans give, on tables large enough to take them
+    /// and with keys repeated in both layers.
+    #[test]
+    fn large_tables_read_and_merge_as_small_ones() {
+        let mut seed = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |below: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        for round in 0..40 {
+            let keys = 5 + next(300);
+            let mut table = |most: u64| -> Vec<String> {
+                let count = next(most);
+                (0..count)
+                    .map(|value| match next(10) {
+                        0 => format!("K{}", next(keys)),
+                        _ => format!("K{}={round}.{value}", next(keys)),
+                    })
+                    .collect()
+            };
+            let base = table(200);
+            let own = table(400);
+            let mut flat = base.clone();
+            for entry in &own {
+                let (key, value) = entry.split_once('=').unwrap_or((entry, ""));
+                set(&mut flat, key, value);
+            }
+            let mut merged = base.clone();
+            merge(&mut merged, &own);
+            assert_eq!(merged, flat, "round {round}");
+            let mut layered = Environment::new(Rc::new(base.clone()), Vec::new());
+            layered.merge(&own);
+            let scanned: Vec<&str> = layered.entries_scanned().collect();
+            assert_eq!(layered.entries_indexed(), scanned, "round {round}");
+            assert_eq!(layered.entries().collect::<Vec<_>>(), scanned, "round {round}");
         }
     }
 

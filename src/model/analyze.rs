@@ -103,8 +103,8 @@ fn check_stanza(
             if let Command::Script { body, .. } = command {
                 // The body starts on the line after `script lua`.
                 let first_line = sources
-                    .get(file)
-                    .map_or(1, |text| line_of(text, stanza.span.lo as usize) + 1);
+                    .position(file, stanza.span)
+                    .map_or(1, |position| position.line + 1);
                 check_lua(
                     file,
                     body,
@@ -122,6 +122,18 @@ fn check_stanza(
                 file,
                 span,
                 format!("`{path}` is not an absolute path"),
+            ));
+        }
+        Stanza::Env(entry)
+            if entry.key.len() + entry.value.as_ref().map_or(0, |value| value.len() + 1) + 1 > MAX_ENV_ENTRY_BYTES =>
+        {
+            out.push(Diagnostic::error(
+                file,
+                span,
+                format!(
+                    "`env {}` is longer than the {MAX_ENV_ENTRY_BYTES} bytes one variable passed to a process may hold",
+                    entry.key
+                ),
             ));
         }
         Stanza::Chdir(path) | Stanza::Chroot(path) if !is_absolute_or_variable(path) => {
@@ -155,31 +167,12 @@ fn is_absolute_or_variable(path: &str) -> bool {
     path.starts_with('/') || path.starts_with('$')
 }
 
-fn line_of(text: &str, offset: usize) -> u32 {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count() as u32
-        + 1
-}
-
-/// Byte offset of the start of a 1-based line, and that line's length.
-fn line_span(text: &str, line: u32) -> Option<Span> {
-    let mut start = 0usize;
-    for _ in 1..line {
-        start += text[start..].find('\n')? + 1;
-    }
-    let end = text[start..].find('\n').map_or(text.len(), |at| start + at);
-    let indent = text[start..end].len() - text[start..end].trim_start().len();
-    Some(Span::new(start + indent, end))
-}
-
 fn check_lua(file: &str, code: &str, first_line: u32, what: &str, sources: &Sources, out: &mut Vec<Diagnostic>) {
     let Err(error) = crate::lua::check_syntax(code, what) else {
         return;
     };
     let file_line = error.line.map(|line| first_line + line.saturating_sub(1));
-    let span = file_line.and_then(|line| sources.get(file).and_then(|text| line_span(text, line)));
+    let span = file_line.and_then(|line| sources.line_span(file, line));
     out.push(Diagnostic::error(
         file,
         span,
@@ -284,8 +277,39 @@ pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
             }
         });
     }
+    let env_bytes: usize = job
+        .env
+        .iter()
+        .map(|entry| entry.key.len() + entry.value.as_ref().map_or(0, |value| value.len() + 1) + 1)
+        .sum();
+    if env_bytes > MAX_JOB_ENV_BYTES {
+        let (file, span) = match at("env") {
+            Some(origin) => (origin.file.as_str(), Some(origin.span)),
+            None => (job.file.as_str(), None),
+        };
+        out.push(
+            Diagnostic::error(
+                file,
+                span,
+                format!(
+                    "job `{}`: its `env` stanzas hold {env_bytes} bytes, more than the {MAX_JOB_ENV_BYTES} a process may be given",
+                    job.name
+                ),
+            )
+            .with_help("execve(2) takes at most a quarter of the stack limit for the arguments and the whole environment"),
+        );
+    }
     out
 }
+
+/// The most bytes one `env` entry may hold (`KEY=VALUE` and its NUL): Linux's limit on one
+/// string passed to `execve` (`MAX_ARG_STRLEN`, 32 pages).
+pub const MAX_ENV_ENTRY_BYTES: usize = 32 * 4096;
+
+/// The most bytes a job's `env` stanzas may hold together: half of what `execve` takes for
+/// the arguments and the environment under the usual 8 MiB stack limit, so that the global
+/// environment and the command line have room too.
+pub const MAX_JOB_ENV_BYTES: usize = 1 << 20;
 
 /// Checks `start on`/`stop on` references to other jobs (`started db`, `stopping JOB=db`)
 /// against the jobs loaded together, as Upstart's `check-config` did.
@@ -353,12 +377,5 @@ mod tests {
     fn finds_variables() {
         assert_eq!(variables_in("$A-${B:-x}/$1 $_C"), vec!["A", "B", "_C"]);
         assert!(variables_in("plain").is_empty());
-    }
-
-    #[test]
-    fn line_spans() {
-        let text = "a\n  bc\nd";
-        assert_eq!(line_span(text, 2), Some(Span::new(4, 6)));
-        assert_eq!(line_span(text, 4), None);
     }
 }

@@ -83,6 +83,36 @@ fn is_ignored(name: &str) -> bool {
             .any(|part| name.contains(part))
 }
 
+/// The most a job file, an override or a daemon file may hold. A larger file is refused
+/// with one error, unread: real job files are a few KiB, and the daemon reads its job dirs
+/// on its loop, so a 50 MB file of garbage must not hold it up.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The most diagnostics reported for one file; the rest are counted in one more line.
+pub const MAX_DIAGNOSTICS_PER_FILE: usize = 100;
+
+/// Reads a whole file of at most [`MAX_FILE_BYTES`].
+fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = fs::File::open(path)?;
+    let too_large = || {
+        std::io::Error::other(format!(
+            "the file is larger than {MAX_FILE_BYTES} bytes, the most a job file may hold"
+        ))
+    };
+    let size = file.metadata()?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // The file may grow between the look and the read: read one byte past the limit at most.
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 /// The daemon file of a job dir: `/etc/init` → `/etc/init.conf`.
 pub fn daemon_file_of(dir: &Path) -> PathBuf {
     let trimmed = dir.to_string_lossy().trim_end_matches('/').to_string();
@@ -142,8 +172,43 @@ impl Config {
 
     /// Orders the diagnostics from `first` on by file and position, as a reader expects them.
     fn sort_from(&mut self, first: usize) {
-        self.diagnostics[first..]
-            .sort_by_key(|diagnostic| (diagnostic.file.clone(), diagnostic.span.map(|span| span.lo)));
+        let lo = |diagnostic: &Diagnostic| diagnostic.span.map(|span| span.lo);
+        self.diagnostics[first..].sort_by(|a, b| a.file.cmp(&b.file).then_with(|| lo(a).cmp(&lo(b))));
+    }
+
+    /// Keeps the first [`MAX_DIAGNOSTICS_PER_FILE`] diagnostics of each file from `first`
+    /// on (sorted by file), and says how many more there were.
+    fn cap_from(&mut self, first: usize) {
+        let mut kept = Vec::with_capacity(self.diagnostics.len() - first);
+        let mut run: Option<(String, usize, Severity)> = None;
+        let finish = |kept: &mut Vec<Diagnostic>, run: Option<(String, usize, Severity)>| {
+            if let Some((file, dropped, severity)) = run.filter(|run| run.1 > 0) {
+                let message = format!(
+                    "{dropped} more diagnostic(s) in this file are not shown (the first {MAX_DIAGNOSTICS_PER_FILE} are)"
+                );
+                kept.push(Diagnostic {
+                    severity,
+                    ..Diagnostic::warning(&file, None, message)
+                });
+            }
+        };
+        let mut count = 0;
+        for diagnostic in self.diagnostics.drain(first..) {
+            if run.as_ref().is_none_or(|(file, ..)| *file != diagnostic.file) {
+                finish(&mut kept, run.take());
+                run = Some((diagnostic.file.clone(), 0, Severity::Warning));
+                count = 0;
+            }
+            count += 1;
+            if count <= MAX_DIAGNOSTICS_PER_FILE {
+                kept.push(diagnostic);
+            } else if let Some((_, dropped, severity)) = run.as_mut() {
+                *dropped += 1;
+                *severity = (*severity).min(diagnostic.severity);
+            }
+        }
+        finish(&mut kept, run);
+        self.diagnostics.extend(kept);
     }
 
     /// True when no diagnostic is an error.
@@ -182,26 +247,42 @@ impl Config {
         // The directory says what each entry is, so a dir of 1,000 jobs costs no `stat` per
         // file; only symbolic links (followed: Upstart ignored them) and entries of unknown
         // type are looked up.
-        let mut listed: Vec<(String, PathBuf, Kind)> = entries
-            .filter_map(|entry| {
-                let entry = entry.ok()?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if is_ignored(&name) {
-                    return None;
-                }
-                let path = entry.path();
-                let kind = match entry.file_type() {
-                    Ok(kind) if kind.is_dir() => Kind::Dir,
-                    Ok(kind) if kind.is_file() => Kind::File,
-                    _ => match fs::metadata(&path) {
-                        Ok(meta) if meta.is_dir() => Kind::Dir,
-                        Ok(meta) if meta.is_file() => Kind::File,
-                        _ => return None,
-                    },
-                };
-                Some((name, path, kind))
-            })
-            .collect();
+        let mut listed: Vec<(String, PathBuf, Kind)> = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_ignored(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let kind = match entry.file_type() {
+                Ok(kind) if kind.is_dir() => Kind::Dir,
+                Ok(kind) if kind.is_file() => Kind::File,
+                _ => match fs::metadata(&path) {
+                    Ok(meta) if meta.is_dir() => Kind::Dir,
+                    Ok(meta) if meta.is_file() => Kind::File,
+                    // A dangling link, a link loop, a socket or a device named like a job
+                    // file is reported as an unreadable job file is; anything else is not a
+                    // job's business.
+                    Ok(_) if name.ends_with(".conf") => {
+                        self.unreadable(&path, "not a regular file");
+                        continue;
+                    }
+                    Err(error) if name.ends_with(".conf") => {
+                        self.unreadable(&path, &error.to_string());
+                        continue;
+                    }
+                    _ => continue,
+                },
+            };
+            if kind == Kind::Dir && name.ends_with(".conf") {
+                self.diagnostics.push(Diagnostic::warning(
+                    &path.display().to_string(),
+                    None,
+                    "a directory, not a job file: it defines no job of this name (the job files in it are read as a sub-directory's)",
+                ));
+            }
+            listed.push((name, path, kind));
+        }
         listed.sort_by(|a, b| a.1.cmp(&b.1));
         let overrides: HashSet<&str> = listed
             .iter()
@@ -224,9 +305,18 @@ impl Config {
         }
     }
 
+    /// Records a job file that cannot be read, and why.
+    fn unreadable(&mut self, path: &Path, why: &str) {
+        self.diagnostics.push(Diagnostic::error(
+            &path.display().to_string(),
+            None,
+            format!("Error while loading configuration file: {why}"),
+        ));
+    }
+
     fn read(&mut self, path: &Path) -> Option<Arc<str>> {
         let file = path.display().to_string();
-        match fs::read(path) {
+        match read_bounded(path) {
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => {
                     let text: Arc<str> = Arc::from(text);
@@ -395,6 +485,7 @@ impl Config {
             .iter()
             .filter(|diagnostic| diagnostic.severity == Severity::Error)
             .count();
+        self.cap_from(first);
         jobs.filter(|_| errors == ignored_errors)
     }
 

@@ -95,8 +95,9 @@ impl Daemon {
             return Ok(());
         };
         let (class_id, name) = self.env_instance(job, instance)?;
-        let instance = self.classes[class_id]
-            .as_mut()
+        let instance = self
+            .classes
+            .get_mut(class_id)
             .and_then(|class| class.instances.get_mut(&name))
             .ok_or_else(|| format!("Unknown instance: {}", display(job, &name)))?;
         instance.env.edit(&mut edit);
@@ -122,12 +123,18 @@ impl Daemon {
             .map(|var| parse_assignment(var))
             .collect::<Result<Vec<_>, _>>()?;
         self.edit_env(job, instance, |env| {
-            for (name, value) in &pairs {
-                if retain && environ::get(env, name).is_some() {
-                    continue;
-                }
-                environ::set(env, name, value);
-            }
+            // With `retain`, a variable already set (or set earlier in this request) stays.
+            let mut set: HashSet<&str> = if retain {
+                env.iter().filter_map(|entry| entry.split_once('=')).map(|(key, _)| key).collect()
+            } else {
+                Default::default()
+            };
+            let entries: Vec<String> = pairs
+                .iter()
+                .filter(|(name, _)| !retain || set.insert(name))
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            environ::merge(env, &entries);
         })
     }
 
@@ -181,8 +188,9 @@ impl Daemon {
         };
         let (class_id, name) = self.env_instance(job_name, instance)?;
         let defaults = self.job_env(class_id);
-        if let Some(instance) = self.classes[class_id]
-            .as_mut()
+        if let Some(instance) = self
+            .classes
+            .get_mut(class_id)
             .and_then(|class| class.instances.get_mut(&name))
         {
             instance.env = defaults;
@@ -196,7 +204,7 @@ impl Daemon {
         let mut jobs: Vec<&Job> = self
             .classes
             .iter()
-            .flatten()
+            .map(|(_, class)| class)
             .filter(|class| !class.deleted)
             .map(|class| class.replacement.as_deref().unwrap_or(&class.job))
             .collect();

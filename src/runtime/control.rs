@@ -7,12 +7,15 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use calloop::generic::Generic;
+use calloop::timer::{TimeoutAction, Timer};
 use calloop::{Interest, Mode, PostAction, RegistrationToken};
 use log::{trace, warn};
 
@@ -23,9 +26,14 @@ use super::jobs::ClientId;
 
 /// One connected client.
 pub struct Conn {
-    stream: UnixStream,
+    /// Shared with the loop's read source, so a client costs the daemon one descriptor.
+    stream: Rc<UnixStream>,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// The read source, while it is in the loop (`None` after end of file).
+    read_token: Option<RegistrationToken>,
+    /// The read source is enabled (reading pauses while the client is far behind).
+    reading: bool,
     write_token: Option<RegistrationToken>,
     /// A request is in progress; further lines wait.
     busy: bool,
@@ -37,17 +45,83 @@ pub struct Conn {
 }
 
 /// The table of connected clients.
-#[derive(Default)]
 pub struct Clients {
     conns: HashMap<ClientId, Conn>,
     next: ClientId,
+    /// Connections per user, for the per-user cap.
+    per_uid: HashMap<u32, usize>,
+    /// A descriptor kept open so that, when the daemon is out of descriptors, it can still
+    /// accept a connection, to refuse it, instead of spinning on a listener that stays
+    /// readable.
+    reserve: Option<OwnedFd>,
+    /// The listener's source, and whether accepting is paused.
+    listener_token: Option<RegistrationToken>,
+    /// Refusals not yet logged, and when the last was logged: a flood of refused
+    /// connections is one log line now and then, not one each.
+    refused: usize,
+    refused_logged: Option<Instant>,
+    /// When memory was last handed back to the system (see `trim_memory`).
+    trimmed: Option<Instant>,
 }
 
-/// Replies queued for one client beyond which it is dropped (a monitor that never reads).
-const MAX_BUFFERED: usize = 16 << 20;
+impl Default for Clients {
+    fn default() -> Clients {
+        Clients {
+            conns: HashMap::new(),
+            next: 0,
+            per_uid: HashMap::new(),
+            reserve: open_reserve(),
+            listener_token: None,
+            refused: 0,
+            refused_logged: None,
+            trimmed: None,
+        }
+    }
+}
+
+/// A connection's stream as the loop's read source sees it: the same descriptor as the
+/// client's [`Conn::stream`].
+struct SharedStream(Rc<UnixStream>);
+
+impl AsFd for SharedStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// Replies queued for one client beyond which it is dropped: a monitor that does not read
+/// its stream. (A client that sends requests stops being read long before: see
+/// [`PAUSE_AT`].)
+const MAX_BUFFERED: usize = 4 << 20;
+
+/// Reading a client's requests pauses while its unread replies, or its requests not yet
+/// answered, pass this many bytes; it resumes when they are back under it. So a client that
+/// pipelines requests and never reads the replies costs the daemon this much, not what it
+/// can send.
+pub const PAUSE_AT: usize = 64 << 10;
+
+/// The most connections at once.
+pub const MAX_CLIENTS: usize = 1024;
+
+/// Of [`MAX_CLIENTS`], how many only root and the daemon's owner may take: others can
+/// never keep them out.
+pub const RESERVED_CLIENTS: usize = 64;
+
+/// The most connections of one user other than root and the daemon's owner.
+pub const MAX_CLIENTS_PER_USER: usize = 64;
 
 /// Statuses per reply line, so no line grows past what clients accept.
 pub const STATUSES_PER_LINE: usize = 500;
+
+/// How often refused connections are logged at most.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long accepting pauses when the daemon is out of descriptors and cannot even refuse.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
+
+fn open_reserve() -> Option<OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
+}
 
 /// Binds the control socket. A new parent dir is made private (user mode) or world-readable
 /// (system mode, where everyone may ask for status); a stale socket is replaced, a live one
@@ -79,10 +153,11 @@ pub fn bind(path: &Path, user_mode: bool) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// True for requests only the owner (or root) may send: those that change something, and
-/// the environment reads (the environment may hold secrets). Status, configuration views,
-/// log paths and the monitor stream are open to everyone who can reach the socket.
-fn modifies(request: &Request) -> bool {
+/// True for requests only the owner (or root) may send: those that change something, the
+/// environment reads, and the monitor stream (events carry their variables, and the
+/// environment and events may hold secrets). Status, configuration views and log paths are
+/// open to everyone who can reach the socket.
+fn privileged(request: &Request) -> bool {
     !matches!(
         request,
         Request::Status { .. }
@@ -92,7 +167,6 @@ fn modifies(request: &Request) -> bool {
             | Request::ShowConfig { .. }
             | Request::CheckConfig { .. }
             | Request::LogPath { .. }
-            | Request::Monitor
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -136,24 +210,24 @@ impl Daemon {
         let id = snapshot.id;
         self.clients.next = self.clients.next.max(id + 1);
         let _ = stream.set_nonblocking(true);
-        if !snapshot.eof {
-            let Ok(reader) = stream.try_clone() else { return };
-            let source = Generic::new(reader, Interest::READ, Mode::Level);
-            let registered = self.handle.insert_source(source, move |_, reader, daemon| {
-                // SAFETY: the stream is only read here; NoIoDrop hands out a mutable reference.
-                let stream: &mut UnixStream = unsafe { reader.get_mut() };
-                Ok(daemon.client_readable(id, stream))
-            });
-            if registered.is_err() {
-                return;
+        let stream = Rc::new(stream);
+        let read_token = if snapshot.eof {
+            None
+        } else {
+            match self.register_reader(id, &stream) {
+                Some(token) => Some(token),
+                None => return,
             }
-        }
+        };
+        *self.clients.per_uid.entry(snapshot.uid).or_default() += 1;
         self.clients.conns.insert(
             id,
             Conn {
                 stream,
                 input: snapshot.input.clone(),
                 output: snapshot.output.clone(),
+                reading: read_token.is_some(),
+                read_token,
                 write_token: None,
                 busy: snapshot.busy,
                 closing: false,
@@ -164,6 +238,18 @@ impl Daemon {
         if snapshot.monitor {
             self.monitors.push(id);
         }
+    }
+
+    /// Puts a client's read source in the loop.
+    fn register_reader(&mut self, id: ClientId, stream: &Rc<UnixStream>) -> Option<RegistrationToken> {
+        let source = Generic::new(SharedStream(stream.clone()), Interest::READ, Mode::Level);
+        self.handle
+            .insert_source(source, move |_, reader, daemon| {
+                // SAFETY: the stream is only read here; NoIoDrop hands out a mutable reference.
+                let stream = unsafe { reader.get_mut() }.0.clone();
+                Ok(daemon.client_readable(id, &stream))
+            })
+            .ok()
     }
 
     pub fn set_next_client(&mut self, next: ClientId) {
@@ -187,23 +273,117 @@ impl Daemon {
     pub fn listen(&mut self, listener: UnixListener) -> io::Result<()> {
         self.listener_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&listener));
         let source = Generic::new(listener, Interest::READ, Mode::Level);
-        self.handle
+        let token = self
+            .handle
             .insert_source(source, |_, listener, daemon| {
-                loop {
-                    match listener.accept() {
-                        Ok((stream, _)) => daemon.add_client(stream),
-                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                        Err(error) => {
-                            warn!("control socket: accept failed: {error}");
-                            break;
-                        }
-                    }
-                }
+                daemon.accept_clients(listener);
                 Ok(PostAction::Continue)
             })
             .map_err(|error| io::Error::other(error.to_string()))?;
+        self.clients.listener_token = Some(token);
         Ok(())
+    }
+
+    /// Accepts every waiting connection, refusing those over the caps.
+    fn accept_clients(&mut self, listener: &UnixListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => self.add_client(stream),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // Out of descriptors: give up the reserve to take the connection and
+                    // close it, so that the listener does not stay readable and spin.
+                    self.clients.reserve = None;
+                    match listener.accept() {
+                        Ok((stream, _)) => self.refuse(&stream, "uprise is out of file descriptors"),
+                        Err(_) => {
+                            self.pause_accepting();
+                            self.clients.reserve = open_reserve();
+                            break;
+                        }
+                    }
+                    self.clients.reserve = open_reserve();
+                }
+                Err(error) => {
+                    warn!("control socket: accept failed: {error}");
+                    self.pause_accepting();
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Stops accepting for a moment (out of descriptors even for a refusal).
+    fn pause_accepting(&mut self) {
+        let Some(token) = self.clients.listener_token else {
+            return;
+        };
+        self.note_refused();
+        if self.handle.disable(&token).is_err() {
+            return;
+        }
+        let _ = self
+            .handle
+            .insert_source(Timer::from_duration(ACCEPT_PAUSE), move |_, _, daemon| {
+                let _ = daemon.handle.enable(&token);
+                TimeoutAction::Drop
+            });
+    }
+
+    /// Answers a connection over a cap with one error line, and closes it.
+    fn refuse(&mut self, stream: &UnixStream, message: &str) {
+        let reply = Reply::Error {
+            message: message.to_string(),
+        };
+        if let Ok(mut line) = serde_json::to_vec(&reply) {
+            line.push(b'\n');
+            let _ = stream.set_nonblocking(true);
+            let _ = (&*stream).write(&line);
+        }
+        self.note_refused();
+    }
+
+    /// Counts a refused connection; logs the count now and then.
+    fn note_refused(&mut self) {
+        let clients = &mut self.clients;
+        clients.refused += 1;
+        let due = clients
+            .refused_logged
+            .is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL);
+        if due {
+            warn!(
+                "control socket: refused {} connection(s) (at most {MAX_CLIENTS} clients, {MAX_CLIENTS_PER_USER} per user other than root and the owner, or out of descriptors)",
+                clients.refused
+            );
+            clients.refused = 0;
+            clients.refused_logged = Some(Instant::now());
+        }
+    }
+
+    /// Whether a user is root or the daemon's owner.
+    fn privileged_uid(uid: u32) -> bool {
+        uid == 0 || uid == nix::unistd::geteuid().as_raw()
+    }
+
+    /// Why a new connection of `uid` would pass a cap, if it would.
+    fn over_cap(&self, uid: u32) -> Option<String> {
+        let total = self.clients.conns.len();
+        if total >= MAX_CLIENTS {
+            return Some(format!("Too many connections ({MAX_CLIENTS} at most)"));
+        }
+        if Self::privileged_uid(uid) {
+            return None;
+        }
+        if total >= MAX_CLIENTS - RESERVED_CLIENTS {
+            return Some(format!(
+                "Too many connections ({} at most for users other than root and the daemon's owner)",
+                MAX_CLIENTS - RESERVED_CLIENTS
+            ));
+        }
+        let mine = self.clients.per_uid.get(&uid).copied().unwrap_or(0);
+        (mine >= MAX_CLIENTS_PER_USER)
+            .then(|| format!("Too many connections from uid {uid} ({MAX_CLIENTS_PER_USER} at most)"))
     }
 
     fn add_client(&mut self, stream: UnixStream) {
@@ -213,24 +393,25 @@ impl Daemon {
         let uid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
             .map(|creds| creds.uid())
             .unwrap_or(u32::MAX);
-        let Ok(reader) = stream.try_clone() else { return };
-        let id = self.clients.next;
-        self.clients.next += 1;
-        let source = Generic::new(reader, Interest::READ, Mode::Level);
-        let token = self.handle.insert_source(source, move |_, reader, daemon| {
-            // SAFETY: the stream is only read here; NoIoDrop hands out a mutable reference.
-            let stream: &mut UnixStream = unsafe { reader.get_mut() };
-            Ok(daemon.client_readable(id, stream))
-        });
-        if token.is_err() {
+        if let Some(message) = self.over_cap(uid) {
+            self.refuse(&stream, &message);
             return;
         }
+        let id = self.clients.next;
+        self.clients.next += 1;
+        let stream = Rc::new(stream);
+        let Some(token) = self.register_reader(id, &stream) else {
+            return;
+        };
+        *self.clients.per_uid.entry(uid).or_default() += 1;
         self.clients.conns.insert(
             id,
             Conn {
                 stream,
                 input: Vec::new(),
                 output: Vec::new(),
+                read_token: Some(token),
+                reading: true,
                 write_token: None,
                 busy: false,
                 closing: false,
@@ -240,20 +421,47 @@ impl Daemon {
         );
     }
 
-    fn client_readable(&mut self, id: ClientId, stream: &mut UnixStream) -> PostAction {
-        if !self.clients.conns.contains_key(&id) {
+    /// Whether a client is far enough behind that its requests should wait unread.
+    fn behind(conn: &Conn) -> bool {
+        conn.output.len() >= PAUSE_AT || (conn.busy && conn.input.len() >= PAUSE_AT)
+    }
+
+    /// Pauses or resumes reading a client's requests, as [`Daemon::behind`] says.
+    fn update_reading(&mut self, id: ClientId) {
+        let Some(conn) = self.clients.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(token) = conn.read_token else { return };
+        let behind = Self::behind(conn);
+        if behind && conn.reading {
+            conn.reading = false;
+            let _ = self.handle.disable(&token);
+        } else if !behind && !conn.reading {
+            conn.reading = true;
+            let _ = self.handle.enable(&token);
+        }
+    }
+
+    fn client_readable(&mut self, id: ClientId, stream: &UnixStream) -> PostAction {
+        let Some(conn) = self.clients.conns.get(&id) else {
             // Dropped earlier: this read source removes itself.
             return PostAction::Remove;
+        };
+        if Self::behind(conn) {
+            // Paused while this wake-up was on its way.
+            self.update_reading(id);
+            return PostAction::Continue;
         }
         let mut buffer = [0u8; 8192];
         loop {
-            match stream.read(&mut buffer) {
+            match (&*stream).read(&mut buffer) {
                 Ok(0) => {
                     // Half-closed: the requests already sent still get their answers.
                     let Some(conn) = self.clients.conns.get_mut(&id) else {
                         return PostAction::Remove;
                     };
                     conn.eof = true;
+                    conn.read_token = None;
                     self.next_request(id);
                     self.settle();
                     self.flush_clients();
@@ -266,7 +474,7 @@ impl Daemon {
                     };
                     conn.input.extend_from_slice(&buffer[..count]);
                     if conn.input.len() > MAX_LINE && !conn.input[..MAX_LINE].contains(&b'\n') {
-                        conn.input.clear();
+                        conn.input = Vec::new();
                         conn.closing = true;
                         self.outgoing.push(Outgoing::Reply(
                             id,
@@ -276,6 +484,11 @@ impl Daemon {
                         ));
                         self.flush_clients();
                         return PostAction::Continue;
+                    }
+                    // Take the requests now: a line that waits is what pauses reading.
+                    self.next_request(id);
+                    if self.clients.conns.get(&id).is_some_and(Self::behind) {
+                        break;
                     }
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
@@ -289,6 +502,7 @@ impl Daemon {
         self.next_request(id);
         self.settle();
         self.flush_clients();
+        self.update_reading(id);
         PostAction::Continue
     }
 
@@ -304,6 +518,9 @@ impl Daemon {
             return;
         };
         let line: Vec<u8> = conn.input.drain(..=newline).collect();
+        if conn.input.is_empty() && conn.input.capacity() > PAUSE_AT {
+            conn.input = Vec::new();
+        }
         conn.busy = true;
         let uid = conn.uid;
         let request = match serde_json::from_slice::<Request>(&line[..line.len() - 1]) {
@@ -315,7 +532,7 @@ impl Daemon {
         };
         trace!("client {id} (uid {uid}): {request:?}");
         let owner = nix::unistd::geteuid().as_raw();
-        if modifies(&request) && uid != owner && uid != 0 {
+        if privileged(&request) && uid != owner && uid != 0 {
             self.fail_request(
                 id,
                 "Permission denied: only the daemon's owner or root may do that".into(),
@@ -526,6 +743,7 @@ impl Daemon {
                 self.write_client(id);
                 // A pipelined next request may now run.
                 self.next_request(id);
+                self.update_reading(id);
             }
         }
     }
@@ -542,20 +760,20 @@ impl Daemon {
     }
 
     fn write_client(&mut self, id: ClientId) {
+        let monitor = self.monitors.contains(&id);
         let Some(conn) = self.clients.conns.get_mut(&id) else {
             return;
         };
-        if conn.output.len() > MAX_BUFFERED {
-            warn!("client {id} does not read its replies; dropping it");
+        if monitor && conn.output.len() > MAX_BUFFERED {
+            warn!("client {id} does not read its monitor stream; dropping it");
             self.drop_client(id);
             return;
         }
-        while !conn.output.is_empty() {
-            match conn.stream.write(&conn.output) {
+        let mut written = 0;
+        while written < conn.output.len() {
+            match (&*conn.stream).write(&conn.output[written..]) {
                 Ok(0) => break,
-                Ok(count) => {
-                    conn.output.drain(..count);
-                }
+                Ok(count) => written += count,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
@@ -564,7 +782,14 @@ impl Daemon {
                 }
             }
         }
+        conn.output.drain(..written);
         if conn.output.is_empty() {
+            // A burst (a long `list`) leaves no large buffer behind an idle client.
+            if conn.output.capacity() > PAUSE_AT {
+                conn.output = Vec::new();
+                self.trim_memory();
+            }
+            let Some(conn) = self.clients.conns.get(&id) else { return };
             if conn.closing {
                 self.drop_client(id);
             } else {
@@ -585,10 +810,29 @@ impl Daemon {
                 conn.write_token = None;
             }
             daemon.write_client(id);
+            daemon.update_reading(id);
             Ok(PostAction::Remove)
         });
         if let (Ok(token), Some(conn)) = (token, self.clients.conns.get_mut(&id)) {
             conn.write_token = Some(token);
+        }
+    }
+
+    /// Gives freed memory back to the system, at most once a second: a buffer of a client
+    /// that was far behind is freed into the C allocator, which keeps it otherwise.
+    fn trim_memory(&mut self) {
+        if self
+            .clients
+            .trimmed
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.clients.trimmed = Some(Instant::now());
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: malloc_trim only returns free memory to the system.
+        unsafe {
+            libc::malloc_trim(0);
         }
     }
 
@@ -602,6 +846,23 @@ impl Daemon {
         let _ = conn.stream.shutdown(std::net::Shutdown::Both);
         if let Some(token) = conn.write_token {
             self.handle.remove(token);
+        }
+        if let Some(token) = conn.read_token
+            && !conn.reading
+        {
+            // A paused source sees no end of file: it goes now.
+            self.handle.remove(token);
+        }
+        if let Some(count) = self.clients.per_uid.get_mut(&conn.uid) {
+            *count -= 1;
+            if *count == 0 {
+                self.clients.per_uid.remove(&conn.uid);
+            }
+        }
+        let large = conn.input.capacity() + conn.output.capacity() > PAUSE_AT;
+        drop(conn);
+        if large {
+            self.trim_memory();
         }
         self.forget_client(id);
     }

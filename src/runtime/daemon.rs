@@ -78,7 +78,7 @@ pub struct Daemon {
     pub settings: Settings,
     pub handle: LoopHandle<'static, Daemon>,
     pub stop_signal: LoopSignal,
-    pub classes: Vec<Option<Class>>,
+    pub classes: super::jobs::ClassTable,
     pub class_by_name: HashMap<String, ClassId>,
     /// Classes whose `start on` names an event, by event name.
     pub(crate) start_index: HashMap<String, Vec<ClassId>>,
@@ -132,8 +132,6 @@ pub struct Daemon {
     pub(crate) reaper: Option<std::sync::Arc<super::reaper::Reaper>>,
     /// Clients streaming events and state changes (`uprisectl monitor`).
     pub monitors: Vec<ClientId>,
-    /// Names of classes removed while a reply about them may still be due.
-    removed_names: HashMap<ClassId, String>,
     /// The control socket's listening fd and the notify socket's fd (kept across re-exec).
     pub listener_fd: Option<std::os::fd::RawFd>,
     pub notify_fd: Option<std::os::fd::RawFd>,
@@ -217,10 +215,25 @@ fn random() -> u64 {
 fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) -> Vec<String> {
     let mut env = vec![format!("JOB={}", job.name), format!("INSTANCE={}", instance.name)];
     env.extend_from_slice(extra);
-    for key in &job.lifecycle.export {
-        if let Some(value) = instance.env.get(key) {
-            env.push(format!("{key}={value}"));
+    let export = &job.lifecycle.export;
+    if export.len() <= 8 {
+        for key in export {
+            if let Some(value) = instance.env.get(key) {
+                env.push(format!("{key}={value}"));
+            }
         }
+    } else {
+        // Many exports: one pass over the table, not one per export.
+        let table: HashMap<&str, &str> = instance
+            .env
+            .entries()
+            .filter_map(|entry| entry.split_once('='))
+            .collect();
+        env.extend(
+            export
+                .iter()
+                .filter_map(|key| table.get(key.as_str()).map(|value| format!("{key}={value}"))),
+        );
     }
     env
 }
@@ -230,8 +243,6 @@ impl Daemon {
     pub(crate) fn live_instances(&self) -> impl Iterator<Item = (ClassId, &Instance)> {
         self.classes
             .iter()
-            .enumerate()
-            .filter_map(|(id, class)| class.as_ref().map(|class| (id, class)))
             .flat_map(|(id, class)| class.instances.values().map(move |instance| (id, &**instance)))
     }
 
@@ -245,7 +256,7 @@ impl Daemon {
             settings,
             handle,
             stop_signal,
-            classes: Vec::new(),
+            classes: Default::default(),
             class_by_name: HashMap::new(),
             start_index: HashMap::new(),
             stop_index: HashMap::new(),
@@ -273,7 +284,6 @@ impl Daemon {
             pid_files: Default::default(),
             reaper: None,
             monitors: Vec::new(),
-            removed_names: HashMap::new(),
             job_nofile: None,
             listener_fd: None,
             notify_fd: None,
@@ -301,14 +311,14 @@ impl Daemon {
             .iter()
             .filter(|job| !self.class_by_name.contains_key(&job.name))
             .count();
-        self.classes.reserve_exact(new);
+        self.classes.reserve(new);
         self.class_by_name.reserve(new);
         let mut seen = std::collections::HashSet::with_capacity(config.jobs.len());
         for job in config.jobs {
             seen.insert(job.name.clone());
             match self.class_by_name.get(&job.name).copied() {
                 Some(id) => {
-                    let class = self.classes[id].as_mut().expect("indexed class exists");
+                    let class = self.classes.get_mut(id).expect("indexed class exists");
                     class.deleted = false;
                     if *class.job != job {
                         if !class.instances.is_empty() {
@@ -322,17 +332,17 @@ impl Daemon {
                     }
                 }
                 None => {
-                    let id = self.classes.len();
                     let start_on = job.start_on.as_ref().map(Matcher::new);
-                    self.class_by_name.insert(job.name.clone(), id);
-                    self.classes.push(Some(Class {
+                    let name = job.name.clone();
+                    let id = self.classes.insert(Class {
                         job: std::rc::Rc::new(job),
                         start_on,
                         instances: SmallMap::new(),
                         replacement: None,
                         deleted: false,
                         last_result: None,
-                    }));
+                    });
+                    self.class_by_name.insert(name, id);
                     self.index_class(id);
                 }
             }
@@ -344,7 +354,7 @@ impl Daemon {
             .map(|(_, id)| *id)
             .collect();
         for id in gone {
-            if let Some(class) = self.classes[id].as_mut() {
+            if let Some(class) = self.classes.get_mut(id) {
                 class.deleted = true;
             }
             self.consider_replacement(id);
@@ -352,7 +362,7 @@ impl Daemon {
     }
 
     fn index_class(&mut self, id: ClassId) {
-        let Some(class) = self.classes[id].as_ref() else { return };
+        let Some(class) = self.classes.get(id) else { return };
         if let Some(matcher) = &class.start_on {
             for name in matcher.event_names() {
                 self.start_index.entry(name.to_string()).or_default().push(id);
@@ -400,15 +410,14 @@ impl Daemon {
 
     /// Swaps in a pending definition, or drops a deleted class, once no instance is active.
     fn consider_replacement(&mut self, id: ClassId) {
-        let Some(class) = self.classes[id].as_mut() else { return };
+        let Some(class) = self.classes.get_mut(id) else { return };
         if !class.instances.is_empty() {
             return;
         }
         if class.deleted {
             let held = class.start_on.as_mut().map(Matcher::reset).unwrap_or_default();
             let name = class.job.name.clone();
-            self.removed_names.insert(id, name.clone());
-            self.classes[id] = None;
+            self.classes.remove(id);
             self.class_by_name.remove(&name);
             self.unindex_class(id);
             for event in held {
@@ -435,20 +444,19 @@ impl Daemon {
     }
 
     pub fn class(&self, id: ClassId) -> &Class {
-        self.classes[id].as_ref().expect("live class")
+        &self.classes[id]
     }
 
     pub(crate) fn instance_mut(&mut self, key: &Key) -> Option<&mut Instance> {
         self.classes
             .get_mut(key.0)?
-            .as_mut()?
             .instances
             .get_mut(&key.1)
             .map(|i| &mut **i)
     }
 
     pub(crate) fn instance(&self, key: &Key) -> Option<&Instance> {
-        self.classes.get(key.0)?.as_ref()?.instances.get(&key.1).map(|i| &**i)
+        self.classes.get(key.0)?.instances.get(&key.1).map(|i| &**i)
     }
 
     // ------------------------------------------------------------------ events
@@ -545,8 +553,12 @@ impl Daemon {
     /// While shutting down: whether every instance is gone. No instance starts once the
     /// shutdown began, so a class seen empty stays empty and is not looked at again.
     fn no_instance_left(&mut self) -> bool {
-        while let Some(class) = self.classes.get(self.shutdown_cursor) {
-            if class.as_ref().is_some_and(|class| !class.instances.is_empty()) {
+        while self.shutdown_cursor < self.classes.slot_count() {
+            if self
+                .classes
+                .at_slot(self.shutdown_cursor)
+                .is_some_and(|class| !class.instances.is_empty())
+            {
                 return false;
             }
             self.shutdown_cursor += 1;
@@ -664,7 +676,7 @@ impl Daemon {
     }
 
     fn offer_stop(&mut self, class_id: ClassId, id: EventId, name: &str, env: &[String]) {
-        let Some(class) = self.classes[class_id].as_mut() else {
+        let Some(class) = self.classes.get_mut(class_id) else {
             return;
         };
         let event = EventRef { id, name, env };
@@ -701,7 +713,7 @@ impl Daemon {
 
     fn offer_start(&mut self, class_id: ClassId, id: EventId, name: &str, env: &[String]) {
         let defaults = self.job_env(class_id);
-        let Some(class) = self.classes[class_id].as_mut() else {
+        let Some(class) = self.classes.get_mut(class_id) else {
             return;
         };
         let Some(matcher) = class.start_on.as_mut() else { return };
@@ -733,7 +745,7 @@ impl Daemon {
             }
         };
         let key = (class_id, instance_name.clone());
-        let class = self.classes[class_id].as_mut().expect("live class");
+        let class = self.classes.get_mut(class_id).expect("live class");
         let instance = class
             .instances
             .get_or_insert_with(instance_name.clone(), || Box::new(Instance::new(instance_name)));
@@ -753,19 +765,22 @@ impl Daemon {
     /// The environment a job starts from: the global table and the job's `env` stanzas.
     pub fn job_env(&self, class_id: ClassId) -> Environment {
         let mut env = Environment::new(self.global_env.clone(), Vec::new());
-        let Some(class) = self.classes[class_id].as_ref() else {
+        let Some(class) = self.classes.get(class_id) else {
             return env;
         };
-        for entry in &class.job.env {
-            match &entry.value {
-                Some(value) => env.set(&entry.key, value),
-                None => {
-                    if let Ok(value) = std::env::var(&entry.key) {
-                        env.set(&entry.key, &value);
-                    }
-                }
-            }
-        }
+        // One merge of them all: a job may have many `env` lines.
+        let own: Vec<String> = class
+            .job
+            .env
+            .iter()
+            .filter_map(|entry| match &entry.value {
+                Some(value) => Some(format!("{}={value}", entry.key)),
+                None => std::env::var(&entry.key)
+                    .ok()
+                    .map(|value| format!("{}={value}", entry.key)),
+            })
+            .collect();
+        env.merge(&own);
         env
     }
 
@@ -934,7 +949,6 @@ impl Daemon {
         let name = self
             .classes
             .get(key.0)
-            .and_then(|class| class.as_ref())
             .map(|class| class.job.name.clone());
         let Some(instance) = self.instance_mut(key) else { return };
         let mut killed = Vec::new();
@@ -1290,13 +1304,13 @@ impl Daemon {
         if let Some((_, what)) = &instance.rare().last_exit {
             result.push_str(&format!("; {what}"));
         }
-        if let Some(class) = self.classes[key.0].as_mut() {
+        if let Some(class) = self.classes.get_mut(key.0) {
             class.last_result = Some(Box::new((Instant::now(), result)));
         }
         self.emit("stopped", env);
         self.job_finished(key, failed);
         // Instances do not persist in `waiting`.
-        let Some(class) = self.classes[key.0].as_mut() else {
+        let Some(class) = self.classes.get_mut(key.0) else {
             return;
         };
         if let Some(mut instance) = class.instances.remove(&key.1) {
@@ -1430,7 +1444,23 @@ impl Daemon {
         if !matches!(job.console, Console::Log | Console::Auto) {
             return None;
         }
-        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).ok()?;
+        let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+            Ok(pipe) => pipe,
+            Err(error) => {
+                // Said once per instance (and in `status -v`); the next process tries again.
+                let message = format!("cannot make a log pipe ({})", error.desc());
+                let name = self.display(key);
+                let instance = self.instance_mut(key)?;
+                if instance.rare().log_error.is_none() {
+                    warn!("{name}: {message}; its output goes to /dev/null");
+                }
+                instance.rare_mut().log_error = Some(message);
+                return None;
+            }
+        };
+        if let Some(rare) = self.instance_mut(key).and_then(Instance::rare_if_any) {
+            rare.log_error = None;
+        }
         // The write side blocks: a job that outruns the daemon waits, it does not lose output.
         let _ = nix::fcntl::fcntl(write.as_fd(), nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()));
         if let Some(pipe) = self.instance_mut(key).and_then(|instance| instance.log.as_mut()) {
@@ -1792,10 +1822,10 @@ impl Daemon {
     }
 
     pub fn instance_status(&self, key: &Key) -> InstanceStatus {
-        let Some(class) = self.classes.get(key.0).and_then(Option::as_ref) else {
+        let Some(class) = self.classes.get(key.0) else {
             // The class went away (its file was deleted and its last instance stopped).
             return InstanceStatus {
-                job: self.removed_names.get(&key.0).cloned().unwrap_or_default(),
+                job: self.classes.gone_name(key.0).unwrap_or_default().to_string(),
                 instance: key.1.clone(),
                 goal: "stop".into(),
                 state: "waiting".into(),
@@ -1849,6 +1879,9 @@ impl Daemon {
                             "waiting for the daemon to fork (expect fork/daemon, pid file)".to_string()
                         }
                     });
+                }
+                if let Some(error) = &instance.rare().log_error {
+                    detail.push(format!("output not logged: {error}"));
                 }
                 if let Some(status) = &instance.rare().notify_status {
                     detail.push(format!("status: {status}"));
@@ -1977,7 +2010,7 @@ impl Daemon {
         let key = (class_id, name.clone());
         let mut start_env = self.job_env(class_id);
         start_env.merge(&env);
-        let class = self.classes[class_id].as_mut().expect("live class");
+        let class = self.classes.get_mut(class_id).expect("live class");
         let display = Self::display_name(&class.job, &name);
         let instance = class
             .instances
@@ -2181,7 +2214,7 @@ impl Daemon {
         let longest = self
             .classes
             .iter()
-            .flatten()
+            .map(|(_, class)| class)
             .map(|class| class.job.kill_timeout.millis)
             .max()
             .unwrap_or(5000);

@@ -16,8 +16,135 @@ use crate::syntax::ast::ProcessKind;
 
 use super::output::JobLog;
 
-pub type ClassId = usize;
 pub type ClientId = u64;
+
+/// A class's handle: its slot in the [`ClassTable`] and the slot's generation. A slot freed
+/// by a deleted job is used again by the next new one, under a new generation, so a key
+/// kept by a timer or a client of the old class never reaches the new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClassId {
+    index: u32,
+    generation: u32,
+}
+
+/// The loaded classes. A removed class frees its slot (and the name is kept there until the
+/// slot is taken again, for a reply about it still due): adding and removing job files for
+/// ever costs no more memory than the most jobs loaded at once.
+#[derive(Default)]
+pub struct ClassTable {
+    slots: Vec<Slot>,
+    /// Free slots, the most recently freed last.
+    free: Vec<u32>,
+    live: usize,
+}
+
+struct Slot {
+    generation: u32,
+    class: Option<Class>,
+    /// The name of the class that left this slot (generation − 1), until it is taken again.
+    gone: Option<String>,
+}
+
+impl ClassTable {
+    /// Adds a class; returns its id.
+    pub fn insert(&mut self, class: Class) -> ClassId {
+        self.live += 1;
+        match self.free.pop() {
+            Some(index) => {
+                let slot = &mut self.slots[index as usize];
+                slot.class = Some(class);
+                slot.gone = None;
+                ClassId {
+                    index,
+                    generation: slot.generation,
+                }
+            }
+            None => {
+                let index = self.slots.len() as u32;
+                self.slots.push(Slot {
+                    generation: 0,
+                    class: Some(class),
+                    gone: None,
+                });
+                ClassId { index, generation: 0 }
+            }
+        }
+    }
+
+    /// Removes a class; its slot is free for the next.
+    pub fn remove(&mut self, id: ClassId) -> Option<Class> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        let class = slot.class.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        slot.gone = Some(class.job.name.clone());
+        self.free.push(id.index);
+        self.live -= 1;
+        Some(class)
+    }
+
+    pub fn get(&self, id: ClassId) -> Option<&Class> {
+        let slot = self.slots.get(id.index as usize)?;
+        (slot.generation == id.generation).then_some(slot.class.as_ref())?
+    }
+
+    pub fn get_mut(&mut self, id: ClassId) -> Option<&mut Class> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        (slot.generation == id.generation).then_some(slot.class.as_mut())?
+    }
+
+    /// The name of a class removed since `id` was handed out, while its slot is still free.
+    pub fn gone_name(&self, id: ClassId) -> Option<&str> {
+        let slot = self.slots.get(id.index as usize)?;
+        (slot.class.is_none() && slot.generation == id.generation.wrapping_add(1)).then_some(slot.gone.as_deref())?
+    }
+
+    /// Every live class with its id, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = (ClassId, &Class)> {
+        self.slots.iter().enumerate().filter_map(|(index, slot)| {
+            let id = ClassId {
+                index: index as u32,
+                generation: slot.generation,
+            };
+            slot.class.as_ref().map(|class| (id, class))
+        })
+    }
+
+    /// How many classes are loaded.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// How many slots there are (a bound on slot positions, for a cursor over them).
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The class in slot `position`, if one is there.
+    pub fn at_slot(&self, position: usize) -> Option<&Class> {
+        self.slots.get(position)?.class.as_ref()
+    }
+
+    /// Room for `more` new classes without growing the table by steps.
+    pub fn reserve(&mut self, more: usize) {
+        let more = more.saturating_sub(self.free.len());
+        self.slots.reserve_exact(more);
+    }
+}
+
+impl std::ops::Index<ClassId> for ClassTable {
+    type Output = Class;
+
+    fn index(&self, id: ClassId) -> &Class {
+        self.get(id).expect("live class")
+    }
+}
 
 /// Who waits for an instance to reach its goal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +232,8 @@ pub struct Rare {
     pub last_exit: Option<(Instant, String)>,
     /// The last `STATUS=` sent on the notify socket.
     pub notify_status: Option<String>,
+    /// Why the last process started without a log pipe (its output went to /dev/null).
+    pub log_error: Option<String>,
     /// When a delayed respawn will start.
     pub respawn_at: Option<Instant>,
     /// When the pending SIGKILL is due, and to whom (carried over by re-exec); also in
@@ -126,6 +255,7 @@ empty! {
         stop_env: Vec::new(),
         last_exit: None,
         notify_status: None,
+        log_error: None,
         respawn_at: None,
         kill_deadline: None,
         stage_deadlines: Vec::new(),

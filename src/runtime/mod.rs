@@ -145,6 +145,11 @@ pub fn run(options: Options) -> io::Result<()> {
         mask.add(signal);
     }
     mask.thread_block().map_err(io::Error::from)?;
+    ignore_stray_signals();
+    // The daemon's own files (its log dir, a socket dir it makes) do not take the mask of
+    // whoever started it; jobs get theirs from the `umask` stanza (022 by default).
+    // SAFETY: umask takes a number and cannot fail.
+    unsafe { libc::umask(DAEMON_UMASK) };
     let signal_fd =
         SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).map_err(io::Error::from)?;
     if let Err(error) = crate::sys::process::set_child_subreaper() {
@@ -293,16 +298,65 @@ pub fn run(options: Options) -> io::Result<()> {
     Ok(())
 }
 
-/// Raises the daemon's descriptor limit to the hard limit (every service holds a log pipe)
-/// and returns the limit jobs should get back.
+/// The daemon's own umask, whatever it inherited.
+const DAEMON_UMASK: libc::mode_t = 0o022;
+
+/// Signals whose default action ends the process, that the daemon gives no meaning to and
+/// ignores, in both modes: a stray `kill -USR2` or `kill -ALRM` must not end a session
+/// daemon and orphan its jobs (PID 1 is shielded by the kernel; a user daemon is not). The
+/// real-time signals from `SIGRTMIN` up are ignored too. `SIGSEGV` and `SIGBUS` keep Rust's
+/// handler (a stack overflow is reported before the process ends); a fault cannot be
+/// ignored. Every process the daemon starts gets every disposition back at its default
+/// (`sys::spawn`), so jobs see none of this.
+const IGNORED_SIGNALS: [libc::c_int; 15] = [
+    libc::SIGQUIT,
+    libc::SIGILL,
+    libc::SIGTRAP,
+    libc::SIGABRT,
+    libc::SIGFPE,
+    libc::SIGUSR2,
+    libc::SIGPIPE,
+    libc::SIGALRM,
+    libc::SIGSTKFLT,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGIO,
+    libc::SIGSYS,
+];
+
+/// Ignores [`IGNORED_SIGNALS`] and the real-time signals.
+fn ignore_stray_signals() {
+    let realtime = libc::SIGRTMIN()..=libc::SIGRTMAX();
+    for signal in IGNORED_SIGNALS.into_iter().chain(realtime) {
+        // SAFETY: SIG_IGN runs no handler code; the signal numbers are valid on Linux.
+        unsafe { libc::signal(signal, libc::SIG_IGN) };
+    }
+}
+
+/// The descriptor limit a root daemon raises itself to, when its hard limit is lower.
+const ROOT_NOFILE: u64 = 65536;
+
+/// Raises the daemon's descriptor limit to the hard limit (every service holds a log pipe,
+/// every client a connection), and as root to at least [`ROOT_NOFILE`]; returns the limit
+/// jobs should get back.
 fn raise_nofile_limit() -> Option<(crate::syntax::ast::LimitValue, crate::syntax::ast::LimitValue)> {
     use crate::syntax::ast::LimitValue;
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
-    if soft >= hard {
+    // Root may raise the hard limit too (PID 1 starts with the kernel's 1,024 / 4,096).
+    let wanted = if nix::unistd::geteuid().is_root() {
+        hard.max(ROOT_NOFILE)
+    } else {
+        hard
+    };
+    if soft >= wanted {
         return None;
     }
-    if let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+    let raised = setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted)
+        .or_else(|_| setrlimit(Resource::RLIMIT_NOFILE, hard, hard));
+    if let Err(error) = raised {
         warn!("cannot raise the descriptor limit: {error}");
         return None;
     }

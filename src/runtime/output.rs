@@ -10,6 +10,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use log::warn;
 
 /// Bytes kept per job while its log file cannot be written.
 pub const PENDING_LIMIT: usize = 1 << 20;
@@ -51,6 +54,8 @@ pub struct JobLog {
     dropped: u64,
     /// `console auto`: no buffering; output that cannot be written is discarded.
     discard_when_closed: bool,
+    /// The file could not be opened, and the daemon said so.
+    open_failed: bool,
     rotation: Rotation,
 }
 
@@ -63,6 +68,7 @@ impl JobLog {
             pending: Vec::new(),
             dropped: 0,
             discard_when_closed,
+            open_failed: false,
             rotation,
         }
     }
@@ -103,10 +109,23 @@ impl JobLog {
 
     /// Appends output; never fails: problems turn into buffering or dropping.
     pub fn append(&mut self, bytes: &[u8]) {
-        if self.open().is_err() {
+        if let Err(error) = self.open() {
+            if !self.open_failed {
+                self.open_failed = true;
+                warn!(
+                    "cannot open {} ({error}); {}",
+                    self.path.display(),
+                    if self.discard_when_closed {
+                        "the job's output is dropped until it opens"
+                    } else {
+                        "the job's output is kept (up to 1 MiB) until it opens"
+                    }
+                );
+            }
             self.keep(bytes);
             return;
         }
+        self.open_failed = false;
         if !self.pending.is_empty() {
             let pending = std::mem::take(&mut self.pending);
             if self.dropped > 0 {
@@ -114,32 +133,54 @@ impl JobLog {
                     "[uprise: {} bytes of output were dropped while the log could not be written]\n",
                     self.dropped
                 );
-                self.write_file(note.as_bytes());
                 self.dropped = 0;
+                self.write_file(note.as_bytes());
             }
-            self.write_file(&pending);
+            if !self.write_file(&pending) {
+                // What was not written is kept, in order, before the new bytes.
+                self.keep(bytes);
+                return;
+            }
         }
         self.write_file(bytes);
     }
 
-    fn write_file(&mut self, bytes: &[u8]) {
+    /// Writes `bytes` to the open file; what a failure leaves unwritten is kept, and only
+    /// that (a write cut short by a full disk must not be written again). False when not
+    /// all was written.
+    fn write_file(&mut self, bytes: &[u8]) -> bool {
         let Some(file) = self.file.as_mut() else {
             self.keep(bytes);
-            return;
+            return false;
         };
-        match file.write_all(bytes) {
-            Ok(()) => {
-                self.written += bytes.len() as u64;
-                if self.rotation.max_bytes > 0 && self.written >= self.rotation.max_bytes {
-                    self.rotate();
+        let mut done = 0;
+        while done < bytes.len() {
+            match file.write(&bytes[done..]) {
+                Ok(0) => break,
+                Ok(count) => {
+                    done += count;
+                    self.written += count as u64;
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    if matches!(error.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) {
+                        note_full(&self.path, true);
+                    }
+                    break;
                 }
             }
-            Err(_) => {
-                // A deleted or unwritable file: reopen next time.
-                self.file = None;
-                self.keep(bytes);
-            }
         }
+        if done < bytes.len() {
+            // A full disk, a deleted or unwritable file: reopen next time.
+            self.file = None;
+            self.keep(&bytes[done..]);
+            return false;
+        }
+        note_full(&self.path, false);
+        if self.rotation.max_bytes > 0 && self.written >= self.rotation.max_bytes {
+            self.rotate();
+        }
+        true
     }
 
     fn keep(&mut self, bytes: &[u8]) {
@@ -175,6 +216,22 @@ impl JobLog {
 
     pub fn pending_len(&self) -> usize {
         self.pending.len()
+    }
+}
+
+/// Whether the last write to a log found the disk full: the daemon says so once when it
+/// fills and once when there is room again, not at every write of every job.
+static LOG_DIR_FULL: AtomicBool = AtomicBool::new(false);
+
+fn note_full(path: &Path, full: bool) {
+    if LOG_DIR_FULL.swap(full, Ordering::Relaxed) == full {
+        return;
+    }
+    let dir = path.parent().unwrap_or(path).display();
+    if full {
+        warn!("the log dir {dir} is full; job output is kept in memory (up to 1 MiB per job) until there is room");
+    } else {
+        warn!("the log dir {dir} has room again; kept job output is being written");
     }
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use calloop::generic::Generic;
 use calloop::timer::{TimeoutAction, Timer};
 use calloop::{Interest, Mode, PostAction, RegistrationToken};
-use log::{info, warn};
+use log::{debug, info, warn};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, setsockopt, sockopt};
 
@@ -43,6 +43,18 @@ type Key = (ClassId, String);
 /// How long the candidates must stay put before the daemon of a forking job is chosen.
 const SETTLE: Duration = Duration::from_millis(50);
 
+/// How many parents up a notify sender is looked for among the processes uprise started.
+const MAX_ANCESTRY: usize = 32;
+
+/// Notify datagrams read per wake-up of the loop.
+const NOTIFY_BATCH: usize = 64;
+
+/// The longest notify datagram read; a longer one is dropped.
+const NOTIFY_MAX: usize = 4096;
+
+/// The most characters of a `STATUS=` kept for `status -v`.
+const NOTIFY_STATUS_MAX: usize = 256;
+
 /// What an instance in `spawned` waits for.
 pub enum Awaiting {
     /// `expect stop`.
@@ -53,6 +65,10 @@ pub enum Awaiting {
     Fork {
         original: i32,
         exited: bool,
+        /// The user the spawned process ran as: a candidate found by its environment must
+        /// run as that user too (any user can put `UPSTART_JOB` in an environment, and in
+        /// system mode every orphan on the machine is adopted by uprise).
+        uid: Option<u32>,
         deadline: Option<RegistrationToken>,
         /// The watch on the pid file's dir, while the file is awaited.
         watch: Option<WatchDescriptor>,
@@ -113,9 +129,17 @@ impl Daemon {
                         },
                     )
                     .ok();
+                // Read while the process lives; a job without `setuid` runs as the daemon.
+                let uid = procfs::euid(pid).or_else(|| {
+                    job.context
+                        .setuid
+                        .is_none()
+                        .then(|| nix::unistd::geteuid().as_raw())
+                });
                 Awaiting::Fork {
                     original: pid,
                     exited: false,
+                    uid,
                     deadline,
                     watch: None,
                 }
@@ -145,14 +169,15 @@ impl Daemon {
     /// A forking job given up while its daemon was still being looked for: the processes
     /// that would have been its daemon are stopped, so none is left running untracked.
     fn stop_candidates(&mut self, key: &Key) {
-        let original = match self.instance(key).and_then(|instance| instance.awaiting.as_ref()) {
-            Some(Awaiting::Fork {
-                original, exited: true, ..
-            }) => *original,
-            _ => return,
-        };
+        let forked = matches!(
+            self.instance(key).and_then(|instance| instance.awaiting.as_ref()),
+            Some(Awaiting::Fork { exited: true, .. })
+        );
+        if !forked {
+            return;
+        }
         let job = self.class(key.0).job.clone();
-        let candidates = self.candidates(key, &job, original);
+        let candidates = self.candidates(key, &job);
         if candidates.is_empty() {
             return;
         }
@@ -261,10 +286,7 @@ impl Daemon {
 
     fn find_daemon(&mut self, key: &Key) {
         let Some(instance) = self.instance(key) else { return };
-        let Some(Awaiting::Fork {
-            original, exited: true, ..
-        }) = instance.awaiting
-        else {
+        let Some(Awaiting::Fork { exited: true, .. }) = instance.awaiting else {
             return;
         };
         let job = self.class(key.0).job.clone();
@@ -273,7 +295,7 @@ impl Daemon {
             self.read_pid_file(key, Path::new(&expanded));
             return;
         }
-        let candidates = self.candidates(key, &job, original);
+        let candidates = self.candidates(key, &job);
         if candidates.is_empty() {
             return;
         }
@@ -289,26 +311,35 @@ impl Daemon {
             });
     }
 
-    /// Adopted children that belong to the instance.
-    fn candidates(&self, key: &Key, job: &Job, original: i32) -> Vec<i32> {
+    /// Adopted children that belong to the instance: in the session or group of the spawned
+    /// process (which cannot be joined from outside), or tagged with the instance in their
+    /// environment and running as the spawned process's user.
+    fn candidates(&self, key: &Key, job: &Job) -> Vec<i32> {
+        let Some(Awaiting::Fork { original, uid, .. }) = self.instance(key).and_then(|i| i.awaiting.as_ref()) else {
+            return Vec::new();
+        };
+        let (original, uid) = (*original, *uid);
         procfs::own_children()
             .into_iter()
             .filter(|pid| !self.pids.contains_key(pid))
             .filter(|pid| {
-                let tagged = procfs::environ_var(*pid, "UPSTART_JOB").as_deref() == Some(job.name.as_str())
-                    && procfs::environ_var(*pid, "UPSTART_INSTANCE").unwrap_or_default() == key.1;
-                tagged || procfs::stat(*pid).is_some_and(|stat| stat.sid == original || stat.pgid == original)
+                if procfs::stat(*pid).is_some_and(|stat| stat.sid == original || stat.pgid == original) {
+                    return true;
+                }
+                uid.is_some_and(|uid| procfs::euid(*pid) == Some(uid))
+                    && procfs::environ_var(*pid, "UPSTART_JOB").as_deref() == Some(job.name.as_str())
+                    && procfs::environ_var(*pid, "UPSTART_INSTANCE").unwrap_or_default() == key.1
             })
             .collect()
     }
 
     fn choose_daemon(&mut self, key: &Key, seen: &[i32]) {
         let Some(instance) = self.instance(key) else { return };
-        let Some(Awaiting::Fork { original, .. }) = instance.awaiting else {
+        let Some(Awaiting::Fork { .. }) = instance.awaiting else {
             return;
         };
         let job = self.class(key.0).job.clone();
-        let now = self.candidates(key, &job, original);
+        let now = self.candidates(key, &job);
         if now.is_empty() || now != seen {
             // Something changed while settling; look again.
             self.find_daemon(key);
@@ -330,9 +361,34 @@ impl Daemon {
     }
 
     fn read_pid_file(&mut self, key: &Key, path: &Path) {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        // A pid file is a few bytes; one that is not is not read whole.
+        let mut text = String::new();
+        let owner = std::fs::File::open(path).ok().and_then(|file| {
+            let owner = file.metadata().ok()?.uid();
+            file.take(64).read_to_string(&mut text).ok()?;
+            Some(owner)
+        });
+        let job_uid = match self.instance(key).and_then(|instance| instance.awaiting.as_ref()) {
+            Some(Awaiting::Fork { uid, .. }) => *uid,
+            _ => None,
+        };
+        // A file written by root or by the job's own user is trusted to name the job's
+        // daemon; one that another user wrote (a pid file in a dir others can write) only
+        // names a process running as that user, which that user could signal anyway.
+        let trusted = |pid: i32| match owner {
+            Some(0) => true,
+            Some(owner) if Some(owner) == job_uid => true,
+            Some(owner) => procfs::euid(pid) == Some(owner),
+            None => false,
+        };
         match text.trim().parse::<i32>() {
-            Ok(pid) if pid > 1 && procfs::stat(pid).is_some_and(|stat| stat.ppid == std::process::id() as i32) => {
+            Ok(pid)
+                if pid > 1
+                    && procfs::stat(pid).is_some_and(|stat| stat.ppid == std::process::id() as i32)
+                    && trusted(pid) =>
+            {
                 self.adopt(key, pid);
             }
             Ok(pid) if pid > 1 && procfs::stat(pid).is_some() => {
@@ -467,8 +523,10 @@ impl Daemon {
         let source = Generic::new(socket, Interest::READ, Mode::Level);
         self.handle
             .insert_source(source, |_, socket, daemon| {
-                loop {
-                    let mut buffer = [0u8; 4096];
+                // A bounded batch per wake-up: a flood of datagrams waits its turn behind the
+                // rest of the loop's work (the source stays readable).
+                for _ in 0..NOTIFY_BATCH {
+                    let mut buffer = [0u8; NOTIFY_MAX];
                     let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
                     let mut iov = [IoSliceMut::new(&mut buffer)];
                     let received = recvmsg::<UnixAddr>(
@@ -482,14 +540,17 @@ impl Daemon {
                     if let Ok(cmsgs) = message.cmsgs() {
                         for cmsg in cmsgs {
                             if let ControlMessageOwned::ScmCredentials(credentials) = cmsg {
-                                sender = Some(credentials.pid());
+                                sender = Some((credentials.pid(), credentials.uid()));
                             }
                         }
                     }
+                    if message.flags.contains(MsgFlags::MSG_TRUNC) {
+                        continue;
+                    }
                     let length = message.bytes;
                     let text = String::from_utf8_lossy(&buffer[..length]).into_owned();
-                    if let Some(pid) = sender {
-                        daemon.notify_message(pid, &text);
+                    if let Some((pid, uid)) = sender {
+                        daemon.notify_message(pid, uid, &text);
                     }
                 }
                 daemon.settle();
@@ -500,48 +561,104 @@ impl Daemon {
         Ok(())
     }
 
-    /// Which instance a process belongs to: one uprise started, or one tagged with the job.
-    fn instance_of(&self, pid: i32) -> Option<Key> {
-        if let Some((class_id, name, ..)) = self.pids.get(&pid) {
-            return Some((*class_id, name.clone()));
+    /// The instance a process belongs to, by the daemon's own knowledge: a process it
+    /// started, or a descendant of one (the parent chain in `/proc`, up to
+    /// [`MAX_ANCESTRY`] steps). Never by what the process says of itself (its environment):
+    /// any user can set `UPSTART_JOB`.
+    fn owner_of(&self, pid: i32) -> Option<Key> {
+        let daemon = std::process::id() as i32;
+        let mut current = pid;
+        for _ in 0..MAX_ANCESTRY {
+            if let Some((class_id, name, ..)) = self.pids.get(&current) {
+                return Some((*class_id, name.clone()));
+            }
+            let parent = procfs::stat(current)?.ppid;
+            // An orphan (adopted by uprise, or by PID 1) has lost its ancestry.
+            if parent <= 1 || parent == daemon {
+                return None;
+            }
+            current = parent;
         }
-        let job = procfs::environ_var(pid, "UPSTART_JOB")?;
-        let instance = procfs::environ_var(pid, "UPSTART_INSTANCE").unwrap_or_default();
-        let class_id = *self.class_by_name.get(&job)?;
-        self.instance(&(class_id, instance.clone()))?;
-        Some((class_id, instance))
+        None
     }
 
-    fn notify_message(&mut self, sender: i32, text: &str) {
-        let Some(key) = self.instance_of(sender) else { return };
+    /// Whether `MAINPID=pid`, sent by a process of the instance running as `sender_uid`, may
+    /// name the instance's main process: one of the instance's own processes or their
+    /// descendants, a process in the session or group of one of them (neither can be joined
+    /// from outside), or an orphan uprise adopted (a double fork) that runs as the sender's
+    /// user, which the sender could signal itself anyway.
+    fn may_be_main(&self, key: &Key, pid: i32, sender_uid: u32) -> bool {
+        let Some(stat) = procfs::stat(pid).filter(|stat| pid > 1 && stat.state != 'Z') else {
+            return false;
+        };
+        if let Some((class_id, name, ..)) = self.pids.get(&pid) {
+            return (*class_id, name) == (key.0, &key.1);
+        }
+        if self.owner_of(pid).as_ref() == Some(key) {
+            return true;
+        }
+        let Some(instance) = self.instance(key) else { return false };
+        if instance
+            .pids
+            .values()
+            .any(|&known| stat.sid == known || stat.pgid == known)
+        {
+            return true;
+        }
+        stat.ppid == std::process::id() as i32 && procfs::euid(pid) == Some(sender_uid)
+    }
+
+    /// A datagram on the notify socket, from process `sender` running as `uid` (as the
+    /// kernel says). Only a process of an instance of an `expect notify` job is heard.
+    fn notify_message(&mut self, sender: i32, uid: u32, text: &str) {
+        // The pid must still be the sender's: a process that sent and exited, its pid
+        // taken since by another, does not speak for the newcomer.
+        if procfs::euid(sender) != Some(uid) {
+            debug!("notify: message from process {sender} (uid {uid}), which is gone; ignored");
+            return;
+        }
+        let Some(key) = self.owner_of(sender) else {
+            debug!("notify: message from process {sender} (uid {uid}), which is no job's; ignored");
+            return;
+        };
+        if self.class(key.0).job.expect != Expect::Notify {
+            debug!(
+                "notify: message from {} (process {sender}), which does not `expect notify`; ignored",
+                self.display(&key)
+            );
+            return;
+        }
         let mut ready = false;
         for line in text.lines() {
             match line.split_once('=') {
                 Some(("READY", "1")) => ready = true,
                 Some(("MAINPID", pid)) => {
-                    if let Ok(pid) = pid.trim().parse::<i32>()
-                        && pid > 1
-                        && self
-                            .instance(&key)
-                            .and_then(|instance| instance.pids.get(&ProcessKind::Main))
-                            != Some(&pid)
-                    {
-                        // The old main pid is no longer the job's main process.
-                        let old = self
-                            .instance(&key)
-                            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
-                        if let Some(old) = old {
-                            self.pids.remove(&old);
-                        }
-                        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main, false));
-                        if let Some(instance) = self.instance_mut(&key) {
-                            instance.pids.insert(ProcessKind::Main, pid);
-                        }
+                    let Ok(pid) = pid.trim().parse::<i32>() else { continue };
+                    let current = self
+                        .instance(&key)
+                        .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+                    if current == Some(pid) {
+                        continue;
+                    }
+                    if !self.may_be_main(&key, pid, uid) {
+                        warn!(
+                            "{}: MAINPID={pid} (from process {sender}) names no process of the job; ignored",
+                            self.display(&key)
+                        );
+                        continue;
+                    }
+                    // The old main pid is no longer the job's main process.
+                    if let Some(old) = current {
+                        self.pids.remove(&old);
+                    }
+                    self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main, false));
+                    if let Some(instance) = self.instance_mut(&key) {
+                        instance.pids.insert(ProcessKind::Main, pid);
                     }
                 }
                 Some(("STATUS", status)) => {
                     if let Some(instance) = self.instance_mut(&key) {
-                        instance.rare_mut().notify_status = Some(status.to_string());
+                        instance.rare_mut().notify_status = Some(status.chars().take(NOTIFY_STATUS_MAX).collect());
                     }
                 }
                 _ => {}

@@ -28,7 +28,7 @@ use crate::syntax::ast::ProcessKind;
 use crate::sys::exec;
 
 use super::daemon::{Daemon, Event, Outgoing, Progress, WaitKind};
-use super::jobs::{Blocked, Class, ClientId, Failure, Instance, LogPipe};
+use super::jobs::{Blocked, Class, ClassId, ClientId, Failure, Instance, LogPipe};
 use super::output::JobLog;
 use super::readiness::Awaiting;
 
@@ -231,7 +231,7 @@ impl Daemon {
         // Instances that share a base table and add the same entries have the same
         // environment: found by pointer and the few own entries, without reading the rest.
         let mut by_layers: InternMap<(usize, &[String]), u32> = InternMap::default();
-        for class in self.classes.iter().flatten() {
+        for (_, class) in self.classes.iter() {
             let start_on_holds = class.start_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default();
             let instances = class
                 .instances
@@ -514,10 +514,10 @@ impl Daemon {
 
     /// Installs the definition the instances ran with. When the file on disk says something
     /// else, the disk version waits until the instances are idle, as after any edit.
-    fn adopt_class(&mut self, job: crate::model::Job, deleted: bool, start_on_holds: &[Option<u64>]) -> usize {
+    fn adopt_class(&mut self, job: crate::model::Job, deleted: bool, start_on_holds: &[Option<u64>]) -> ClassId {
         let (id, indexed) = match self.class_by_name.get(&job.name).copied() {
             Some(id) => {
-                let class = self.classes[id].as_mut().expect("indexed class exists");
+                let class = self.classes.get_mut(id).expect("indexed class exists");
                 if *class.job != job {
                     let on_disk = std::mem::replace(&mut class.job, Rc::new(job));
                     class.replacement = Some(Box::new((*on_disk).clone()));
@@ -525,9 +525,8 @@ impl Daemon {
                 (id, true)
             }
             None => {
-                let id = self.classes.len();
-                self.class_by_name.insert(job.name.clone(), id);
-                self.classes.push(Some(Class {
+                let name = job.name.clone();
+                let id = self.classes.insert(Class {
                     start_on: None,
                     job: Rc::new(job),
                     instances: Default::default(),
@@ -535,11 +534,12 @@ impl Daemon {
                     // Without the job dirs read yet, trust the state; otherwise the file is gone.
                     deleted: if self.deferred_reload { deleted } else { true },
                     last_result: None,
-                }));
+                });
+                self.class_by_name.insert(name, id);
                 (id, false)
             }
         };
-        let class = self.classes[id].as_mut().expect("live class");
+        let class = self.classes.get_mut(id).expect("live class");
         class.start_on = class
             .job
             .start_on
@@ -554,7 +554,7 @@ impl Daemon {
         id
     }
 
-    fn restore_instance(&mut self, class_id: usize, snapshot: InstanceSnapshot, env: Environment) {
+    fn restore_instance(&mut self, class_id: ClassId, snapshot: InstanceSnapshot, env: Environment) {
         let job = self.class(class_id).job.clone();
         let key = (class_id, snapshot.name.clone());
         let mut instance = Instance::new(snapshot.name.clone());
@@ -619,7 +619,7 @@ impl Daemon {
         let kill_pids = snapshot.kill_pids;
         let stage_timeouts = snapshot.stage_timeouts;
         let log = snapshot.log;
-        if let Some(class) = self.classes[class_id].as_mut() {
+        if let Some(class) = self.classes.get_mut(class_id) {
             class.instances.insert(snapshot.name.clone(), Box::new(instance));
         }
         if let Some(log) = log {
@@ -654,13 +654,13 @@ impl Daemon {
         }
     }
 
-    fn set_awaiting(&mut self, key: &(usize, String), awaiting: Awaiting) {
+    fn set_awaiting(&mut self, key: &(ClassId, String), awaiting: Awaiting) {
         if let Some(instance) = self.instance_mut(key) {
             instance.awaiting = Some(awaiting);
         }
     }
 
-    fn restore_log(&mut self, key: &(usize, String), job: &crate::model::Job, snapshot: LogSnapshot) {
+    fn restore_log(&mut self, key: &(ClassId, String), job: &crate::model::Job, snapshot: LogSnapshot) {
         if let Some(fd) = snapshot.write_fd {
             // Version 1's daemon-held write end: the processes hold their own.
             // SAFETY: the previous image handed this fd over for this process to own.

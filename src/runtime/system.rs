@@ -149,7 +149,6 @@ impl Daemon {
             let grace = self
                 .classes
                 .get(key.0)
-                .and_then(|c| c.as_ref())
                 .map_or(Duration::from_secs(5), |class| {
                     Duration::from_millis(class.job.kill_timeout.millis.saturating_mul(2)) + Duration::from_secs(1)
                 });

@@ -36,6 +36,19 @@ pub fn stat(pid: i32) -> Option<ProcStat> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
+/// The effective user id of a process, from `/proc/PID/status` (the id the kernel reports
+/// as a socket peer's).
+pub fn euid(pid: i32) -> Option<u32> {
+    parse_euid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+/// The effective user id in the text of `/proc/PID/status` (`Uid:` real, effective, saved,
+/// file system).
+pub fn parse_euid(status: &str) -> Option<u32> {
+    let line = status.lines().find_map(|line| line.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// One variable of a process's initial environment.
 pub fn environ_var(pid: i32, key: &str) -> Option<String> {
     let bytes = fs::read(format!("/proc/{pid}/environ")).ok()?;
@@ -82,6 +95,14 @@ pub fn own_children() -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_effective_uid_is_the_second_of_four() {
+        let status = "Name:\tsleep\nState:\tS (sleeping)\nUid:\t1000\t65534\t65534\t65534\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(parse_euid(status), Some(65534));
+        assert_eq!(parse_euid("Name:\tx\n"), None);
+        assert_eq!(euid(std::process::id() as i32), Some(nix::unistd::geteuid().as_raw()));
+    }
 
     #[test]
     fn stat_lines_with_odd_command_names() {
