@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use uprise::ctl::{commands, offline};
+use uprise::ctl::{commands, notify, offline};
 
 const PROGRAM: &str = "uprisectl";
 
@@ -58,6 +58,9 @@ fn run() -> i32 {
         None => match args.split_first() {
             Some((command, rest)) if command == "check" => offline::check(&program, rest),
             Some((command, rest)) if command == "next-elapse" => offline::next_elapse(&program, rest),
+            Some((command, rest)) if command == "notify" => {
+                notify::notify(&program, rest, &mut std::io::stdout(), &mut std::io::stderr())
+            }
             _ => commands::run(&program, &args),
         },
     }

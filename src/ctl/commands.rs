@@ -239,6 +239,17 @@ const COMMANDS: &[CommandHelp] = &[
         ],
     },
     CommandHelp {
+        name: "notify",
+        args: "[--ready] [--status TEXT] [--pid PID] [VAR=VALUE...]",
+        summary: "from an `expect notify` job: tell the daemon it is ready",
+        group: Group::Job,
+        options: &[
+            ("--ready", "READY=1"),
+            ("--status TEXT", "STATUS=TEXT, shown by status -v"),
+            ("--pid PID", "MAINPID=PID"),
+        ],
+    },
+    CommandHelp {
         name: "emit",
         args: "EVENT [KEY=VALUE...]",
         summary: "emit an event, wait until it has been handled",

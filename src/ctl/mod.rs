@@ -1,7 +1,8 @@
 //! ctl: the client side. `offline` holds the commands that need no daemon (`check`,
 //! `next-elapse`); `client` talks to the daemon's control socket; `commands` holds the
-//! `initctl`-compatible commands built on it.
+//! `initctl`-compatible commands built on it; `notify` sends readiness on the notify socket.
 
 pub mod client;
 pub mod commands;
+pub mod notify;
 pub mod offline;

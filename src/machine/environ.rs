@@ -213,7 +213,8 @@ pub fn merge(env: &mut Vec<String>, more: &[String]) {
         return;
     }
     // The first entry of each key is the one `set` replaces.
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::with_capacity(env.len() + more.len());
+    let mut index: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::with_capacity(env.len() + more.len());
     // (An entry without `=` has no value for `set` to replace.)
     for (at, entry) in env.iter().enumerate().filter(|(_, entry)| entry.contains('=')) {
         index.entry(key_of(entry).to_string()).or_insert(at);

@@ -98,7 +98,9 @@ impl SourceText {
     /// The 0-based index of the line holding `offset`, and where that line starts.
     fn line_of(&self, offset: usize) -> (usize, usize) {
         let starts = self.line_starts();
-        let index = starts.partition_point(|&start| start as usize <= offset).saturating_sub(1);
+        let index = starts
+            .partition_point(|&start| start as usize <= offset)
+            .saturating_sub(1);
         (index, starts[index] as usize)
     }
 }
@@ -174,7 +176,11 @@ impl Sources {
                 let line_end = text[lo..].find('\n').map_or(text.len(), |at| lo + at);
                 let hi = floor_boundary(text, (span.hi as usize).clamp(lo, line_end));
                 // The quoted part: the whole line, or a window around the caret.
-                let before: Vec<(usize, char)> = text[line_start..lo].char_indices().rev().take(MAX_QUOTED_CHARS / 2).collect();
+                let before: Vec<(usize, char)> = text[line_start..lo]
+                    .char_indices()
+                    .rev()
+                    .take(MAX_QUOTED_CHARS / 2)
+                    .collect();
                 let (quote_start, cut_before) = match before.last() {
                     Some(&(at, _)) if before.len() == MAX_QUOTED_CHARS / 2 && at > 0 => (line_start + at, true),
                     _ => (line_start, false),
@@ -200,7 +206,11 @@ impl Sources {
                 let indent: String = std::iter::once(ellipsis(cut_before))
                     .filter(|mark| !mark.is_empty())
                     .map(|_| ' ')
-                    .chain(text[quote_start..lo].chars().map(|c| if c == '\t' { '\t' } else { ' ' }))
+                    .chain(
+                        text[quote_start..lo]
+                            .chars()
+                            .map(|c| if c == '\t' { '\t' } else { ' ' }),
+                    )
                     .collect();
                 let _ = writeln!(out, "{pad} | {indent}{}", "^".repeat(width));
             }
@@ -254,7 +264,11 @@ mod tests {
     #[test]
     fn positions_count_lines_and_characters() {
         let sources = sources("ab\nçd\n\nx");
-        let at = |offset: u32| sources.position("f.conf", Span::new(offset as usize, offset as usize)).unwrap();
+        let at = |offset: u32| {
+            sources
+                .position("f.conf", Span::new(offset as usize, offset as usize))
+                .unwrap()
+        };
         assert_eq!(at(0), Position { line: 1, column: 1 });
         assert_eq!(at(2), Position { line: 1, column: 3 });
         assert_eq!(at(3), Position { line: 2, column: 1 });

@@ -125,7 +125,10 @@ impl Daemon {
         self.edit_env(job, instance, |env| {
             // With `retain`, a variable already set (or set earlier in this request) stays.
             let mut set: HashSet<&str> = if retain {
-                env.iter().filter_map(|entry| entry.split_once('=')).map(|(key, _)| key).collect()
+                env.iter()
+                    .filter_map(|entry| entry.split_once('='))
+                    .map(|(key, _)| key)
+                    .collect()
             } else {
                 Default::default()
             };

@@ -276,7 +276,7 @@ impl Daemon {
         let token = self
             .handle
             .insert_source(source, |_, listener, daemon| {
-                daemon.accept_clients(listener);
+                daemon.accept_waiting(listener);
                 Ok(PostAction::Continue)
             })
             .map_err(|error| io::Error::other(error.to_string()))?;
@@ -285,10 +285,10 @@ impl Daemon {
     }
 
     /// Accepts every waiting connection, refusing those over the caps.
-    fn accept_clients(&mut self, listener: &UnixListener) {
+    fn accept_waiting(&mut self, listener: &UnixListener) {
         loop {
             match listener.accept() {
-                Ok((stream, _)) => self.add_client(stream),
+                Ok((stream, _)) => self.accept_client(stream),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
@@ -386,7 +386,9 @@ impl Daemon {
             .then(|| format!("Too many connections from uid {uid} ({MAX_CLIENTS_PER_USER} at most)"))
     }
 
-    fn add_client(&mut self, stream: UnixStream) {
+    /// Takes a connected client, as the listener accepts one (the fuzz target and tests hand
+    /// one in directly).
+    pub fn accept_client(&mut self, stream: UnixStream) {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
@@ -511,7 +513,8 @@ impl Daemon {
         let Some(conn) = self.clients.conns.get_mut(&id) else {
             return;
         };
-        if conn.busy || conn.closing {
+        // A client far behind in reading its replies gets no more until it catches up.
+        if conn.busy || conn.closing || conn.output.len() >= PAUSE_AT {
             return;
         }
         let Some(newline) = conn.input.iter().position(|&byte| byte == b'\n') else {
@@ -789,7 +792,9 @@ impl Daemon {
                 conn.output = Vec::new();
                 self.trim_memory();
             }
-            let Some(conn) = self.clients.conns.get(&id) else { return };
+            let Some(conn) = self.clients.conns.get(&id) else {
+                return;
+            };
             if conn.closing {
                 self.drop_client(id);
             } else {
@@ -810,6 +815,10 @@ impl Daemon {
                 conn.write_token = None;
             }
             daemon.write_client(id);
+            // Requests held back while the client was behind may run now.
+            daemon.next_request(id);
+            daemon.settle();
+            daemon.flush_clients();
             daemon.update_reading(id);
             Ok(PostAction::Remove)
         });

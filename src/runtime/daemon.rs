@@ -448,11 +448,7 @@ impl Daemon {
     }
 
     pub(crate) fn instance_mut(&mut self, key: &Key) -> Option<&mut Instance> {
-        self.classes
-            .get_mut(key.0)?
-            .instances
-            .get_mut(&key.1)
-            .map(|i| &mut **i)
+        self.classes.get_mut(key.0)?.instances.get_mut(&key.1).map(|i| &mut **i)
     }
 
     pub(crate) fn instance(&self, key: &Key) -> Option<&Instance> {
@@ -946,10 +942,7 @@ impl Daemon {
     }
 
     fn kill_timeout(&mut self, key: &Key, pids: &[i32]) {
-        let name = self
-            .classes
-            .get(key.0)
-            .map(|class| class.job.name.clone());
+        let name = self.classes.get(key.0).map(|class| class.job.name.clone());
         let Some(instance) = self.instance_mut(key) else { return };
         let mut killed = Vec::new();
         for pid in pids {

@@ -354,8 +354,8 @@ fn raise_nofile_limit() -> Option<(crate::syntax::ast::LimitValue, crate::syntax
     if soft >= wanted {
         return None;
     }
-    let raised = setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted)
-        .or_else(|_| setrlimit(Resource::RLIMIT_NOFILE, hard, hard));
+    let raised =
+        setrlimit(Resource::RLIMIT_NOFILE, wanted, wanted).or_else(|_| setrlimit(Resource::RLIMIT_NOFILE, hard, hard));
     if let Err(error) = raised {
         warn!("cannot raise the descriptor limit: {error}");
         return None;

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::io::IoSliceMut;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,9 @@ const NOTIFY_BATCH: usize = 64;
 
 /// The longest notify datagram read; a longer one is dropped.
 const NOTIFY_MAX: usize = 4096;
+
+/// Descriptors a notify datagram may carry (a barrier needs one).
+const NOTIFY_FDS: usize = 4;
 
 /// The most characters of a `STATUS=` kept for `status -v`.
 const NOTIFY_STATUS_MAX: usize = 256;
@@ -130,12 +134,8 @@ impl Daemon {
                     )
                     .ok();
                 // Read while the process lives; a job without `setuid` runs as the daemon.
-                let uid = procfs::euid(pid).or_else(|| {
-                    job.context
-                        .setuid
-                        .is_none()
-                        .then(|| nix::unistd::geteuid().as_raw())
-                });
+                let uid =
+                    procfs::euid(pid).or_else(|| job.context.setuid.is_none().then(|| nix::unistd::geteuid().as_raw()));
                 Awaiting::Fork {
                     original: pid,
                     exited: false,
@@ -527,20 +527,33 @@ impl Daemon {
                 // rest of the loop's work (the source stays readable).
                 for _ in 0..NOTIFY_BATCH {
                     let mut buffer = [0u8; NOTIFY_MAX];
-                    let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials);
+                    // Room for the credentials and a few descriptors (`uprisectl notify`'s
+                    // barrier); any more are closed by the kernel.
+                    let mut space = nix::cmsg_space!(nix::sys::socket::UnixCredentials, [RawFd; NOTIFY_FDS]);
                     let mut iov = [IoSliceMut::new(&mut buffer)];
                     let received = recvmsg::<UnixAddr>(
                         std::os::fd::AsRawFd::as_raw_fd(&**socket),
                         &mut iov,
                         Some(&mut space),
-                        MsgFlags::MSG_DONTWAIT,
+                        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
                     );
                     let Ok(message) = received else { break };
                     let mut sender = None;
+                    // Descriptors sent along are closed once the message is handled: the
+                    // sender waits for that (a barrier), and none is kept.
+                    let mut passed: Vec<OwnedFd> = Vec::new();
                     if let Ok(cmsgs) = message.cmsgs() {
                         for cmsg in cmsgs {
-                            if let ControlMessageOwned::ScmCredentials(credentials) = cmsg {
-                                sender = Some((credentials.pid(), credentials.uid()));
+                            match cmsg {
+                                ControlMessageOwned::ScmCredentials(credentials) => {
+                                    sender = Some((credentials.pid(), credentials.uid()));
+                                }
+                                ControlMessageOwned::ScmRights(fds) => {
+                                    // SAFETY: the kernel installed these descriptors for
+                                    // this process; nothing else owns them.
+                                    passed.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                                }
+                                _ => {}
                             }
                         }
                     }
@@ -552,6 +565,7 @@ impl Daemon {
                     if let Some((pid, uid)) = sender {
                         daemon.notify_message(pid, uid, &text);
                     }
+                    drop(passed);
                 }
                 daemon.settle();
                 daemon.flush_clients();
@@ -597,7 +611,9 @@ impl Daemon {
         if self.owner_of(pid).as_ref() == Some(key) {
             return true;
         }
-        let Some(instance) = self.instance(key) else { return false };
+        let Some(instance) = self.instance(key) else {
+            return false;
+        };
         if instance
             .pids
             .values()

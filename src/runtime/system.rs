@@ -146,12 +146,9 @@ impl Daemon {
     /// Stops the most recently started instance still present, one at a time.
     fn stop_next(&mut self, current: Option<((ClassId, String), Instant)>) -> Phase {
         if let Some((key, since)) = current {
-            let grace = self
-                .classes
-                .get(key.0)
-                .map_or(Duration::from_secs(5), |class| {
-                    Duration::from_millis(class.job.kill_timeout.millis.saturating_mul(2)) + Duration::from_secs(1)
-                });
+            let grace = self.classes.get(key.0).map_or(Duration::from_secs(5), |class| {
+                Duration::from_millis(class.job.kill_timeout.millis.saturating_mul(2)) + Duration::from_secs(1)
+            });
             if self.instance(&key).is_some() && since.elapsed() < grace {
                 return Phase::Stopping {
                     current: Some((key, since)),

@@ -54,19 +54,66 @@ impl Harness {
 
     /// Starts the daemon with exactly this `PATH`.
     pub fn spawn_with_path(&mut self, extra: &[&str], path: &str) {
+        self.spawn_configured(extra, |command| {
+            command.env("PATH", path);
+        });
+    }
+
+    /// Starts `uprise --user` with `configure` applied to its command first (a `pre_exec`
+    /// that lowers a limit, say).
+    pub fn spawn_configured(&mut self, extra: &[&str], configure: impl FnOnce(&mut Command)) {
+        let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
         let stderr = std::fs::File::create(&self.stderr_path).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_uprise"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_uprise"));
+        command
             .arg("--user")
             .args(self.dir_args())
             .args(extra)
             .env("WORK", self.path("work"))
-            .env("PATH", path)
+            .env("PATH", path);
+        configure(&mut command);
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("uprise starts");
         self.await_daemon(child);
+    }
+
+    /// The daemon's pid (as seen from the test; for a system harness, `unshare`'s).
+    pub fn daemon_pid(&self) -> i32 {
+        self.daemon.as_ref().expect("started").id() as i32
+    }
+
+    /// Lets other users reach the test's dirs (the socket, the work dir): for tests that run
+    /// a client or a job as `nobody`.
+    pub fn share_with_others(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        for sub in ["", "init", "log", "run", "work"] {
+            let _ = std::fs::set_permissions(self.path(sub), std::fs::Permissions::from_mode(0o755));
+        }
+        for sub in ["log", "run", "work"] {
+            let _ = std::fs::set_permissions(self.path(sub), std::fs::Permissions::from_mode(0o777));
+        }
+    }
+
+    /// Runs `uprisectl --socket … ARGS` as another user.
+    pub fn ctl_as(&self, uid: u32, args: &[&str]) -> CtlOutput {
+        use std::os::unix::process::CommandExt;
+        let output: Output = Command::new(env!("CARGO_BIN_EXE_uprisectl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .expect("uprisectl runs");
+        CtlOutput {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     /// The daemon's job dir, log dir and socket, all in the test's temp dir.
@@ -250,6 +297,30 @@ impl Drop for Harness {
             let _ = child.wait();
         }
     }
+}
+
+/// Whether the tests run as root; tests that need it print why they are skipped otherwise.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    eprintln!("{test}: skipped: needs root");
+    false
+}
+
+/// The user tests run unprivileged clients and jobs as.
+pub const NOBODY: u32 = 65534;
+
+/// A line of `/proc/PID/status` (`VmRSS`, `SigIgn`, …), without its label.
+pub fn proc_status(pid: i32, field: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(&format!("{field}:"))
+                .map(|value| value.trim().to_string())
+        })
+        .unwrap_or_default()
 }
 
 /// The dir holding the test binaries' uprisectl, so jobs can call it.

@@ -6,6 +6,7 @@ mod e2e;
 mod e2e_control;
 mod e2e_readiness;
 mod e2e_reexec;
+mod e2e_security;
 mod e2e_system;
 mod golden;
 mod harness;
