@@ -128,27 +128,36 @@ const KEYWORDS: [&str; 45] = [
 ];
 
 fn suggest(text: &str) -> Option<&'static str> {
+    // Two words whose lengths differ by more than two are more than two edits apart: most
+    // keywords (and any long word of garbage) are ruled out without comparing.
+    let length = text.chars().count();
     KEYWORDS
         .iter()
+        .filter(|keyword| keyword.len().abs_diff(length) <= 2)
         .map(|keyword| (edit_distance(text, keyword), *keyword))
         .filter(|(distance, keyword)| *distance <= 2 && *distance < keyword.len() / 2 + 1)
         .min()
         .map(|(_, keyword)| keyword)
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
+/// Levenshtein distance from `a` to `keyword` (ASCII, at most [`MAX_KEYWORD`] bytes).
+fn edit_distance(a: &str, keyword: &str) -> usize {
+    const MAX_KEYWORD: usize = 31;
+    let keyword = &keyword.as_bytes()[..keyword.len().min(MAX_KEYWORD)];
+    let mut row = [0usize; MAX_KEYWORD + 1];
+    for (j, slot) in row.iter_mut().enumerate().take(keyword.len() + 1) {
+        *slot = j;
+    }
     for (i, ca) in a.chars().enumerate() {
         let mut previous = row[0];
         row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
+        for (j, &cb) in keyword.iter().enumerate() {
             let current = row[j + 1];
-            row[j + 1] = (previous + usize::from(ca != *cb)).min(row[j] + 1).min(current + 1);
+            row[j + 1] = (previous + usize::from(ca != char::from(cb))).min(row[j] + 1).min(current + 1);
             previous = current;
         }
     }
-    row[b.len()]
+    row[keyword.len()]
 }
 
 /// A cursor over the words of an event or gate expression.
