@@ -8,10 +8,12 @@
 //! the forked child and the file-descriptor hygiene in one module that can be read in one
 //! sitting.
 //!
-//! - `spawn.rs`: building a job process from a `SpawnSpec`: argv (Upstart's exec rule,
+//! - `spawn/`: building a job process from a `SpawnSpec`: argv (Upstart's exec rule,
 //!   scripts through fd 3), the environment, stdio, and the child's set-up between fork and
 //!   exec (session, signals, limits, umask, nice, oom score, chroot, chdir, credentials,
-//!   file descriptors), each failing step named in the `SpawnError`.
+//!   file descriptors), each failing step named in the `SpawnError`; a file per part (the
+//!   spec and `begin`, argv, the parent's preparation, the child's plan, the fd slots, the
+//!   stacks).
 //! - `process.rs`: `kill(2)` on a process or its group, `waitpid(2)` decoded into `Exit`,
 //!   the child-subreaper bit, signal names.
 //! - `raw.rs`: system calls made directly, with no `errno`: for the cloned child and for
