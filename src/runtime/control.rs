@@ -54,8 +54,16 @@ pub struct Clients {
     /// accept a connection, to refuse it, instead of spinning on a listener that stays
     /// readable.
     reserve: Option<OwnedFd>,
-    /// The listener's source, and whether accepting is paused.
+    /// A second one, given up to serve root or the owner when the daemon is out of
+    /// descriptors (opened again once one is free).
+    spare: Option<OwnedFd>,
+    /// The listener's source, and whether it is paused (out of descriptors).
     listener_token: Option<RegistrationToken>,
+    accept_paused: bool,
+    /// The most connections at once, and how many of them only root and the owner may
+    /// take ([`client_caps`] of the descriptor limit).
+    max: usize,
+    reserved: usize,
     /// Refusals not yet logged, and when the last was logged: a flood of refused
     /// connections is one log line now and then, not one each.
     refused: usize,
@@ -66,12 +74,19 @@ pub struct Clients {
 
 impl Default for Clients {
     fn default() -> Clients {
+        let nofile =
+            nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+        let (max, reserved) = client_caps(nofile);
         Clients {
             conns: HashMap::new(),
             next: 0,
             per_uid: HashMap::new(),
             reserve: open_reserve(),
+            spare: open_reserve(),
             listener_token: None,
+            accept_paused: false,
+            max,
+            reserved,
             refused: 0,
             refused_logged: None,
             trimmed: None,
@@ -100,12 +115,14 @@ const MAX_BUFFERED: usize = 4 << 20;
 /// can send.
 pub const PAUSE_AT: usize = 64 << 10;
 
-/// The most connections at once.
+/// The most connections at once, when the descriptor limit allows: at most a quarter of the
+/// daemon's descriptors go to clients, so that clients can never keep jobs from their log
+/// pipes (see [`client_caps`]).
 pub const MAX_CLIENTS: usize = 1024;
 
-/// Of [`MAX_CLIENTS`], how many only root and the daemon's owner may take: others can
-/// never keep them out.
-pub const RESERVED_CLIENTS: usize = 64;
+/// Of the connections, the share (one in sixteen, 64 of 1,024) only root and the daemon's
+/// owner may take: others can never keep them out.
+pub const RESERVED_SHARE: usize = 16;
 
 /// The most connections of one user other than root and the daemon's owner.
 pub const MAX_CLIENTS_PER_USER: usize = 64;
@@ -118,6 +135,19 @@ const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long accepting pauses when the daemon is out of descriptors and cannot even refuse.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
+
+/// The connection caps for a descriptor limit: the most connections at once, and how many
+/// of them root and the owner keep for themselves.
+pub fn client_caps(nofile: u64) -> (usize, usize) {
+    let total = (nofile / 4).clamp(16, MAX_CLIENTS as u64) as usize;
+    (total, (total / RESERVED_SHARE).max(4))
+}
+
+/// The user at the other end of a connection, as the kernel says (`SO_PEERCRED`).
+fn peer_uid(stream: &UnixStream) -> u32 {
+    nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials)
+        .map_or(u32::MAX, |creds| creds.uid())
+}
 
 fn open_reserve() -> Option<OwnedFd> {
     std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
@@ -287,23 +317,46 @@ impl Daemon {
     /// Accepts every waiting connection, refusing those over the caps.
     fn accept_waiting(&mut self, listener: &UnixListener) {
         loop {
+            if self.clients.spare.is_none() {
+                self.clients.spare = open_reserve();
+            }
             match listener.accept() {
                 Ok((stream, _)) => self.accept_client(stream),
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                    // Out of descriptors: give up the reserve to take the connection and
-                    // close it, so that the listener does not stay readable and spin.
-                    self.clients.reserve = None;
-                    match listener.accept() {
-                        Ok((stream, _)) => self.refuse(&stream, "uprise is out of file descriptors"),
+                    // Out of descriptors: the reserve makes room to take the connection, so
+                    // that the listener does not stay readable and spin. Root or the owner
+                    // is then served, in the room the spare leaves (the reserve is opened
+                    // again in it); anyone else, or root once the spare is gone, is refused.
+                    if self.clients.reserve.take().is_none() {
+                        self.pause_accepting();
+                        break;
+                    }
+                    // (An empty backlog gives EMFILE too: the descriptor is taken first.)
+                    let took_one = match listener.accept() {
+                        Ok((stream, _)) => {
+                            if Self::privileged_uid(peer_uid(&stream)) && self.clients.spare.take().is_some() {
+                                self.accept_client(stream);
+                            } else {
+                                self.refuse(&stream, "uprise is out of file descriptors");
+                            }
+                            true
+                        }
+                        Err(error) if error.kind() == io::ErrorKind::WouldBlock => false,
                         Err(_) => {
                             self.pause_accepting();
-                            self.clients.reserve = open_reserve();
-                            break;
+                            false
                         }
-                    }
+                    };
                     self.clients.reserve = open_reserve();
+                    if self.clients.reserve.is_none() {
+                        self.pause_accepting();
+                        break;
+                    }
+                    if !took_one {
+                        break;
+                    }
                 }
                 Err(error) => {
                     warn!("control socket: accept failed: {error}");
@@ -319,13 +372,18 @@ impl Daemon {
         let Some(token) = self.clients.listener_token else {
             return;
         };
+        if self.clients.accept_paused {
+            return;
+        }
         self.note_refused();
         if self.handle.disable(&token).is_err() {
             return;
         }
+        self.clients.accept_paused = true;
         let _ = self
             .handle
             .insert_source(Timer::from_duration(ACCEPT_PAUSE), move |_, _, daemon| {
+                daemon.clients.accept_paused = false;
                 let _ = daemon.handle.enable(&token);
                 TimeoutAction::Drop
             });
@@ -353,8 +411,8 @@ impl Daemon {
             .is_none_or(|at| at.elapsed() >= REFUSAL_LOG_INTERVAL);
         if due {
             warn!(
-                "control socket: refused {} connection(s) (at most {MAX_CLIENTS} clients, {MAX_CLIENTS_PER_USER} per user other than root and the owner, or out of descriptors)",
-                clients.refused
+                "control socket: refused {} connection(s) (at most {} clients, {MAX_CLIENTS_PER_USER} per user other than root and the owner, or out of descriptors)",
+                clients.refused, clients.max
             );
             clients.refused = 0;
             clients.refused_logged = Some(Instant::now());
@@ -369,16 +427,17 @@ impl Daemon {
     /// Why a new connection of `uid` would pass a cap, if it would.
     fn over_cap(&self, uid: u32) -> Option<String> {
         let total = self.clients.conns.len();
-        if total >= MAX_CLIENTS {
-            return Some(format!("Too many connections ({MAX_CLIENTS} at most)"));
+        let (max, reserved) = (self.clients.max, self.clients.reserved);
+        if total >= max {
+            return Some(format!("Too many connections ({max} at most)"));
         }
         if Self::privileged_uid(uid) {
             return None;
         }
-        if total >= MAX_CLIENTS - RESERVED_CLIENTS {
+        if total >= max - reserved {
             return Some(format!(
                 "Too many connections ({} at most for users other than root and the daemon's owner)",
-                MAX_CLIENTS - RESERVED_CLIENTS
+                max - reserved
             ));
         }
         let mine = self.clients.per_uid.get(&uid).copied().unwrap_or(0);
@@ -392,9 +451,7 @@ impl Daemon {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        let uid = nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
-            .map(|creds| creds.uid())
-            .unwrap_or(u32::MAX);
+        let uid = peer_uid(&stream);
         if let Some(message) = self.over_cap(uid) {
             self.refuse(&stream, &message);
             return;

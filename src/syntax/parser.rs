@@ -153,7 +153,9 @@ fn edit_distance(a: &str, keyword: &str) -> usize {
         row[0] = i + 1;
         for (j, &cb) in keyword.iter().enumerate() {
             let current = row[j + 1];
-            row[j + 1] = (previous + usize::from(ca != char::from(cb))).min(row[j] + 1).min(current + 1);
+            row[j + 1] = (previous + usize::from(ca != char::from(cb)))
+                .min(row[j] + 1)
+                .min(current + 1);
             previous = current;
         }
     }
