@@ -2,16 +2,25 @@
 //! job output pipes. Callbacks stay thin; the daemon core (`daemon.rs`) decides with the
 //! pure `machine` and acts through `sys`.
 
-pub mod commands;
+mod classes;
 pub mod control;
 pub mod daemon;
+mod deadlines;
+mod environment;
+mod events;
+mod exits;
 pub mod jobs;
 pub mod logger;
 pub mod output;
 pub mod readiness;
 mod reaper;
 pub mod reexec;
+mod requests;
+mod spawning;
+mod states;
+mod status;
 pub mod system;
+mod views;
 pub mod watch;
 
 use std::io;

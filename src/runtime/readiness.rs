@@ -36,10 +36,7 @@ use crate::model::Job;
 use crate::syntax::ast::{Expect, ProcessKind};
 use crate::sys::procfs;
 
-use super::daemon::Daemon;
-use super::jobs::ClassId;
-
-type Key = (ClassId, String);
+use super::daemon::{Daemon, Key};
 
 /// How long the candidates must stay put before the daemon of a forking job is chosen.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -160,7 +157,7 @@ impl Daemon {
         warn!("{name}: no main process found within the pid timeout");
         self.stop_candidates(key);
         self.end_awaiting(key);
-        self.fail_public(key, "main", None);
+        self.fail(key, "main", None);
         self.change_state(key, State::Stopping);
         self.settle();
         self.flush_clients();

@@ -27,7 +27,8 @@ use crate::reexec::{
 use crate::syntax::ast::ProcessKind;
 use crate::sys::exec;
 
-use super::daemon::{Daemon, Event, Outgoing, Progress, WaitKind};
+use super::daemon::{Daemon, Outgoing, WaitKind};
+use super::events::{Event, Progress};
 use super::jobs::{Blocked, Class, ClassId, ClientId, Failure, Instance, LogPipe};
 use super::output::JobLog;
 use super::readiness::Awaiting;
@@ -549,7 +550,7 @@ impl Daemon {
         if indexed {
             self.reindex_class(id);
         } else {
-            self.index_class_public(id);
+            self.index_class(id);
         }
         id
     }
@@ -641,7 +642,7 @@ impl Daemon {
         }
         // Timers go on with the time they had left.
         if let Some(millis) = kill_in {
-            self.arm_kill_timer_public(&key, millis, kill_pids);
+            self.arm_kill_timer(&key, millis, kill_pids);
         }
         for stage in stage_timeouts {
             if let Some(kind) = parse_kind(&stage.stage) {

@@ -21,7 +21,7 @@ use log::{info, warn};
 use crate::control::proto::ShutdownAction;
 use crate::machine::{EventId, Goal};
 
-use super::daemon::Daemon;
+use super::daemon::{Daemon, Key};
 use super::jobs::ClassId;
 
 /// The longest wait for the runlevel event's consequences.
@@ -225,5 +225,47 @@ impl Daemon {
             "6" => self.begin_shutdown(ShutdownAction::Reboot, Some(event)),
             _ => {}
         }
+    }
+}
+
+impl Daemon {
+    /// Stops every job (honouring kill timeouts); the loop ends when none is left.
+    pub fn shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        info!("stopping all jobs");
+        self.shutting_down = true;
+        self.stop_watching_confdirs();
+        let keys: Vec<Key> = self
+            .live_instances()
+            .map(|(id, instance)| (id, instance.name.clone()))
+            .collect();
+        // A job's hung script must not keep the daemon up for ever: after the longest kill
+        // timeout (twice, plus a margin) whatever is left is killed and the daemon exits.
+        let longest = self
+            .classes
+            .iter()
+            .map(|(_, class)| class)
+            .map(|class| class.job.kill_timeout.millis)
+            .max()
+            .unwrap_or(5000);
+        let deadline = Duration::from_millis(longest.saturating_mul(2)) + Duration::from_secs(5);
+        let _ = self
+            .handle
+            .insert_source(Timer::from_duration(deadline), |_, _, daemon| {
+                warn!("jobs did not stop in time; killing what is left and exiting");
+                for (&pid, tracked) in &daemon.pids {
+                    super::readiness::signal_main(pid, 9, tracked.3);
+                }
+                daemon.exiting = true;
+                daemon.stop_signal.stop();
+                TimeoutAction::Drop
+            });
+        self.start_reaper();
+        for key in keys {
+            self.change_goal(&key, Goal::Stop);
+        }
+        self.settle();
     }
 }

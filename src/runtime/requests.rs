@@ -1,0 +1,209 @@
+//! The job requests of the control protocol: `start`, `stop`, `restart`, `reload`, `status`
+//! and `emit` (the environment requests and the configuration views are in `environment.rs`
+//! and `views.rs`); and forgetting a client that went away.
+
+use crate::control::proto::{InstanceStatus, Reply};
+use crate::machine::{Goal, State};
+use crate::syntax::ast::ProcessKind;
+
+use super::daemon::{Daemon, Key, Outgoing, WaitKind};
+use super::jobs::{Blocked, ClientId, Instance};
+
+impl Daemon {
+    pub(super) fn check_env(env: &[String]) -> Result<(), String> {
+        let bad = env.iter().find(|entry| {
+            entry
+                .split_once('=')
+                .is_none_or(|(key, _)| !crate::syntax::values::is_env_key(key))
+        });
+        match bad {
+            Some(bad) => Err(format!("Env must be KEY=VALUE pairs: {bad}")),
+            None => Ok(()),
+        }
+    }
+
+    pub fn command_start(
+        &mut self,
+        client: ClientId,
+        job: &str,
+        env: Vec<String>,
+        instance: Option<String>,
+        wait: bool,
+    ) -> Result<(), String> {
+        Self::check_env(&env)?;
+        if self.shutting_down {
+            return Err("uprise is shutting down".into());
+        }
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, &env, instance.as_deref())?;
+        let key = (class_id, name.clone());
+        let mut start_env = self.job_env(class_id);
+        start_env.merge(&env);
+        let class = self.classes.get_mut(class_id).expect("live class");
+        let display = Self::display_name(&class.job, &name);
+        let instance = class
+            .instances
+            .get_or_insert_with(name.clone(), || Box::new(Instance::new(name)));
+        if instance.goal == Goal::Start {
+            return Err(format!("Job is already running: {display}"));
+        }
+        instance.start_env = Some(start_env);
+        if wait {
+            instance.blocking.push(Blocked::Client(client));
+            self.client_waits
+                .insert(client, (key.0, key.1.clone(), WaitKind::Start));
+        }
+        self.change_goal(&key, Goal::Start);
+        if !wait {
+            self.reply_status(client, &key);
+        }
+        Ok(())
+    }
+
+    /// What a command addresses: the class and instance, and how to name it in messages.
+    pub(super) fn addressed(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<(Key, String), String> {
+        Self::check_env(env)?;
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, env, instance)?;
+        let display = Self::display_name(&self.class(class_id).job, &name);
+        Ok(((class_id, name), display))
+    }
+
+    pub fn command_stop(
+        &mut self,
+        client: ClientId,
+        job: &str,
+        env: Vec<String>,
+        instance: Option<String>,
+        wait: bool,
+    ) -> Result<(), String> {
+        let (key, display) = self.addressed(job, &env, instance.as_deref())?;
+        let Some(instance) = self.instance_mut(&key) else {
+            return Err(format!("Unknown instance: {display}"));
+        };
+        if instance.goal == Goal::Stop {
+            return Err(format!("Job has already been stopped: {display}"));
+        }
+        instance.rare_mut().stop_env = env;
+        if wait {
+            instance.blocking.push(Blocked::Client(client));
+            self.client_waits.insert(client, (key.0, key.1.clone(), WaitKind::Stop));
+        }
+        self.change_goal(&key, Goal::Stop);
+        if !wait {
+            self.reply_status(client, &key);
+        }
+        Ok(())
+    }
+
+    pub fn command_restart(
+        &mut self,
+        client: ClientId,
+        job: &str,
+        env: Vec<String>,
+        instance: Option<String>,
+        wait: bool,
+    ) -> Result<(), String> {
+        let (key, display) = self.addressed(job, &env, instance.as_deref())?;
+        let has_pre_stop = self.class(key.0).job.processes.contains_key(&ProcessKind::PreStop);
+        let Some(instance) = self.instance_mut(&key) else {
+            return Err(format!("Unknown instance: {display}"));
+        };
+        if instance.goal != Goal::Start {
+            return Err(format!("Job is not running: {display}"));
+        }
+        instance.restarting = true;
+        instance.goal = Goal::Respawn;
+        if wait {
+            instance.blocking.push(Blocked::Client(client));
+        }
+        let state = instance.state;
+        let main_alive = instance.main_alive();
+        if wait {
+            self.client_waits
+                .insert(client, (key.0, key.1.clone(), WaitKind::Restart));
+        }
+        if state == State::Running {
+            // Unlike Upstart, a pre-stop does not turn a restart into a no-op.
+            let next = if main_alive && has_pre_stop {
+                State::PreStop
+            } else {
+                State::Stopping
+            };
+            self.change_state(&key, next);
+        }
+        if !wait {
+            self.reply_status(client, &key);
+        }
+        Ok(())
+    }
+
+    pub fn command_reload(&mut self, job: &str, env: Vec<String>, instance: Option<String>) -> Result<(), String> {
+        Self::check_env(&env)?;
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, &env, instance.as_deref())?;
+        let key = (class_id, name.clone());
+        let job = self.class(class_id).job.clone();
+        let display = Self::display_name(&job, &name);
+        let pid = self
+            .instance(&key)
+            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+        let Some(pid) = pid else {
+            return Err(format!("Job is not running: {display}"));
+        };
+        match &job.lifecycle.reload {
+            crate::model::job::Reload::Signal { signal } => {
+                if *signal != 0 {
+                    crate::sys::process::kill_process(pid, *signal)
+                        .map_err(|error| format!("Cannot reload {display}: {error}"))?;
+                }
+                Ok(())
+            }
+            crate::model::job::Reload::Command { .. } => Err("`reload exec|script` is not yet enforced".into()),
+        }
+    }
+
+    pub fn command_status(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<InstanceStatus, String> {
+        Self::check_env(env)?;
+        let class_id = self.lookup(job)?;
+        let name = self.instance_name(class_id, env, instance)?;
+        let key = (class_id, name.clone());
+        if self.instance(&key).is_none() && !name.is_empty() {
+            let display = Self::display_name(&self.class(class_id).job, &name);
+            return Err(format!("Unknown instance: {display}"));
+        }
+        Ok(self.instance_status(&key))
+    }
+
+    pub fn command_emit(&mut self, client: ClientId, name: &str, env: Vec<String>, wait: bool) -> Result<(), String> {
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err("Name may not be empty string".into());
+        }
+        if let Some(bad) = env.iter().find(|entry| !entry.contains('=')) {
+            return Err(format!("Env must be KEY=VALUE pairs: {bad}"));
+        }
+        let id = self.emit(name, env);
+        if wait {
+            if let Some(event) = self.events.get_mut(&id) {
+                event.waiting_clients.push(client);
+            }
+        } else {
+            self.outgoing.push(Outgoing::Reply(client, Reply::Done));
+            self.outgoing.push(Outgoing::Finish(client));
+        }
+        Ok(())
+    }
+
+    /// A client went away: forget what it waited for (the jobs carry on).
+    pub fn forget_client(&mut self, client: ClientId) {
+        self.monitors.retain(|monitor| *monitor != client);
+        if let Some((class_id, name, _)) = self.client_waits.remove(&client)
+            && let Some(instance) = self.instance_mut(&(class_id, name))
+        {
+            instance.blocking.retain(|blocked| *blocked != Blocked::Client(client));
+        }
+        for event in self.events.values_mut() {
+            event.waiting_clients.retain(|waiting| *waiting != client);
+        }
+    }
+}
