@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Harness, NOBODY, alive, pid_of, proc_status, root_or_skip};
 
-fn uprisectl() -> &'static str {
-    env!("CARGO_BIN_EXE_uprisectl")
-}
-
 /// Writes a job whose text names the work dir as `$W` and the client as `$CTL` (system
-/// mode gives jobs no environment from the test).
+/// mode gives jobs no environment from the test; a copy anyone can run).
 fn system_job(h: &Harness, name: &str, body: &str) {
     let text = body
         .replace("$W", &h.path("work").to_string_lossy())
-        .replace("$CTL", uprisectl())
+        .replace("$CTL", &h.shared_ctl().to_string_lossy())
         .replace("$NOTIFY", &h.path("run/notify").to_string_lossy());
     h.write_job(name, &text);
 }

@@ -13,6 +13,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub daemon: Option<Child>,
     stderr_path: PathBuf,
+    /// The daemon's binary (a copy others can run, after [`Harness::share_with_others`]).
+    uprise: PathBuf,
 }
 
 pub struct CtlOutput {
@@ -33,6 +35,7 @@ impl Harness {
             dir,
             daemon: None,
             stderr_path,
+            uprise: PathBuf::from(env!("CARGO_BIN_EXE_uprise")),
         };
         for (name, text) in jobs {
             harness.write_job(name, text);
@@ -64,7 +67,7 @@ impl Harness {
     pub fn spawn_configured(&mut self, extra: &[&str], configure: impl FnOnce(&mut Command)) {
         let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
         let stderr = std::fs::File::create(&self.stderr_path).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_uprise"));
+        let mut command = Command::new(&self.uprise);
         command
             .arg("--user")
             .args(self.dir_args())
@@ -86,11 +89,24 @@ impl Harness {
         self.daemon.as_ref().expect("started").id() as i32
     }
 
-    /// Lets other users reach the test's dirs (the socket, the work dir): for tests that run
-    /// a client or a job as `nobody`.
-    pub fn share_with_others(&self) {
+    /// Lets other users reach the test's dirs (the socket, the work dir) and run the binaries
+    /// (copies in `bin/`: the build dir may be private): for tests that run a client, a job or
+    /// the daemon as `nobody`.
+    pub fn share_with_others(&mut self) {
         use std::os::unix::fs::PermissionsExt;
-        for sub in ["", "init", "log", "run", "work"] {
+        let bin = self.path("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for (name, built) in [
+            ("uprise", env!("CARGO_BIN_EXE_uprise")),
+            ("uprisectl", env!("CARGO_BIN_EXE_uprisectl")),
+        ] {
+            let copy = bin.join(name);
+            if !copy.exists() {
+                std::fs::copy(built, &copy).unwrap();
+            }
+        }
+        self.uprise = bin.join("uprise");
+        for sub in ["", "bin", "init", "log", "run", "work"] {
             let _ = std::fs::set_permissions(self.path(sub), std::fs::Permissions::from_mode(0o755));
         }
         for sub in ["log", "run", "work"] {
@@ -98,10 +114,16 @@ impl Harness {
         }
     }
 
-    /// Runs `uprisectl --socket … ARGS` as another user.
+    /// The client others can run (after [`Harness::share_with_others`]).
+    pub fn shared_ctl(&self) -> PathBuf {
+        self.path("bin/uprisectl")
+    }
+
+    /// Runs `uprisectl --socket … ARGS` as another user (after
+    /// [`Harness::share_with_others`]).
     pub fn ctl_as(&self, uid: u32, args: &[&str]) -> CtlOutput {
         use std::os::unix::process::CommandExt;
-        let output: Output = Command::new(env!("CARGO_BIN_EXE_uprisectl"))
+        let output: Output = Command::new(self.shared_ctl())
             .arg("--socket")
             .arg(self.socket())
             .args(args)
@@ -143,7 +165,7 @@ impl Harness {
         let stderr = std::fs::File::create(&self.stderr_path).unwrap();
         let child = Command::new("unshare")
             .args(["--pid", "--fork", "--mount-proc"])
-            .arg(env!("CARGO_BIN_EXE_uprise"))
+            .arg(&self.uprise)
             .args(self.dir_args())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
