@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::harness::{Harness, alive, bin_dir, pid_of};
+use crate::harness::{Harness, alive, pid_of};
 
 fn ctl_child(h: &Harness, args: &[&str]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_uprisectl"))
@@ -185,10 +185,9 @@ fn a_new_binary_is_probed_then_takes_over() {
 fn a_failed_reexec_leaves_the_old_image_serving() {
     let h = Harness::start(&[("svc", "start on startup\nexec sleep 1000\n")]);
     let pid = pid_of(&h.wait_status("svc", "svc start/running, process"));
-    let not_uprise = bin_dir().join("not-uprise.sh");
+    let not_uprise = h.path("work/not-uprise.sh");
     std::fs::write(&not_uprise, "#!/bin/sh\necho 'cannot read this state' >&2\nexit 3\n").unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&not_uprise).unwrap().permissions(), 0o755);
-    let _ = Command::new("chmod").arg("755").arg(&not_uprise).status();
+    std::fs::set_permissions(&not_uprise, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let cases: [(&str, &str); 4] = [
         ("/nonexistent/uprise", "cannot run /nonexistent/uprise"),
         ("/bin/false", "cannot take over (exit 1)"),
@@ -259,6 +258,9 @@ fn a_state_it_cannot_read_makes_the_new_image_start_without_it() {
 
 #[test]
 fn reexec_works_for_pid_1_in_a_pid_namespace() {
+    if !crate::harness::root_or_skip("reexec_works_for_pid_1_in_a_pid_namespace") {
+        return;
+    }
     let mut h = Harness::new(&[]);
     let work = h.path("work");
     for n in 1..=5 {

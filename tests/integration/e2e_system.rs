@@ -1,5 +1,6 @@
 //! System mode: uprise as PID 1 of a PID namespace (as in a container). These tests need
-//! root and `unshare` (util-linux); CI runs as root.
+//! root and `unshare` (util-linux), and say they are skipped when not run as root; CI runs
+//! as root.
 
 use crate::harness::{Harness, alive};
 
@@ -46,6 +47,9 @@ fn wait_all_running(h: &Harness) {
 
 #[test]
 fn shutdown_runs_runlevel_stop_rules_first_then_stops_in_reverse_start_order() {
+    if !crate::harness::root_or_skip("shutdown_runs_runlevel_stop_rules_first_then_stops_in_reverse_start_order") {
+        return;
+    }
     let mut h = system_harness();
     h.spawn_system();
     wait_all_running(&h);
@@ -65,6 +69,9 @@ fn shutdown_runs_runlevel_stop_rules_first_then_stops_in_reverse_start_order() {
 
 #[test]
 fn sigterm_to_pid_1_shuts_down_cleanly() {
+    if !crate::harness::root_or_skip("sigterm_to_pid_1_shuts_down_cleanly") {
+        return;
+    }
     let mut h = system_harness();
     h.spawn_system();
     wait_all_running(&h);
@@ -77,6 +84,9 @@ fn sigterm_to_pid_1_shuts_down_cleanly() {
 
 #[test]
 fn pid_1_reaps_orphans_and_maps_sigint_to_control_alt_delete() {
+    if !crate::harness::root_or_skip("pid_1_reaps_orphans_and_maps_sigint_to_control_alt_delete") {
+        return;
+    }
     let mut h = Harness::new(&[]);
     // The subshell exits at once; its sleep is orphaned to PID 1, which must reap it.
     job(

@@ -326,7 +326,11 @@ pub fn root_or_skip(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
     }
-    eprintln!("{test}: skipped: needs root");
+    // Straight to stderr: libtest would hold back an `eprintln!` of a passing test.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("{test}: skipped: needs root\n").as_bytes(),
+    );
     false
 }
 

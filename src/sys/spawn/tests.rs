@@ -385,7 +385,9 @@ fn setuid_drops_to_the_user_and_can_read_the_script() {
         let command = exec("true");
         let mut other = spec(&command, &[], Stdio::Null);
         other.setuid = Some("0");
-        assert_eq!(spawn_error(other), "unable to set user id: Operation not permitted");
+        // The user's groups are set first (after the user id changes, they could not be),
+        // so that is the step a user other than root fails at.
+        assert_eq!(spawn_error(other), "unable to set group id: Operation not permitted");
         return;
     }
     let Ok(Some(nobody)) = User::from_name("nobody") else {
