@@ -32,7 +32,7 @@
 
 use std::fmt;
 
-use crate::syntax::ast::ProcessKind;
+use super::stage::Stage;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Goal {
@@ -174,11 +174,11 @@ pub enum Then {
     Rest,
     /// Go on at once to [`next_state`] for the goal as the effects left it.
     Next,
-    /// Spawn the job's `kind` process. A spawn that fails marks the instance failed when
+    /// Spawn the job's process for `stage`. A spawn that fails marks the instance failed when
     /// `failure_fails`, and goes on like `Next`; so does a process that is not spawned (an
     /// in-process Lua script). A spawned process is followed by `after`.
     Run {
-        kind: ProcessKind,
+        stage: Stage,
         after: AfterSpawn,
         failure_fails: bool,
     },
@@ -212,27 +212,27 @@ pub struct Facts {
     pub respawn_delay: bool,
 }
 
-/// A set of [`ProcessKind`]s.
+/// A set of [`Stage`]s: which processes a job defines.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Processes(u8);
 
 impl Processes {
-    fn bit(kind: ProcessKind) -> u8 {
-        1 << (kind as u8)
+    fn bit(stage: Stage) -> u8 {
+        1 << (stage as u8)
     }
 
-    pub fn with(self, kind: ProcessKind) -> Processes {
-        Processes(self.0 | Processes::bit(kind))
+    pub fn with(self, stage: Stage) -> Processes {
+        Processes(self.0 | Processes::bit(stage))
     }
 
-    pub fn has(self, kind: ProcessKind) -> bool {
-        self.0 & Processes::bit(kind) != 0
+    pub fn has(self, stage: Stage) -> bool {
+        self.0 & Processes::bit(stage) != 0
     }
 }
 
-impl FromIterator<ProcessKind> for Processes {
-    fn from_iter<I: IntoIterator<Item = ProcessKind>>(kinds: I) -> Processes {
-        kinds.into_iter().fold(Processes::default(), Processes::with)
+impl FromIterator<Stage> for Processes {
+    fn from_iter<I: IntoIterator<Item = Stage>>(stages: I) -> Processes {
+        stages.into_iter().fold(Processes::default(), Processes::with)
     }
 }
 
@@ -250,14 +250,14 @@ const fn entry(effects: &'static [Effect], then: Then) -> Entry {
 /// What entering `state` does, given the facts. Only `running` looks at `from`: it emits
 /// `started` when it comes from `post-start`, and not when a `pre-stop` is called off.
 pub fn enter(state: State, facts: Facts) -> Entry {
-    use {Effect::*, ProcessKind as P, Then::*};
-    let script = |kind: ProcessKind, failure_fails: bool| {
-        let wanted = facts.defines.has(kind) && (kind != P::PreStop || facts.main_alive);
+    use {Effect::*, Stage as P, Then::*};
+    let script = |stage: Stage, failure_fails: bool| {
+        let wanted = facts.defines.has(stage) && (stage != P::PreStop || facts.main_alive);
         if wanted {
             entry(
                 &[],
                 Run {
-                    kind,
+                    stage,
                     after: AfterSpawn::Exit,
                     failure_fails,
                 },
@@ -277,7 +277,7 @@ pub fn enter(state: State, facts: Facts) -> Entry {
         State::Spawned if facts.defines.has(P::Main) => entry(
             &[],
             Run {
-                kind: P::Main,
+                stage: P::Main,
                 after: if facts.awaits_readiness {
                     AfterSpawn::Ready
                 } else {
@@ -328,7 +328,7 @@ mod tests {
 
     /// Every combination of facts, for every state.
     fn every_case() -> impl Iterator<Item = (State, Facts)> {
-        let kinds = ProcessKind::ALL;
+        let kinds = Stage::ALL;
         State::ALL.into_iter().flat_map(move |state| {
             State::ALL.into_iter().flat_map(move |from| {
                 [Start, Stop, Respawn].into_iter().flat_map(move |goal| {
@@ -363,11 +363,11 @@ mod tests {
     fn entry_table() {
         use AfterSpawn as After;
         use Effect::*;
-        use ProcessKind as P;
-        let all = ProcessKind::ALL.into_iter().collect::<Processes>();
+        use Stage as P;
+        let all = Stage::ALL.into_iter().collect::<Processes>();
         let none = Processes::default();
-        let run = |kind, after, failure_fails| Then::Run {
-            kind,
+        let run = |stage, after, failure_fails| Then::Run {
+            stage,
             after,
             failure_fails,
         };
@@ -449,13 +449,13 @@ mod tests {
                     ..facts
                 });
             }
-            if let Then::Run { kind, .. } = got.then {
+            if let Then::Run { stage: kind, .. } = got.then {
                 let own = match state {
-                    PreStart => ProcessKind::PreStart,
-                    Spawned => ProcessKind::Main,
-                    PostStart => ProcessKind::PostStart,
-                    PreStop => ProcessKind::PreStop,
-                    PostStop => ProcessKind::PostStop,
+                    PreStart => Stage::PreStart,
+                    Spawned => Stage::Main,
+                    PostStart => Stage::PostStart,
+                    PreStop => Stage::PreStop,
+                    PostStop => Stage::PostStop,
                     other => panic!("{other} runs {kind:?}"),
                 };
                 assert_eq!(kind, own);
@@ -529,9 +529,9 @@ mod tests {
                         _ => return,
                     },
                     Then::Next => {}
-                    Then::Run { kind, .. } => {
+                    Then::Run { stage: kind, .. } => {
                         self.log.push(kind.keyword().into());
-                        if kind == ProcessKind::Main {
+                        if kind == Stage::Main {
                             self.main = true;
                         }
                         // A script runs to its end here; the main process keeps running.
@@ -559,7 +559,7 @@ mod tests {
     #[test]
     fn a_service_lives_in_order_for_every_set_of_processes() {
         for bits in 0..32u32 {
-            let defines: Processes = ProcessKind::ALL
+            let defines: Processes = Stage::ALL
                 .into_iter()
                 .enumerate()
                 .filter(|(i, _)| bits & (1 << i) != 0)
@@ -572,14 +572,14 @@ mod tests {
             assert_eq!(toy.state, Waiting);
             let expected: Vec<&str> = [
                 Some("starting"),
-                defines.has(ProcessKind::PreStart).then_some("pre-start"),
-                defines.has(ProcessKind::Main).then_some("main"),
-                defines.has(ProcessKind::PostStart).then_some("post-start"),
+                defines.has(Stage::PreStart).then_some("pre-start"),
+                defines.has(Stage::Main).then_some("main"),
+                defines.has(Stage::PostStart).then_some("post-start"),
                 Some("started"),
-                (defines.has(ProcessKind::PreStop) && defines.has(ProcessKind::Main)).then_some("pre-stop"),
+                (defines.has(Stage::PreStop) && defines.has(Stage::Main)).then_some("pre-stop"),
                 Some("stopping"),
-                defines.has(ProcessKind::Main).then_some("kill"),
-                defines.has(ProcessKind::PostStop).then_some("post-stop"),
+                defines.has(Stage::Main).then_some("kill"),
+                defines.has(Stage::PostStop).then_some("post-stop"),
                 Some("stopped"),
             ]
             .into_iter()
@@ -592,7 +592,7 @@ mod tests {
     /// A task whose main process has ended goes on to stop by itself.
     #[test]
     fn a_task_stops_when_its_main_process_ends() {
-        let mut toy = Toy::new(true, [ProcessKind::Main].into_iter().collect());
+        let mut toy = Toy::new(true, [Stage::Main].into_iter().collect());
         toy.start();
         assert_eq!((toy.state, toy.goal), (Running, Start));
         // The main process exits: the runtime re-enters running.

@@ -8,7 +8,6 @@ use log::info;
 use crate::machine::Matcher;
 use crate::machine::environ::{self, Environment, UnknownParameter};
 use crate::model::Config;
-use crate::model::small_map::SmallMap;
 
 use super::daemon::Daemon;
 use super::jobs::{Class, ClassId};
@@ -48,14 +47,7 @@ impl Daemon {
                 None => {
                     let start_on = job.start_on.as_ref().map(Matcher::new);
                     let name = job.name.clone();
-                    let id = self.classes.insert(Class {
-                        job: std::rc::Rc::new(job),
-                        start_on,
-                        instances: SmallMap::new(),
-                        replacement: None,
-                        deleted: false,
-                        last_result: None,
-                    });
+                    let id = self.classes.insert(Class::new(job, start_on, false));
                     self.class_by_name.insert(name, id);
                     self.index_class(id);
                 }
@@ -130,7 +122,7 @@ impl Daemon {
                 class.start_on = job.start_on.as_ref().map(Matcher::new);
                 held
             };
-            class.job = std::rc::Rc::from(job);
+            class.set_job(std::rc::Rc::from(job));
             self.unindex_class(id);
             self.index_class(id);
             for event in held {

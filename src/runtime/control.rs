@@ -217,18 +217,23 @@ impl Daemon {
                 eof: conn.eof,
                 uid: conn.uid,
                 monitor: self.monitors.contains(id),
-                wait: self.client_waits.get(id).map(|(class_id, instance, kind)| {
-                    let kind = match kind {
-                        super::daemon::WaitKind::Start => "start",
-                        super::daemon::WaitKind::Stop => "stop",
-                        super::daemon::WaitKind::Restart => "restart",
-                    };
-                    (
-                        self.class(*class_id).job.name.clone(),
-                        instance.clone(),
-                        kind.to_string(),
-                    )
-                }),
+                wait: self.client_waits.get(id).map(
+                    |super::daemon::Waiter {
+                         key: (class_id, instance),
+                         kind,
+                     }| {
+                        let kind = match kind {
+                            super::daemon::WaitKind::Start => "start",
+                            super::daemon::WaitKind::Stop => "stop",
+                            super::daemon::WaitKind::Restart => "restart",
+                        };
+                        (
+                            self.class(*class_id).job.name.clone(),
+                            instance.clone(),
+                            kind.to_string(),
+                        )
+                    },
+                ),
             })
             .collect();
         out.sort_by_key(|client| client.id);
@@ -623,21 +628,21 @@ impl Daemon {
                 env,
                 instance,
                 wait,
-            } => self.command_start(id, &job, env, instance, wait),
+            } => self.request_start(id, &job, env, instance, wait),
             Request::Stop {
                 job,
                 env,
                 instance,
                 wait,
-            } => self.command_stop(id, &job, env, instance, wait),
+            } => self.request_stop(id, &job, env, instance, wait),
             Request::Restart {
                 job,
                 env,
                 instance,
                 wait,
-            } => self.command_restart(id, &job, env, instance, wait),
+            } => self.request_restart(id, &job, env, instance, wait),
             Request::Reload { job, env, instance } => {
-                self.command_reload(&job, env, instance)?;
+                self.request_reload(&job, env, instance)?;
                 done(self, Vec::new());
                 Ok(())
             }
@@ -647,7 +652,7 @@ impl Daemon {
                 instance,
                 text,
             } => {
-                let status = self.command_status(&job, &env, instance.as_deref())?;
+                let status = self.request_status(&job, &env, instance.as_deref())?;
                 let reply = if text {
                     Reply::Text {
                         text: crate::control::proto::status_line(&status),
@@ -671,7 +676,7 @@ impl Daemon {
                 done(self, replies);
                 Ok(())
             }
-            Request::Emit { event, env, wait } => self.command_emit(id, &event, env, wait),
+            Request::Emit { event, env, wait } => self.request_emit(id, &event, env, wait),
             Request::ReloadConfiguration => {
                 self.reload_configuration();
                 done(self, Vec::new());
@@ -728,42 +733,42 @@ impl Daemon {
                 job,
                 instance,
             } => {
-                self.command_set_env(&vars, retain, job.as_deref(), instance.as_deref())?;
+                self.request_set_env(&vars, retain, job.as_deref(), instance.as_deref())?;
                 done(self, Vec::new());
                 Ok(())
             }
             Request::GetEnv { name, job, instance } => {
-                let text = self.command_get_env(&name, job.as_deref(), instance.as_deref())?;
+                let text = self.request_get_env(&name, job.as_deref(), instance.as_deref())?;
                 done(self, vec![Reply::Text { text }]);
                 Ok(())
             }
             Request::ListEnv { job, instance } => {
-                let entries = self.command_list_env(job.as_deref(), instance.as_deref())?;
+                let entries = self.request_list_env(job.as_deref(), instance.as_deref())?;
                 done(self, entries.into_iter().map(|text| Reply::Text { text }).collect());
                 Ok(())
             }
             Request::UnsetEnv { names, job, instance } => {
-                self.command_unset_env(&names, job.as_deref(), instance.as_deref())?;
+                self.request_unset_env(&names, job.as_deref(), instance.as_deref())?;
                 done(self, Vec::new());
                 Ok(())
             }
             Request::ResetEnv { job, instance } => {
-                self.command_reset_env(job.as_deref(), instance.as_deref())?;
+                self.request_reset_env(job.as_deref(), instance.as_deref())?;
                 done(self, Vec::new());
                 Ok(())
             }
             Request::ShowConfig { job, enumerate } => {
-                let blocks = self.command_show_config(job.as_deref(), enumerate)?;
+                let blocks = self.request_show_config(job.as_deref(), enumerate)?;
                 done(self, blocks.into_iter().map(|text| Reply::Text { text }).collect());
                 Ok(())
             }
             Request::CheckConfig { job, ignore, warn } => {
-                let blocks = self.command_check_config(job.as_deref(), &ignore, warn)?;
+                let blocks = self.request_check_config(job.as_deref(), &ignore, warn)?;
                 done(self, blocks.into_iter().map(|text| Reply::Text { text }).collect());
                 Ok(())
             }
             Request::LogPath { job, env, instance } => {
-                let text = self.command_log_path(&job, &env, instance.as_deref())?;
+                let text = self.request_log_path(&job, &env, instance.as_deref())?;
                 done(self, vec![Reply::Text { text }]);
                 Ok(())
             }

@@ -14,11 +14,10 @@ use log::info;
 
 use crate::control::proto::Reply;
 use crate::machine::EventId;
-use crate::syntax::ast::ProcessKind;
 use crate::sys::spawn;
 
 use super::events::Event;
-use super::jobs::{Class, ClassId, ClientId, Instance};
+use super::jobs::{Class, ClassId, ClientId, Instance, Tracked};
 use super::output::Rotation;
 use super::spawning::Spawning;
 
@@ -28,6 +27,22 @@ pub enum WaitKind {
     Start,
     Stop,
     Restart,
+}
+
+/// A client waiting for an instance to reach its goal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiter {
+    pub key: Key,
+    pub kind: WaitKind,
+}
+
+/// A kill signal the machine asked for, sent once `settle` has nothing else to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingKill {
+    pub pid: i32,
+    pub signal: i32,
+    /// uprise spawned the process (see [`Tracked::spawned`]).
+    pub spawned: bool,
 }
 
 /// Things the daemon wants done with clients once a handler returns.
@@ -71,23 +86,20 @@ pub struct Daemon {
     pub(super) kill_deadlines: std::collections::BTreeSet<(Instant, Key)>,
     /// The loop timer set for the soonest kill deadline, and when it fires.
     pub(super) kill_timer: Option<(calloop::RegistrationToken, Instant)>,
-    /// Main processes to send their kill signal (pid, signal, spawned by uprise), once
-    /// `settle` has nothing else to do (see [`Daemon::send_kills`]).
-    pub(super) pending_kills: Vec<(i32, i32, bool)>,
+    /// Main processes to send their kill signal once `settle` has nothing else to do (see
+    /// [`Daemon::send_kills`]).
+    pub(super) pending_kills: Vec<PendingKill>,
     /// While shutting down (no instance starts any more): the classes before this index have
     /// no instance, so each `settle` looks only at the rest.
     pub(super) shutdown_cursor: usize,
     pub(crate) next_event: EventId,
-    /// Every process uprise started and still waits for. The flag: uprise spawned it itself,
-    /// so it leads its own session and process group for as long as it is not reaped (a
-    /// session leader cannot leave its group). False for a daemon found by `expect fork`,
-    /// `expect daemon` or a pid file, and for processes taken over from a re-exec.
-    pub pids: HashMap<i32, (ClassId, String, ProcessKind, bool)>,
+    /// Every process uprise started (or adopted as a main process) and still waits for.
+    pub pids: HashMap<i32, Tracked>,
     /// Environment every job starts from; instances share the table they started from
     /// (changes copy it first).
     pub global_env: std::rc::Rc<Vec<String>>,
-    /// Clients waiting on an instance: what they asked for.
-    pub client_waits: HashMap<ClientId, (ClassId, String, WaitKind)>,
+    /// Clients waiting on an instance, and what they asked for.
+    pub client_waits: HashMap<ClientId, Waiter>,
     pub outgoing: Vec<Outgoing>,
     pub shutting_down: bool,
     /// The loop has been told to stop.
@@ -138,7 +150,7 @@ impl Daemon {
 
     /// Whether uprise spawned `pid` itself and has not reaped it (see `pids`).
     pub(super) fn spawned(&self, pid: i32) -> bool {
-        self.pids.get(&pid).is_some_and(|tracked| tracked.3)
+        self.pids.get(&pid).is_some_and(|tracked| tracked.spawned)
     }
 
     pub fn new(settings: Settings, handle: LoopHandle<'static, Daemon>, stop_signal: LoopSignal) -> Daemon {
@@ -258,7 +270,7 @@ impl Daemon {
     /// pass, and its pid is not handed out again before the whole pid range has been used
     /// (see `reaper.rs`). Every path out of the loop (a re-exec too) settles first.
     pub(super) fn send_kills(&mut self) {
-        for (pid, signal, spawned) in std::mem::take(&mut self.pending_kills) {
+        for PendingKill { pid, signal, spawned } in std::mem::take(&mut self.pending_kills) {
             super::readiness::signal_main(pid, signal, spawned);
         }
     }

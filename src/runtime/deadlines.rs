@@ -8,11 +8,11 @@ use calloop::timer::{TimeoutAction, Timer};
 use log::warn;
 
 use crate::machine::exit::ExitStatus;
-use crate::machine::{Goal, State};
-use crate::syntax::ast::ProcessKind;
+use crate::machine::{Goal, Stage, State};
 
 use super::daemon::{Daemon, Key};
-use super::jobs::Instance;
+use super::jobs::{Instance, StageDeadline};
+use super::role::Role;
 
 /// How long a process may survive SIGKILL before it is treated as gone (`kill abandon`).
 const DEFAULT_ABANDON: Duration = Duration::from_secs(60);
@@ -51,7 +51,7 @@ impl Daemon {
         let scripts: Vec<i32> = instance
             .pids
             .iter()
-            .filter(|(kind, _)| matches!(kind, ProcessKind::PreStart | ProcessKind::PostStart))
+            .filter(|(role, _)| matches!(role, Role::Stage(Stage::PreStart | Stage::PostStart)))
             .map(|(_, pid)| *pid)
             .collect();
         if scripts.is_empty() {
@@ -216,36 +216,30 @@ impl Daemon {
     /// (kill signal, then SIGKILL after the kill timeout); a killed pre-start fails the job.
     /// `timeout` is the stage's timeout as written; `due_in` how long is left of it (less
     /// than `timeout` after a re-exec).
-    pub(super) fn arm_stage_timeout(
-        &mut self,
-        key: &Key,
-        kind: ProcessKind,
-        pid: i32,
-        timeout: Duration,
-        due_in: Duration,
-    ) {
+    pub(super) fn arm_stage_timeout(&mut self, key: &Key, stage: Stage, pid: i32, timeout: Duration, due_in: Duration) {
         let timer_key = key.clone();
         if let Some(instance) = self.instance_mut(key) {
-            instance
-                .rare_mut()
-                .stage_deadlines
-                .push((kind, pid, Instant::now() + due_in, timeout));
+            instance.rare_mut().stage_deadlines.push(StageDeadline {
+                stage,
+                pid,
+                due: Instant::now() + due_in,
+                timeout,
+            });
         }
         let _ = self
             .handle
             .insert_source(Timer::from_duration(due_in), move |_, _, daemon| {
                 if let Some(rare) = daemon.instance_mut(&timer_key).and_then(Instance::rare_if_any) {
-                    rare.stage_deadlines.retain(|(_, known, _, _)| *known != pid);
+                    rare.stage_deadlines.retain(|deadline| deadline.pid != pid);
                 }
                 let running = daemon
                     .instance(&timer_key)
-                    .is_some_and(|instance| instance.pids.get(&kind) == Some(&pid));
+                    .is_some_and(|instance| instance.pids.get(&Role::Stage(stage)) == Some(&pid));
                 if running {
                     let job = daemon.class(timer_key.0).job.clone();
                     warn!(
-                        "{} {} process ({pid}) timed out after {}; killing it",
+                        "{} {stage} process ({pid}) timed out after {}; killing it",
                         daemon.display(&timer_key),
-                        kind.keyword(),
                         crate::model::job::render_duration(crate::syntax::ast::Seconds {
                             millis: timeout.as_millis() as u64
                         })

@@ -87,7 +87,7 @@ impl Daemon {
     }
 
     /// `set-env [-r] VAR[=VALUE]...`: every argument is checked before anything changes.
-    pub fn command_set_env(
+    pub fn request_set_env(
         &mut self,
         vars: &[String],
         retain: bool,
@@ -121,7 +121,7 @@ impl Daemon {
     }
 
     /// `get-env VAR`: its value, or `No such variable: VAR`.
-    pub fn command_get_env(&self, name: &str, job: Option<&str>, instance: Option<&str>) -> Result<String, String> {
+    pub fn request_get_env(&self, name: &str, job: Option<&str>, instance: Option<&str>) -> Result<String, String> {
         check_name(name)?;
         let table = self.env_table(job, instance)?;
         environ::get(&table, name)
@@ -130,14 +130,14 @@ impl Daemon {
     }
 
     /// `list-env`: the table's `KEY=VALUE` entries, sorted bytewise (as initctl's `strcmp`).
-    pub fn command_list_env(&self, job: Option<&str>, instance: Option<&str>) -> Result<Vec<String>, String> {
+    pub fn request_list_env(&self, job: Option<&str>, instance: Option<&str>) -> Result<Vec<String>, String> {
         let mut entries = self.env_table(job, instance)?;
         entries.sort();
         Ok(entries)
     }
 
     /// `unset-env VAR...`: all or nothing; an unset variable is `No such variable: VAR`.
-    pub fn command_unset_env(
+    pub fn request_unset_env(
         &mut self,
         names: &[String],
         job: Option<&str>,
@@ -163,7 +163,7 @@ impl Daemon {
     /// `reset-env`: the global table goes back to what the daemon started with (rebuilt the
     /// same way); an instance's goes back to its job's defaults. Running instances keep their
     /// tables when the global one is reset, as in Upstart.
-    pub fn command_reset_env(&mut self, job: Option<&str>, instance: Option<&str>) -> Result<(), String> {
+    pub fn request_reset_env(&mut self, job: Option<&str>, instance: Option<&str>) -> Result<(), String> {
         let Some(job_name) = job else {
             self.global_env = super::initial_environment(self.settings.user_mode).into();
             return Ok(());

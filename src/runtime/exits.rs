@@ -6,12 +6,11 @@ use std::time::Instant;
 use log::{debug, info, warn};
 
 use crate::machine::exit::{ExitStatus, MainExit, classify_main_exit};
-use crate::machine::{self, Goal, State, next_state};
+use crate::machine::{self, AfterExit, ExitFacts, Goal, Stage, State};
 use crate::model::Job;
-use crate::syntax::ast::ProcessKind;
 
 use super::daemon::{Daemon, Key};
-use super::jobs::describe_exit;
+use super::jobs::{Tracked, describe_exit};
 
 /// A cheap random number for jitter (not for anything secret).
 fn random() -> u64 {
@@ -29,101 +28,76 @@ impl Daemon {
     /// A child uprise started has ended.
     /// Returns false when uprise did not start the process (an adopted orphan).
     pub fn process_exited(&mut self, pid: i32, status: ExitStatus) -> bool {
-        let Some((class_id, instance_name, kind, _)) = self.pids.remove(&pid) else {
+        let Some(Tracked {
+            class,
+            instance: instance_name,
+            role,
+            ..
+        }) = self.pids.remove(&pid)
+        else {
             return false;
         };
-        let key = (class_id, instance_name);
+        let key = (class, instance_name);
         let Some(instance) = self.instance_mut(&key) else {
             return true;
         };
-        instance.pids.remove(&kind);
+        instance.pids.remove(&role);
         let expected = matches!(instance.state, State::Killed | State::Stopping) || instance.killing_scripts;
-        let job = self.class(class_id).job.clone();
-        let name = if key.1.is_empty() {
-            job.name.clone()
-        } else {
-            format!("{} ({})", job.name, key.1)
-        };
+        let job = self.class(class).job.clone();
+        let name = self.display(&key);
         let described = describe_exit(status);
         if status.is_success() {
-            debug!("{name} {} process ({pid}) {described}", kind.keyword());
+            debug!("{name} {role} process ({pid}) {described}");
         } else if expected {
             // uprise stopped it: worth a line, not a warning.
-            info!("{name} {} process ({pid}) {described}", kind.keyword());
+            info!("{name} {role} process ({pid}) {described}");
         } else {
-            warn!("{name} {} process ({pid}) {described}", kind.keyword());
+            warn!("{name} {role} process ({pid}) {described}");
         }
         let instance = self.instance_mut(&key).expect("checked");
-        if kind == ProcessKind::Main {
+        if role.is_main() {
             instance.rare_mut().last_exit = Some((Instant::now(), format!("main process ({pid}) {described}")));
         }
         if instance.pids.is_empty() {
             self.cancel_kill_timer(&key);
         }
+        let Some(stage) = role.stage() else {
+            // A reload, stop or action process: the run goes on.
+            return true;
+        };
         let instance = self.instance_mut(&key).expect("checked");
         let state = instance.state;
-        if kind == ProcessKind::Main && state == State::Spawned && self.forking_parent_exited(&key, pid, status) {
+        if stage == Stage::Main && state == State::Spawned && self.forking_parent_exited(&key, pid, status) {
             return true;
         }
+        // The verdict first: it may change the goal the machine then goes on with.
         let instance = self.instance_mut(&key).expect("checked");
-        match kind {
-            ProcessKind::Main => {
-                let verdict = classify_main_exit(state, instance.goal, status, job.task, job.respawn, &job.normal_exit);
-                match verdict {
-                    MainExit::Expected => {}
-                    MainExit::Finished => {
-                        instance.goal = Goal::Stop;
-                    }
-                    MainExit::Failed => self.fail(&key, "main", Some(status)),
-                    MainExit::Respawn => self.respawn(&key, &job, &name, status),
-                }
-                // Move on from the states that wait for the main process.
-                let instance = self.instance(&key).expect("checked");
-                match state {
-                    State::Running if instance.goal != Goal::Start => {
-                        let next = next_state(State::Running, instance.goal, false);
-                        self.change_state(&key, next);
-                    }
-                    State::Killed => {
-                        let next = next_state(State::Killed, instance.goal, false);
-                        self.change_state(&key, next);
-                    }
-                    // Died before it was ready: Upstart went on to `running` with no process
-                    // (and never respawned it); uprise stops, and respawns when asked to.
-                    State::Spawned if instance.goal != Goal::Start => {
-                        self.end_awaiting(&key);
-                        self.change_state(&key, State::Stopping);
-                    }
-                    _ => {}
-                }
+        if stage == Stage::Main {
+            match classify_main_exit(state, instance.goal, status, job.task, job.respawn, &job.normal_exit) {
+                MainExit::Expected => {}
+                MainExit::Finished => instance.goal = Goal::Stop,
+                MainExit::Failed => self.fail(&key, "main", Some(status)),
+                MainExit::Respawn => self.respawn(&key, &job, &name, status),
             }
-            ProcessKind::PreStart | ProcessKind::PostStop => {
-                let killed_by_us = instance.killing_scripts;
-                if !status.is_success() && !killed_by_us {
-                    self.fail(&key, kind.keyword(), Some(status));
-                }
-                let instance = self.instance(&key).expect("checked");
-                if instance.state == state && matches!(state, State::PreStart | State::PostStop) {
-                    let next = next_state(state, instance.goal, instance.main_alive());
-                    self.change_state(&key, next);
-                }
-            }
-            ProcessKind::PostStart | ProcessKind::PreStop => {
-                let instance = self.instance(&key).expect("checked");
-                let waiting_state = if kind == ProcessKind::PostStart {
-                    State::PostStart
-                } else {
-                    State::PreStop
-                };
-                if state == waiting_state {
-                    let goal = if instance.restarting {
-                        Goal::Respawn
-                    } else {
-                        instance.goal
-                    };
-                    let next = next_state(state, goal, instance.main_alive());
-                    self.change_state(&key, next);
-                }
+        } else if machine::script_fails(stage, status.is_success(), instance.killing_scripts) {
+            self.fail(&key, stage.keyword(), Some(status));
+        }
+        let instance = self.instance(&key).expect("checked");
+        let facts = ExitFacts {
+            state,
+            goal: instance.goal,
+            restarting: instance.restarting,
+            main_alive: instance.main_alive(),
+        };
+        // (A script's state must still be the one it ran in: a goal change may have moved
+        // the instance on meanwhile.)
+        match machine::after_exit(stage, facts) {
+            AfterExit::Stay => {}
+            AfterExit::Move(_) if stage != Stage::Main && instance.state != state => {}
+            AfterExit::Move(next) => self.change_state(&key, next),
+            AfterExit::GiveUpReadiness => {
+                self.end_awaiting(&key);
+                self.change_state(&key, State::Stopping);
             }
         }
         true

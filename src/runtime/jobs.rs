@@ -9,12 +9,13 @@ use calloop::RegistrationToken;
 use crate::machine::environ::Environment;
 use crate::machine::exit::{ExitStatus, RespawnWindow};
 use crate::machine::{EventId, Goal, Matcher, State};
+use crate::machine::{Processes, Stage};
 use crate::model::Job;
 use crate::model::small_map::SmallMap;
 use crate::model::sparse::{Sparse, empty};
-use crate::syntax::ast::ProcessKind;
 
 use super::output::JobLog;
+use super::role::Role;
 
 pub type ClientId = u64;
 
@@ -163,10 +164,37 @@ pub struct Failure {
     pub status: Option<ExitStatus>,
 }
 
+/// A stage timeout under way (`pre-start timeout` and friends).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageDeadline {
+    pub stage: Stage,
+    /// The stage's process, which the timeout kills if it still runs then.
+    pub pid: i32,
+    pub due: Instant,
+    /// The timeout as written.
+    pub timeout: Duration,
+}
+
+/// A process uprise waits for, in the daemon's pid table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    pub class: ClassId,
+    pub instance: String,
+    pub role: Role,
+    /// uprise spawned it itself, so it leads its own session and process group for as long
+    /// as it is not reaped (a session leader cannot leave its group). False for a daemon
+    /// found by `expect fork`, `expect daemon`, a pid file or `MAINPID=`, and for processes
+    /// taken over from a re-exec.
+    pub spawned: bool,
+}
+
 /// One job class: a loaded job and its instances.
 pub struct Class {
     /// Shared, so that handling an instance never copies the definition.
     pub job: Rc<Job>,
+    /// The stages the job defines a process for, mapped from the job once when it is
+    /// installed (or replaced).
+    pub stages: Processes,
     pub start_on: Option<Matcher>,
     /// Boxed: a map node holds eleven slots, and an instance is several hundred bytes.
     pub instances: SmallMap<String, Box<Instance>>,
@@ -189,7 +217,7 @@ pub struct Instance {
     /// The environment for the next start, from the event or the start command.
     pub start_env: Option<Environment>,
     pub stop_on: Option<Matcher>,
-    pub pids: SmallMap<ProcessKind, i32>,
+    pub pids: SmallMap<Role, i32>,
     /// The instance's own `starting`/`stopping` event, which it waits to finish.
     pub blocker: Option<EventId>,
     /// Events and clients waiting for this instance to reach its goal.
@@ -239,8 +267,8 @@ pub struct Rare {
     /// When the pending SIGKILL is due, and to whom (carried over by re-exec); also in
     /// `Daemon::kill_deadlines`, whose one loop timer serves every instance's.
     pub kill_deadline: Option<(Instant, Vec<i32>)>,
-    /// Stage timeouts under way: (stage, pid, when due, the timeout as written).
-    pub stage_deadlines: Vec<(ProcessKind, i32, Instant, Duration)>,
+    /// Stage timeouts under way.
+    pub stage_deadlines: Vec<StageDeadline>,
 }
 
 empty! {
@@ -291,6 +319,27 @@ impl LogPipe {
     }
 }
 
+impl Class {
+    /// A class for `job`, with no instance.
+    pub fn new(job: Job, start_on: Option<Matcher>, deleted: bool) -> Class {
+        Class {
+            stages: super::role::stages_of(&job),
+            job: Rc::new(job),
+            start_on,
+            instances: SmallMap::new(),
+            replacement: None,
+            deleted,
+            last_result: None,
+        }
+    }
+
+    /// Puts `job` in place of the class's definition; returns the old one.
+    pub fn set_job(&mut self, job: Rc<Job>) -> Rc<Job> {
+        self.stages = super::role::stages_of(&job);
+        std::mem::replace(&mut self.job, job)
+    }
+}
+
 impl Instance {
     pub fn new(name: String) -> Instance {
         Instance {
@@ -331,7 +380,7 @@ impl Instance {
     }
 
     pub fn main_alive(&self) -> bool {
-        self.pids.contains_key(&ProcessKind::Main)
+        self.pids.contains_key(&Role::MAIN)
     }
 
     /// The goal as `status` shows it; a restart shows `start`.

@@ -16,6 +16,7 @@ pub mod readiness;
 mod reaper;
 pub mod reexec;
 mod requests;
+pub mod role;
 mod spawning;
 mod states;
 mod status;

@@ -33,10 +33,12 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, setsock
 use crate::machine::exit::ExitStatus;
 use crate::machine::{Goal, State, next_state};
 use crate::model::Job;
-use crate::syntax::ast::{Expect, ProcessKind};
+use crate::syntax::ast::Expect;
 use crate::sys::procfs;
 
 use super::daemon::{Daemon, Key};
+use super::jobs::Tracked;
+use super::role::Role;
 
 /// How long the candidates must stay put before the daemon of a forking job is chosen.
 const SETTLE: Duration = Duration::from_millis(50);
@@ -235,10 +237,10 @@ impl Daemon {
 
     /// A child stopped itself (WUNTRACED): `expect stop` readiness.
     pub fn process_stopped(&mut self, pid: i32) {
-        let Some((class_id, name, ProcessKind::Main, _)) = self.pids.get(&pid).cloned() else {
-            return;
+        let key = match self.pids.get(&pid) {
+            Some(tracked) if tracked.role.is_main() => (tracked.class, tracked.instance.clone()),
+            _ => return,
         };
-        let key = (class_id, name);
         if matches!(
             self.instance(&key).and_then(|instance| instance.awaiting.as_ref()),
             Some(Awaiting::Stop)
@@ -489,11 +491,22 @@ impl Daemon {
     fn adopt(&mut self, key: &Key, pid: i32) {
         let name = self.display(key);
         info!("{name} main process is now {pid}");
-        self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main, false));
-        if let Some(instance) = self.instance_mut(key) {
-            instance.pids.insert(ProcessKind::Main, pid);
-        }
+        self.track_main(key, pid);
         self.ready(key);
+    }
+
+    /// Records `pid` as the instance's main process, one uprise did not spawn itself.
+    fn track_main(&mut self, key: &Key, pid: i32) {
+        let tracked = Tracked {
+            class: key.0,
+            instance: key.1.clone(),
+            role: Role::MAIN,
+            spawned: false,
+        };
+        self.pids.insert(pid, tracked);
+        if let Some(instance) = self.instance_mut(key) {
+            instance.pids.insert(Role::MAIN, pid);
+        }
     }
 
     /// The `$NOTIFY_SOCKET` for `expect notify` jobs, next to the control socket.
@@ -580,8 +593,8 @@ impl Daemon {
         let daemon = std::process::id() as i32;
         let mut current = pid;
         for _ in 0..MAX_ANCESTRY {
-            if let Some((class_id, name, ..)) = self.pids.get(&current) {
-                return Some((*class_id, name.clone()));
+            if let Some(tracked) = self.pids.get(&current) {
+                return Some((tracked.class, tracked.instance.clone()));
             }
             let parent = procfs::stat(current)?.ppid;
             // An orphan (adopted by uprise, or by PID 1) has lost its ancestry.
@@ -602,8 +615,8 @@ impl Daemon {
         let Some(stat) = procfs::stat(pid).filter(|stat| pid > 1 && stat.state != 'Z') else {
             return false;
         };
-        if let Some((class_id, name, ..)) = self.pids.get(&pid) {
-            return (*class_id, name) == (key.0, &key.1);
+        if let Some(tracked) = self.pids.get(&pid) {
+            return (tracked.class, &tracked.instance) == (key.0, &key.1);
         }
         if self.owner_of(pid).as_ref() == Some(key) {
             return true;
@@ -649,7 +662,7 @@ impl Daemon {
                     let Ok(pid) = pid.trim().parse::<i32>() else { continue };
                     let current = self
                         .instance(&key)
-                        .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+                        .and_then(|instance| instance.pids.get(&Role::MAIN).copied());
                     if current == Some(pid) {
                         continue;
                     }
@@ -664,10 +677,7 @@ impl Daemon {
                     if let Some(old) = current {
                         self.pids.remove(&old);
                     }
-                    self.pids.insert(pid, (key.0, key.1.clone(), ProcessKind::Main, false));
-                    if let Some(instance) = self.instance_mut(&key) {
-                        instance.pids.insert(ProcessKind::Main, pid);
-                    }
+                    self.track_main(&key, pid);
                 }
                 Some(("STATUS", status)) => {
                     if let Some(instance) = self.instance_mut(&key) {

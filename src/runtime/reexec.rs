@@ -19,19 +19,19 @@ use log::{error, info, warn};
 use crate::control::proto::Reply;
 use crate::machine::environ::Environment;
 use crate::machine::exit::{ExitStatus, RespawnWindow};
-use crate::machine::{Goal, Matcher, State};
+use crate::machine::{Goal, Matcher, Stage, State};
 use crate::reexec::{
     AwaitingSnapshot, BlockedSnapshot, ClassSnapshot, EventSnapshot, ExitSnapshot, FailureSnapshot, InstanceSnapshot,
     LogSnapshot, Snapshot, SourceSnapshot, StageTimeoutSnapshot,
 };
-use crate::syntax::ast::ProcessKind;
 use crate::sys::exec;
 
-use super::daemon::{Daemon, Outgoing, WaitKind};
+use super::daemon::{Daemon, Outgoing, WaitKind, Waiter};
 use super::events::{Event, Progress};
-use super::jobs::{Blocked, Class, ClassId, ClientId, Failure, Instance, LogPipe};
+use super::jobs::{Blocked, Class, ClassId, ClientId, Failure, Instance, LogPipe, Tracked};
 use super::output::JobLog;
 use super::readiness::Awaiting;
+use super::role::Role;
 
 fn unix_micros() -> u64 {
     std::time::SystemTime::now()
@@ -105,10 +105,6 @@ impl std::hash::Hasher for WordHasher {
     }
 }
 
-fn parse_kind(name: &str) -> Option<ProcessKind> {
-    ProcessKind::ALL.into_iter().find(|kind| kind.keyword() == name)
-}
-
 impl Daemon {
     /// Handles `reexec`: returns an error when the old image must carry on; on success the
     /// process is replaced and this never returns.
@@ -167,7 +163,8 @@ impl Daemon {
             captured_us.saturating_sub(requested_at_us) / 1000,
             started.elapsed().as_millis()
         );
-        log::logger().flush();
+        // Nothing the daemon holds survives the exec: its log lines go out now.
+        super::logger::flush();
         let failure = exec::exec(&binary, &args);
         // Still here: the exec failed; nothing was handed over.
         for fd in &fds {
@@ -308,7 +305,7 @@ impl Daemon {
             pids: instance
                 .pids
                 .iter()
-                .map(|(kind, pid)| (kind.keyword().to_string(), *pid))
+                .map(|(role, pid)| (role.to_string(), *pid))
                 .collect(),
             blocker: instance.blocker,
             blocking: instance
@@ -372,11 +369,11 @@ impl Daemon {
                 .rare()
                 .stage_deadlines
                 .iter()
-                .map(|(kind, pid, at, timeout)| StageTimeoutSnapshot {
-                    stage: kind.keyword().to_string(),
-                    pid: *pid,
-                    in_ms: at.saturating_duration_since(now).as_millis() as u64,
-                    timeout_ms: timeout.as_millis() as u64,
+                .map(|deadline| StageTimeoutSnapshot {
+                    stage: deadline.stage.keyword().to_string(),
+                    pid: deadline.pid,
+                    in_ms: deadline.due.saturating_duration_since(now).as_millis() as u64,
+                    timeout_ms: deadline.timeout.as_millis() as u64,
                 })
                 .collect(),
         }
@@ -480,7 +477,8 @@ impl Daemon {
                     "restart" => WaitKind::Restart,
                     _ => WaitKind::Start,
                 };
-                self.client_waits.insert(client.id, (class_id, instance.clone(), kind));
+                let key = (class_id, instance.clone());
+                self.client_waits.insert(client.id, Waiter { key, kind });
             }
         }
         let restored_classes_us = restore_started.elapsed().as_micros();
@@ -520,22 +518,16 @@ impl Daemon {
             Some(id) => {
                 let class = self.classes.get_mut(id).expect("indexed class exists");
                 if *class.job != job {
-                    let on_disk = std::mem::replace(&mut class.job, Rc::new(job));
+                    let on_disk = class.set_job(Rc::new(job));
                     class.replacement = Some(Box::new((*on_disk).clone()));
                 }
                 (id, true)
             }
             None => {
                 let name = job.name.clone();
-                let id = self.classes.insert(Class {
-                    start_on: None,
-                    job: Rc::new(job),
-                    instances: Default::default(),
-                    replacement: None,
-                    // Without the job dirs read yet, trust the state; otherwise the file is gone.
-                    deleted: if self.deferred_reload { deleted } else { true },
-                    last_result: None,
-                });
+                // Without the job dirs read yet, trust the state; otherwise the file is gone.
+                let deleted = if self.deferred_reload { deleted } else { true };
+                let id = self.classes.insert(Class::new(job, None, deleted));
                 self.class_by_name.insert(name, id);
                 (id, false)
             }
@@ -570,10 +562,16 @@ impl Daemon {
             .stop_on
             .as_ref()
             .map(|expr| Matcher::with_holds(expr, &snapshot.stop_on_holds));
-        for (kind, pid) in &snapshot.pids {
-            if let Some(kind) = parse_kind(kind) {
-                instance.pids.insert(kind, *pid);
-                self.pids.insert(*pid, (class_id, snapshot.name.clone(), kind, false));
+        for (role, pid) in &snapshot.pids {
+            if let Some(role) = Role::from_name(role) {
+                instance.pids.insert(role.clone(), *pid);
+                let tracked = Tracked {
+                    class: class_id,
+                    instance: snapshot.name.clone(),
+                    role,
+                    spawned: false,
+                };
+                self.pids.insert(*pid, tracked);
             }
         }
         instance.blocker = snapshot.blocker;
@@ -645,7 +643,7 @@ impl Daemon {
             self.arm_kill_timer(&key, millis, kill_pids);
         }
         for stage in stage_timeouts {
-            if let Some(kind) = parse_kind(&stage.stage) {
+            if let Some(kind) = Stage::from_keyword(&stage.stage) {
                 let timeout = Duration::from_millis(stage.timeout_ms);
                 self.arm_stage_timeout(&key, kind, stage.pid, timeout, Duration::from_millis(stage.in_ms));
             }

@@ -3,11 +3,11 @@
 //! and `views.rs`); and forgetting a client that went away.
 
 use crate::control::proto::{InstanceStatus, Reply};
-use crate::machine::{Goal, State};
-use crate::syntax::ast::ProcessKind;
+use crate::machine::{self, Goal, Stage};
 
-use super::daemon::{Daemon, Key, Outgoing, WaitKind};
+use super::daemon::{Daemon, Key, Outgoing, WaitKind, Waiter};
 use super::jobs::{Blocked, ClientId, Instance};
+use super::role::Role;
 
 impl Daemon {
     pub(super) fn check_env(env: &[String]) -> Result<(), String> {
@@ -22,7 +22,7 @@ impl Daemon {
         }
     }
 
-    pub fn command_start(
+    pub fn request_start(
         &mut self,
         client: ClientId,
         job: &str,
@@ -50,8 +50,13 @@ impl Daemon {
         instance.start_env = Some(start_env);
         if wait {
             instance.blocking.push(Blocked::Client(client));
-            self.client_waits
-                .insert(client, (key.0, key.1.clone(), WaitKind::Start));
+            self.client_waits.insert(
+                client,
+                Waiter {
+                    key: key.clone(),
+                    kind: WaitKind::Start,
+                },
+            );
         }
         self.change_goal(&key, Goal::Start);
         if !wait {
@@ -69,7 +74,7 @@ impl Daemon {
         Ok(((class_id, name), display))
     }
 
-    pub fn command_stop(
+    pub fn request_stop(
         &mut self,
         client: ClientId,
         job: &str,
@@ -87,7 +92,13 @@ impl Daemon {
         instance.rare_mut().stop_env = env;
         if wait {
             instance.blocking.push(Blocked::Client(client));
-            self.client_waits.insert(client, (key.0, key.1.clone(), WaitKind::Stop));
+            self.client_waits.insert(
+                client,
+                Waiter {
+                    key: key.clone(),
+                    kind: WaitKind::Stop,
+                },
+            );
         }
         self.change_goal(&key, Goal::Stop);
         if !wait {
@@ -96,7 +107,7 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn command_restart(
+    pub fn request_restart(
         &mut self,
         client: ClientId,
         job: &str,
@@ -105,7 +116,7 @@ impl Daemon {
         wait: bool,
     ) -> Result<(), String> {
         let (key, display) = self.addressed(job, &env, instance.as_deref())?;
-        let has_pre_stop = self.class(key.0).job.processes.contains_key(&ProcessKind::PreStop);
+        let has_pre_stop = self.class(key.0).stages.has(Stage::PreStop);
         let Some(instance) = self.instance_mut(&key) else {
             return Err(format!("Unknown instance: {display}"));
         };
@@ -117,19 +128,17 @@ impl Daemon {
         if wait {
             instance.blocking.push(Blocked::Client(client));
         }
-        let state = instance.state;
-        let main_alive = instance.main_alive();
+        let next = machine::restart_from(instance.state, instance.main_alive(), has_pre_stop);
         if wait {
-            self.client_waits
-                .insert(client, (key.0, key.1.clone(), WaitKind::Restart));
+            self.client_waits.insert(
+                client,
+                Waiter {
+                    key: key.clone(),
+                    kind: WaitKind::Restart,
+                },
+            );
         }
-        if state == State::Running {
-            // Unlike Upstart, a pre-stop does not turn a restart into a no-op.
-            let next = if main_alive && has_pre_stop {
-                State::PreStop
-            } else {
-                State::Stopping
-            };
+        if let Some(next) = next {
             self.change_state(&key, next);
         }
         if !wait {
@@ -138,7 +147,7 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn command_reload(&mut self, job: &str, env: Vec<String>, instance: Option<String>) -> Result<(), String> {
+    pub fn request_reload(&mut self, job: &str, env: Vec<String>, instance: Option<String>) -> Result<(), String> {
         Self::check_env(&env)?;
         let class_id = self.lookup(job)?;
         let name = self.instance_name(class_id, &env, instance.as_deref())?;
@@ -147,7 +156,7 @@ impl Daemon {
         let display = Self::display_name(&job, &name);
         let pid = self
             .instance(&key)
-            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+            .and_then(|instance| instance.pids.get(&Role::MAIN).copied());
         let Some(pid) = pid else {
             return Err(format!("Job is not running: {display}"));
         };
@@ -163,7 +172,7 @@ impl Daemon {
         }
     }
 
-    pub fn command_status(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<InstanceStatus, String> {
+    pub fn request_status(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<InstanceStatus, String> {
         Self::check_env(env)?;
         let class_id = self.lookup(job)?;
         let name = self.instance_name(class_id, env, instance)?;
@@ -175,7 +184,7 @@ impl Daemon {
         Ok(self.instance_status(&key))
     }
 
-    pub fn command_emit(&mut self, client: ClientId, name: &str, env: Vec<String>, wait: bool) -> Result<(), String> {
+    pub fn request_emit(&mut self, client: ClientId, name: &str, env: Vec<String>, wait: bool) -> Result<(), String> {
         if name.is_empty() || name.contains(char::is_whitespace) {
             return Err("Name may not be empty string".into());
         }
@@ -197,8 +206,8 @@ impl Daemon {
     /// A client went away: forget what it waited for (the jobs carry on).
     pub fn forget_client(&mut self, client: ClientId) {
         self.monitors.retain(|monitor| *monitor != client);
-        if let Some((class_id, name, _)) = self.client_waits.remove(&client)
-            && let Some(instance) = self.instance_mut(&(class_id, name))
+        if let Some(Waiter { key, .. }) = self.client_waits.remove(&client)
+            && let Some(instance) = self.instance_mut(&key)
         {
             instance.blocking.retain(|blocked| *blocked != Blocked::Client(client));
         }

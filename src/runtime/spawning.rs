@@ -4,23 +4,36 @@
 //! have worked or failed.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, warn};
 
 use crate::machine::environ::{self};
-use crate::machine::{AfterSpawn, State, next_state};
+use crate::machine::{AfterSpawn, Stage, State, next_state};
 use crate::model::Job;
-use crate::syntax::ast::{Console, ProcessKind};
+use crate::syntax::ast::Console;
 use crate::sys::spawn::{self, SpawnSpec, Stdio};
 
 use super::daemon::{Daemon, Key};
-use super::jobs::{Instance, LogPipe};
+use super::jobs::{Instance, LogPipe, Tracked};
 use super::output::JobLog;
+use super::role::{self, Role};
 
-/// What [`Daemon::spawn_process`] did.
+/// How a spawn went, once known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Spawned {
+    /// A process runs (its pid is in the tables).
+    Running,
+    /// The job defines no process for the role (or it runs in the daemon: `script lua`).
+    Nothing,
+    /// It could not be started (logged, and noted in `status -v`).
+    Failed,
+}
+
+/// What [`Daemon::spawn_process`] did: a spawn known to be through, or a child that may
+/// still be on its way to exec.
 pub(super) enum Started {
-    Now(Result<bool, ()>),
+    Now(Spawned),
     Later(spawn::Pending),
 }
 
@@ -30,7 +43,7 @@ pub(super) struct Spawning {
     pub(super) key: Key,
     /// The state that ran it, and what follows.
     pub(super) state: State,
-    pub(super) kind: ProcessKind,
+    pub(super) role: Role,
     pub(super) after: AfterSpawn,
     pub(super) failure_fails: bool,
     pub(super) child: SpawnChild,
@@ -63,31 +76,26 @@ pub(super) enum SpawnChild {
 const SPAWN_WINDOW: usize = 16;
 
 impl Daemon {
-    /// Starts one process of an instance: `Now` with `Ok(true)` when a process runs,
-    /// `Ok(false)` when there was none to start, `Err` when it could not be started (logged);
-    /// `Later` with a child that may still be on its way to exec.
+    /// Starts one process of an instance: `Now` when the spawn is through (or there was
+    /// nothing to start), `Later` with a child that may still be on its way to exec.
     ///
     /// A start does not wait for the child's exec, so the daemon prepares the next process
     /// while the last one sets itself up (up to [`SPAWN_WINDOW`] at once). The machine
     /// follows up each spawn before anything else happens to its instance, and `settle`
     /// follows up all of them before the loop sleeps: no process is left unaccounted for
     /// when a signal or a client is served.
-    pub(super) fn spawn_process(&mut self, key: &Key, job: &Job, kind: ProcessKind) -> Started {
-        let Some(command) = job.processes.get(&kind) else {
-            return Started::Now(Ok(false));
+    pub(super) fn spawn_process(&mut self, key: &Key, job: &Job, role: &Role) -> Started {
+        let Some(command) = role::command_for(job, role) else {
+            return Started::Now(Spawned::Nothing);
         };
         if command.is_lua() {
-            warn!(
-                "{} {} process: script lua is not yet enforced; skipped",
-                job.name,
-                kind.keyword()
-            );
-            return Started::Now(Ok(false));
+            warn!("{} {role} process: script lua is not yet enforced; skipped", job.name);
+            return Started::Now(Spawned::Nothing);
         }
         while self.in_flight() >= SPAWN_WINDOW {
             self.wait_oldest_spawn();
         }
-        let env = self.process_env(key, job, kind);
+        let env = self.process_env(key, job, role);
         let stdio = match job.console {
             Console::None => Stdio::Null,
             Console::Output | Console::Owner => Stdio::Console,
@@ -103,9 +111,10 @@ impl Daemon {
         if let Some(original) = self.job_nofile {
             limits.entry(crate::syntax::ast::Rlimit::Nofile).or_insert(original);
         }
+        let what = role.to_string();
         let spec = SpawnSpec {
             job_name: &job.name,
-            kind,
+            what: &what,
             command,
             env: &env,
             stdio,
@@ -120,9 +129,9 @@ impl Daemon {
             extra_fds: Vec::new(),
         };
         match spawn::begin(spec) {
-            Ok(pending) if pending.is_done() => Started::Now(self.spawn_started(key, job, kind, pending.wait())),
+            Ok(pending) if pending.is_done() => Started::Now(self.spawn_started(key, job, role, pending.wait())),
             Ok(pending) => Started::Later(pending),
-            Err(error) => Started::Now(self.spawn_started(key, job, kind, Err(error))),
+            Err(error) => Started::Now(self.spawn_started(key, job, role, Err(error))),
         }
     }
 
@@ -131,9 +140,9 @@ impl Daemon {
         &mut self,
         key: &Key,
         job: &Job,
-        kind: ProcessKind,
+        role: &Role,
         result: Result<i32, spawn::SpawnError>,
-    ) -> Result<bool, ()> {
+    ) -> Spawned {
         let name = if key.1.is_empty() {
             job.name.clone()
         } else {
@@ -141,51 +150,56 @@ impl Daemon {
         };
         match result {
             Ok(pid) => {
-                debug!("{name} {} process ({pid})", kind.keyword());
-                self.pids.insert(pid, (key.0, key.1.clone(), kind, true));
+                debug!("{name} {role} process ({pid})");
+                let tracked = Tracked {
+                    class: key.0,
+                    instance: key.1.clone(),
+                    role: role.clone(),
+                    spawned: true,
+                };
+                self.pids.insert(pid, tracked);
                 if let Some(instance) = self.instance_mut(key) {
-                    instance.pids.insert(kind, pid);
+                    instance.pids.insert(role.clone(), pid);
                 }
-                if let Some(timeout) = job.lifecycle.process_timeouts.get(&kind) {
-                    let timeout = Duration::from_millis(timeout.millis);
-                    self.arm_stage_timeout(key, kind, pid, timeout, timeout);
+                if let Some(stage) = role.stage()
+                    && let Some(timeout) = role::stage_timeout(job, stage)
+                {
+                    self.arm_stage_timeout(key, stage, pid, timeout, timeout);
                 }
-                Ok(true)
+                Spawned::Running
             }
             Err(error) => {
-                warn!("Failed to spawn {name} {} process: {error}", kind.keyword());
+                warn!("Failed to spawn {name} {role} process: {error}");
                 if let Some(instance) = self.instance_mut(key) {
-                    instance.rare_mut().last_exit = Some((
-                        Instant::now(),
-                        format!("{} process failed to spawn: {error}", kind.keyword()),
-                    ));
+                    instance.rare_mut().last_exit =
+                        Some((Instant::now(), format!("{role} process failed to spawn: {error}")));
                 }
-                Err(())
+                Spawned::Failed
             }
         }
     }
 
-    /// Whether the machine goes on after starting a process: `started` is what
+    /// Whether the machine goes on after starting a process: `spawned` is what
     /// [`Daemon::spawn_started`] said.
     pub(super) fn after_spawn(
         &mut self,
         key: &Key,
         job: &Job,
-        kind: ProcessKind,
+        role: &Role,
         after: AfterSpawn,
         failure_fails: bool,
-        started: Result<bool, ()>,
+        spawned: Spawned,
     ) -> bool {
-        match started {
-            Ok(true) => match after {
+        match spawned {
+            Spawned::Running => match after {
                 AfterSpawn::Exit => false,
                 AfterSpawn::Ready => !self.await_ready(key, job),
                 AfterSpawn::Next => true,
             },
-            Ok(false) => true,
-            Err(()) => {
+            Spawned::Nothing => true,
+            Spawned::Failed => {
                 if failure_fails {
-                    self.fail(key, kind.keyword(), None);
+                    self.fail(key, &role.to_string(), None);
                 }
                 true
             }
@@ -228,7 +242,7 @@ impl Daemon {
         let Spawning {
             key,
             state,
-            kind,
+            role,
             after,
             failure_fails,
             child,
@@ -248,8 +262,8 @@ impl Daemon {
         };
         instance.spawning = false;
         let job = self.class(key.0).job.clone();
-        let started = self.spawn_started(&key, &job, kind, result);
-        if !self.after_spawn(&key, &job, kind, after, failure_fails, started) {
+        let spawned = self.spawn_started(&key, &job, &role, result);
+        if !self.after_spawn(&key, &job, &role, after, failure_fails, spawned) {
             return;
         }
         let Some(instance) = self.instance(&key) else { return };
@@ -262,12 +276,12 @@ impl Daemon {
     pub(super) fn await_ready(&mut self, key: &Key, job: &Job) -> bool {
         let pid = self
             .instance(key)
-            .and_then(|instance| instance.pids.get(&ProcessKind::Main).copied());
+            .and_then(|instance| instance.pids.get(&Role::MAIN).copied());
         pid.is_some_and(|pid| self.begin_readiness(key, job, pid))
     }
 
     /// The environment of one process of an instance.
-    pub(super) fn process_env(&self, key: &Key, job: &Job, kind: ProcessKind) -> Vec<String> {
+    pub(super) fn process_env(&self, key: &Key, job: &Job, role: &Role) -> Vec<String> {
         let instance = self.instance(key).expect("live instance");
         let socket = self.settings.socket.to_string_lossy();
         let notify = (job.expect == crate::syntax::ast::Expect::Notify).then(|| self.notify_socket_path());
@@ -280,9 +294,11 @@ impl Daemon {
         if let Some(notify) = &notify {
             fixed.push(("NOTIFY_SOCKET", notify));
         }
-        let stop_env = match kind {
-            ProcessKind::PreStop | ProcessKind::PostStop => &instance.rare().stop_env[..],
-            _ => &[],
+        // The stop event's (or command's) variables go to the processes that run because
+        // of it.
+        let stop_env = match role {
+            Role::Stage(Stage::PreStop | Stage::PostStop) | Role::Stop => &instance.rare().stop_env[..],
+            Role::Stage(Stage::PreStart | Stage::Main | Stage::PostStart) | Role::Reload | Role::Action(_) => &[],
         };
         if !stop_env.is_empty() {
             let mut env = instance.env.to_vec();

@@ -8,13 +8,13 @@ use log::debug;
 
 use crate::control::proto::Reply;
 use crate::machine::exit::ExitStatus;
-use crate::machine::{self, Effect, Facts, Goal, JobEvent, Matcher, Processes, State, Then, next_state};
+use crate::machine::{self, Effect, Facts, Goal, GoalChange, GoalFacts, JobEvent, Matcher, State, Then, next_state};
 use crate::model::Job;
-use crate::syntax::ast::ProcessKind;
 
-use super::daemon::{Daemon, Key, Outgoing, WaitKind};
+use super::daemon::{Daemon, Key, Outgoing, PendingKill, WaitKind, Waiter};
 use super::events::job_event_env;
 use super::jobs::{Blocked, ClientId, Failure, result_env};
+use super::role::Role;
 use super::spawning::{SpawnChild, Spawning, Started};
 
 impl Daemon {
@@ -29,30 +29,28 @@ impl Daemon {
         if goal == Goal::Stop {
             instance.restarting = false;
         }
-        let state = instance.state;
-        if goal == Goal::Stop && instance.rare().delay_timer.is_some() {
-            // A stop during the respawn back-off ends it.
-            let token = instance.rare_if_any().and_then(|rare| {
-                rare.respawn_at = None;
-                rare.delay_timer.take()
-            });
-            instance.pending_delay = None;
-            if let Some(token) = token {
-                self.handle.remove(token);
+        let facts = GoalFacts {
+            state: instance.state,
+            goal,
+            main_alive: instance.main_alive(),
+            in_backoff: instance.rare().delay_timer.is_some(),
+        };
+        match machine::goal_changed(facts) {
+            GoalChange::Wait => {}
+            GoalChange::Move(next) => self.change_state(key, next),
+            GoalChange::EndBackoff(next) => {
+                let token = instance.rare_if_any().and_then(|rare| {
+                    rare.respawn_at = None;
+                    rare.delay_timer.take()
+                });
+                instance.pending_delay = None;
+                if let Some(token) = token {
+                    self.handle.remove(token);
+                }
+                self.change_state(key, next);
             }
-            let next = next_state(state, goal, false);
-            self.change_state(key, next);
-            return;
-        }
-        if state == State::Spawned && goal == Goal::Stop {
-            self.abandon_readiness(key);
-            return;
-        }
-        if state.is_rest() {
-            let next = next_state(state, goal, instance.main_alive());
-            self.change_state(key, next);
-        } else if goal == Goal::Stop && matches!(state, State::PreStart | State::PostStart) {
-            self.arm_script_grace(key);
+            GoalChange::AbandonReadiness => self.abandon_readiness(key),
+            GoalChange::GraceScript => self.arm_script_grace(key),
         }
     }
 
@@ -73,8 +71,8 @@ impl Daemon {
                 }
             }
         }
-        let job = self.class(key.0).job.clone();
-        let defines = job.processes.keys().copied().collect::<Processes>();
+        let class = self.class(key.0);
+        let (job, defines) = (class.job.clone(), class.stages);
         let awaits_readiness = super::readiness::needs_readiness(&job);
         loop {
             let Some(instance) = self.instance(key) else { return };
@@ -98,11 +96,13 @@ impl Daemon {
                 Then::Hold | Then::Rest => false,
                 Then::Next => true,
                 Then::Run {
-                    kind,
+                    stage,
                     after,
                     failure_fails,
-                } => match self.spawn_process(key, &job, kind) {
-                    Started::Now(started) => self.after_spawn(key, &job, kind, after, failure_fails, started),
+                } => match self.spawn_process(key, &job, &Role::Stage(stage)) {
+                    Started::Now(spawned) => {
+                        self.after_spawn(key, &job, &Role::Stage(stage), after, failure_fails, spawned)
+                    }
                     Started::Later(pending) => {
                         if let Some(instance) = self.instance_mut(key) {
                             instance.spawning = true;
@@ -110,7 +110,7 @@ impl Daemon {
                         self.spawning.push_back(Spawning {
                             key: key.clone(),
                             state,
-                            kind,
+                            role: Role::Stage(stage),
                             after,
                             failure_fails,
                             child: SpawnChild::InFlight(pending),
@@ -214,15 +214,16 @@ impl Daemon {
             }
             Effect::Finished => self.job_finished(key, false),
             Effect::KillMain => {
-                let Some(&pid) = self
-                    .instance(key)
-                    .and_then(|instance| instance.pids.get(&ProcessKind::Main))
-                else {
+                let Some(&pid) = self.instance(key).and_then(|instance| instance.pids.get(&Role::MAIN)) else {
                     return;
                 };
                 let signal = crate::sys::process::signal_name(job.kill_signal);
                 debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
-                self.pending_kills.push((pid, job.kill_signal, self.spawned(pid)));
+                self.pending_kills.push(PendingKill {
+                    pid,
+                    signal: job.kill_signal,
+                    spawned: self.spawned(pid),
+                });
                 self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
             }
             Effect::Retire => self.enter_waiting(key, job),
@@ -300,7 +301,7 @@ impl Daemon {
     }
 
     pub(super) fn answer_waiting_client(&mut self, client: ClientId, key: &Key, failed: bool) {
-        let Some((_, _, kind)) = self.client_waits.remove(&client) else {
+        let Some(Waiter { kind, .. }) = self.client_waits.remove(&client) else {
             return;
         };
         if failed && kind != WaitKind::Stop {

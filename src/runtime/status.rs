@@ -2,9 +2,9 @@
 
 use std::time::Instant;
 
+use super::role::Role;
 use crate::control::proto::{InstanceStatus, ProcessStatus, Reply};
 use crate::model::Job;
-use crate::syntax::ast::ProcessKind;
 
 use super::daemon::{Daemon, Key, Outgoing};
 use super::jobs::{ClassId, ClientId};
@@ -33,21 +33,18 @@ impl Daemon {
         let job = &class.job;
         match self.instance(key) {
             Some(instance) => {
-                let processes = [
-                    ProcessKind::Main,
-                    ProcessKind::PreStart,
-                    ProcessKind::PostStart,
-                    ProcessKind::PreStop,
-                    ProcessKind::PostStop,
-                ]
-                .into_iter()
-                .filter_map(|kind| {
-                    instance.pids.get(&kind).map(|pid| ProcessStatus {
-                        kind: kind.keyword().to_string(),
+                // The main process first (its pid ends Upstart's status line), then the
+                // rest in the order of their roles.
+                let main = instance.pids.get(&Role::MAIN).map(|pid| (&Role::MAIN, pid));
+                let others = instance.pids.iter().filter(|(role, _)| !role.is_main());
+                let processes = main
+                    .into_iter()
+                    .chain(others)
+                    .map(|(role, pid)| ProcessStatus {
+                        kind: role.to_string(),
                         pid: *pid,
                     })
-                })
-                .collect();
+                    .collect();
                 let mut detail = Vec::new();
                 if let Some(event) = instance.blocker.and_then(|id| self.events.get(&id)) {
                     detail.push(format!("waiting for its `{}` event to finish", event.name));

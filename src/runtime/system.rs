@@ -256,7 +256,7 @@ impl Daemon {
             .insert_source(Timer::from_duration(deadline), |_, _, daemon| {
                 warn!("jobs did not stop in time; killing what is left and exiting");
                 for (&pid, tracked) in &daemon.pids {
-                    super::readiness::signal_main(pid, 9, tracked.3);
+                    super::readiness::signal_main(pid, 9, tracked.spawned);
                 }
                 daemon.exiting = true;
                 daemon.stop_signal.stop();

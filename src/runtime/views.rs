@@ -43,7 +43,7 @@ impl Daemon {
     }
 
     /// `show-config [-e] [JOB]`: one text block per job.
-    pub fn command_show_config(&self, job: Option<&str>, enumerate: bool) -> Result<Vec<String>, String> {
+    pub fn request_show_config(&self, job: Option<&str>, enumerate: bool) -> Result<Vec<String>, String> {
         let jobs = self.configured_jobs();
         let selected: Vec<&Job> = match job {
             Some(name) => vec![
@@ -58,7 +58,7 @@ impl Daemon {
     }
 
     /// `check-config [-i EVENTS] [-w] [JOB]`: one text block per job with findings.
-    pub fn command_check_config(
+    pub fn request_check_config(
         &self,
         job: Option<&str>,
         ignore: &[String],
@@ -79,7 +79,7 @@ impl Daemon {
     }
 
     /// `log JOB [KEY=VALUE...]`: the path of the instance's log file (it may not exist).
-    pub fn command_log_path(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<String, String> {
+    pub fn request_log_path(&self, job: &str, env: &[String], instance: Option<&str>) -> Result<String, String> {
         if let Some(bad) = env.iter().find(|entry| !entry.contains('=')) {
             return Err(format!("Env must be KEY=VALUE pairs: {bad}"));
         }

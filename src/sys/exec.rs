@@ -153,7 +153,8 @@ pub fn probe(binary: &str, state: &OwnedFd, limit: Duration) -> Result<(), Strin
     })
 }
 
-/// Replaces this process with `binary ARGS`; returns only on failure.
+/// Replaces this process with `binary ARGS`; returns only on failure. The caller flushes
+/// what it holds first (the daemon's log).
 pub fn exec(binary: &str, args: &[String]) -> io::Error {
     let Ok(path) = CString::new(binary) else {
         return io::Error::new(io::ErrorKind::InvalidInput, "binary path holds a NUL byte");
@@ -165,7 +166,6 @@ pub fn exec(binary: &str, args: &[String]) -> io::Error {
             Err(_) => return io::Error::new(io::ErrorKind::InvalidInput, "argument holds a NUL byte"),
         }
     }
-    crate::runtime::logger::flush();
     match nix::unistd::execv(&path, &argv) {
         Ok(never) => match never {},
         Err(errno) => io::Error::from(errno),

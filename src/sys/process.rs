@@ -157,7 +157,7 @@ pub(crate) fn isolated(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::syntax::ast::{Command, ProcessKind};
+    use crate::syntax::ast::Command;
     use crate::sys::spawn::{SpawnSpec, Stdio, spawn};
     use std::collections::BTreeMap;
     use std::io::{BufRead, BufReader};
@@ -172,7 +172,7 @@ mod tests {
         let limits = BTreeMap::new();
         spawn(SpawnSpec {
             job_name: "test",
-            kind: ProcessKind::Main,
+            what: "main",
             command: &command,
             env: &env,
             stdio,

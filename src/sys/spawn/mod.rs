@@ -53,7 +53,7 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-use crate::syntax::ast::{Command, LimitValue, ProcessKind, Rlimit};
+use crate::syntax::ast::{Command, LimitValue, Rlimit};
 
 mod argv;
 mod child;
@@ -87,7 +87,8 @@ pub enum Stdio {
 pub struct SpawnSpec<'a> {
     /// The job's name, for messages.
     pub job_name: &'a str,
-    pub kind: ProcessKind,
+    /// What the process is for (`main`, `pre-start`, `reload`, …), for messages.
+    pub what: &'a str,
     /// `Exec` or `Script`; Lua scripts run in the embedded Lua and are never passed here.
     pub command: &'a Command,
     /// The complete environment as `KEY=VALUE`, in order; nothing else is inherited.
@@ -349,7 +350,7 @@ impl Pending {
 pub fn begin(spec: SpawnSpec<'_>) -> Result<Pending, SpawnError> {
     let SpawnSpec {
         job_name,
-        kind,
+        what,
         command,
         env,
         stdio,
@@ -378,7 +379,7 @@ pub fn begin(spec: SpawnSpec<'_>) -> Result<Pending, SpawnError> {
             "the command is empty".into(),
         ));
     };
-    log::debug!("spawning {job_name} {} process: {words:?}", kind.keyword());
+    log::debug!("spawning {job_name} {what} process: {words:?}");
     let argv = CStringArray::new(words.iter().map(String::as_str), "the command")?;
     let candidates: Vec<CString> = exec_candidates(program, env)
         .iter()

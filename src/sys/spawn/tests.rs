@@ -33,7 +33,7 @@ pub(super) fn env(entries: &[&str]) -> Vec<String> {
 pub(super) fn spec<'a>(command: &'a Command, env: &'a [String], stdio: Stdio) -> SpawnSpec<'a> {
     SpawnSpec {
         job_name: "test",
-        kind: ProcessKind::Main,
+        what: "main",
         command,
         env,
         stdio,
