@@ -42,12 +42,19 @@ pub enum Goal {
 }
 
 impl Goal {
+    pub const ALL: [Goal; 3] = [Goal::Start, Goal::Stop, Goal::Respawn];
+
     pub fn name(self) -> &'static str {
         match self {
             Goal::Start => "start",
             Goal::Stop => "stop",
             Goal::Respawn => "respawn",
         }
+    }
+
+    /// The goal [`Goal::name`] names.
+    pub fn from_name(name: &str) -> Option<Goal> {
+        Goal::ALL.into_iter().find(|goal| goal.name() == name)
     }
 }
 
@@ -92,6 +99,11 @@ impl State {
             State::Killed => "killed",
             State::PostStop => "post-stop",
         }
+    }
+
+    /// The state [`State::name`] names.
+    pub fn from_name(name: &str) -> Option<State> {
+        State::ALL.into_iter().find(|state| state.name() == name)
     }
 
     /// `waiting` and `running` are where an instance rests until its goal changes.

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::machine::{Goal, State};
 use crate::model::Job;
 
 /// The format's name, so a stray file is never mistaken for a snapshot.
@@ -376,11 +377,31 @@ impl Snapshot {
     /// defaults, a change of meaning bumps the version, and the goldens in `tests/reexec/`
     /// hold every past version to it. This is what the re-exec probe asks; it reads in
     /// place, without building the records.
+    ///
+    /// Every instance's goal and state must be one this build knows: a state it does not
+    /// know (one a newer version added, in a snapshot that did not bump the version) fails
+    /// the check, and is never read as `waiting`.
     pub fn check(bytes: &[u8]) -> Result<(), SnapshotError> {
         #[derive(Deserialize)]
         struct Header {
             format: String,
             version: u32,
+            #[serde(default)]
+            classes: Vec<ClassStates>,
+        }
+        #[derive(Deserialize)]
+        struct ClassStates {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            instances: Vec<InstanceStates>,
+        }
+        #[derive(Deserialize)]
+        struct InstanceStates {
+            #[serde(default)]
+            name: String,
+            goal: String,
+            state: String,
         }
         // Unknown fields are skipped, but parsed: a truncated or garbled body fails here.
         let header: Header =
@@ -392,6 +413,23 @@ impl Snapshot {
             return Err(SnapshotError::TooNew {
                 version: header.version,
             });
+        }
+        for class in &header.classes {
+            for instance in &class.instances {
+                let unknown = if State::from_name(&instance.state).is_none() {
+                    Some(("state", &instance.state))
+                } else if Goal::from_name(&instance.goal).is_none() {
+                    Some(("goal", &instance.goal))
+                } else {
+                    None
+                };
+                if let Some((what, name)) = unknown {
+                    return Err(SnapshotError::Corrupt(format!(
+                        "instance '{}' of {} has a {what} this uprise does not know: '{name}'",
+                        instance.name, class.name
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -434,6 +472,37 @@ mod tests {
         assert!(compact.get("umask").is_none(), "defaults are left out: {compact}");
         assert_eq!(&expand_job(&compact).unwrap(), job);
         assert_eq!(&expand_job(&serde_json::to_value(job).unwrap()).unwrap(), job);
+    }
+
+    /// A state this build does not know is an error, never `waiting`: the old image keeps
+    /// serving.
+    #[test]
+    fn refuses_a_state_it_does_not_know() {
+        let mut snapshot = Snapshot::new();
+        snapshot.classes.push(ClassSnapshot {
+            name: "batch".into(),
+            instances: vec![InstanceSnapshot {
+                name: "7".into(),
+                goal: "start".into(),
+                state: "queued".into(),
+                ..InstanceSnapshot::default()
+            }],
+            source: None,
+            job: None,
+            deleted: false,
+            start_on_holds: Vec::new(),
+        });
+        let bytes = snapshot.to_bytes();
+        let expected = Err(SnapshotError::Corrupt(
+            "instance '7' of batch has a state this uprise does not know: 'queued'".into(),
+        ));
+        assert_eq!(Snapshot::check(&bytes), expected);
+        assert_eq!(Snapshot::from_bytes(&bytes).map(|_| ()), expected);
+        snapshot.classes[0].instances[0].state = "running".into();
+        snapshot.classes[0].instances[0].goal = "linger".into();
+        assert!(matches!(Snapshot::check(&snapshot.to_bytes()), Err(SnapshotError::Corrupt(_))));
+        snapshot.classes[0].instances[0].goal = "start".into();
+        assert_eq!(Snapshot::check(&snapshot.to_bytes()), Ok(()));
     }
 
     #[test]

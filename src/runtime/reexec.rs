@@ -46,21 +46,6 @@ fn goal_name(goal: Goal) -> &'static str {
     goal.name()
 }
 
-fn parse_goal(name: &str) -> Goal {
-    match name {
-        "start" => Goal::Start,
-        "respawn" => Goal::Respawn,
-        _ => Goal::Stop,
-    }
-}
-
-fn parse_state(name: &str) -> State {
-    State::ALL
-        .into_iter()
-        .find(|state| state.name() == name)
-        .unwrap_or(State::Waiting)
-}
-
 /// The intern tables of `capture`: tens of thousands of lookups per re-exec, on the daemon's
 /// own strings, so a fast multiplicative hash serves better than SipHash (whose resistance to
 /// chosen keys a table that lives for one capture does not need).
@@ -550,9 +535,21 @@ impl Daemon {
     fn restore_instance(&mut self, class_id: ClassId, snapshot: InstanceSnapshot, env: Environment) {
         let job = self.class(class_id).job.clone();
         let key = (class_id, snapshot.name.clone());
+        // `Snapshot::check` refused a goal or state this build does not know; should one
+        // come here all the same, the instance is not made up.
+        let (Some(goal), Some(state)) = (Goal::from_name(&snapshot.goal), State::from_name(&snapshot.state)) else {
+            error!(
+                "re-exec: {} ({}) is in {}/{}, which this uprise does not know; not restored",
+                self.class(class_id).job.name,
+                snapshot.name,
+                snapshot.goal,
+                snapshot.state
+            );
+            return;
+        };
         let mut instance = Instance::new(snapshot.name.clone());
-        instance.goal = parse_goal(&snapshot.goal);
-        instance.state = parse_state(&snapshot.state);
+        instance.goal = goal;
+        instance.state = state;
         instance.env = env;
         instance.start_env = snapshot.start_env.map(Environment::from_vec);
         if !snapshot.stop_env.is_empty() {
