@@ -500,7 +500,10 @@ mod tests {
         assert_eq!(Snapshot::from_bytes(&bytes).map(|_| ()), expected);
         snapshot.classes[0].instances[0].state = "running".into();
         snapshot.classes[0].instances[0].goal = "linger".into();
-        assert!(matches!(Snapshot::check(&snapshot.to_bytes()), Err(SnapshotError::Corrupt(_))));
+        assert!(matches!(
+            Snapshot::check(&snapshot.to_bytes()),
+            Err(SnapshotError::Corrupt(_))
+        ));
         snapshot.classes[0].instances[0].goal = "start".into();
         assert_eq!(Snapshot::check(&snapshot.to_bytes()), Ok(()));
     }

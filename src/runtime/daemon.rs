@@ -16,7 +16,9 @@ use crate::control::proto::Reply;
 use crate::machine::EventId;
 use crate::sys::spawn;
 
+use super::deadlines::Deadlines;
 use super::events::Event;
+use super::host::{Host, RealHost};
 use super::jobs::{Class, ClassId, ClientId, Instance, Tracked};
 use super::output::Rotation;
 use super::spawning::Spawning;
@@ -80,12 +82,11 @@ pub struct Daemon {
     /// Processes started but not yet followed up, oldest first (see [`Daemon::spawn_process`]).
     /// Those not yet waited for are always the newest ones (see [`Daemon::in_flight`]).
     pub(super) spawning: VecDeque<Spawning>,
-    /// The kill deadline of every instance whose processes were sent the kill signal and
-    /// may still be alive, soonest first (the instance's `Rare::kill_deadline` holds the
-    /// pids). One loop timer serves them all: a stop of 1,000 services adds no loop source.
-    pub(super) kill_deadlines: std::collections::BTreeSet<(Instant, Key)>,
-    /// The loop timer set for the soonest kill deadline, and when it fires.
-    pub(super) kill_timer: Option<(calloop::RegistrationToken, Instant)>,
+    /// Every instance's deadlines, soonest first; one loop timer serves them all (a stop of
+    /// 1,000 services adds no loop source). See `deadlines.rs`.
+    pub deadlines: Deadlines,
+    /// The clock, spawning and signals: the system, or a test's fake (see `host.rs`).
+    pub(super) host: Box<dyn Host>,
     /// Main processes to send their kill signal once `settle` has nothing else to do (see
     /// [`Daemon::send_kills`]).
     pub(super) pending_kills: Vec<PendingKill>,
@@ -154,6 +155,17 @@ impl Daemon {
     }
 
     pub fn new(settings: Settings, handle: LoopHandle<'static, Daemon>, stop_signal: LoopSignal) -> Daemon {
+        Daemon::with_host(settings, handle, stop_signal, Box::new(RealHost))
+    }
+
+    /// A daemon on another host than the real system: a test's fake (see `host.rs`).
+    pub fn with_host(
+        settings: Settings,
+        handle: LoopHandle<'static, Daemon>,
+        stop_signal: LoopSignal,
+        host: Box<dyn Host>,
+    ) -> Daemon {
+        let started_at = host.now();
         Daemon {
             settings,
             handle,
@@ -166,8 +178,8 @@ impl Daemon {
             queue: VecDeque::new(),
             finished: VecDeque::new(),
             spawning: VecDeque::new(),
-            kill_deadlines: Default::default(),
-            kill_timer: None,
+            deadlines: Deadlines::default(),
+            host,
             pending_kills: Vec::new(),
             shutdown_cursor: 0,
             next_event: 1,
@@ -196,7 +208,7 @@ impl Daemon {
             shutdown_action: crate::control::proto::ShutdownAction::Poweroff,
             runlevel: "N".to_string(),
             next_seq: 0,
-            started_at: Instant::now(),
+            started_at,
         }
     }
 
@@ -271,8 +283,17 @@ impl Daemon {
     /// (see `reaper.rs`). Every path out of the loop (a re-exec too) settles first.
     pub(super) fn send_kills(&mut self) {
         for PendingKill { pid, signal, spawned } in std::mem::take(&mut self.pending_kills) {
-            super::readiness::signal_main(pid, signal, spawned);
+            self.signal_main(pid, signal, spawned);
         }
+    }
+
+    /// Signals a main process: its group when it leads one, else the process alone (a daemon
+    /// found after a double fork leads no group). `spawned`: uprise started it and has not
+    /// reaped it, so it leads its group without asking `/proc`.
+    pub(super) fn signal_main(&mut self, pid: i32, signal: i32, spawned: bool) {
+        let group = spawned || self.host.leads_group(pid);
+        // A process that is gone already needs no signal.
+        let _ = self.host.signal(pid, signal, group);
     }
 
     /// While shutting down: whether every instance is gone. No instance starts once the

@@ -1,9 +1,23 @@
-//! Deadlines of instances: kill timers (one loop timer for every instance's), the grace of a
-//! script whose goal changed under it, the respawn back-off, stage timeouts, and `kill
-//! abandon` for a process that outlives SIGKILL.
+//! Deadlines of instances: the kill timeout, `kill abandon` for a process that outlives
+//! SIGKILL, the grace of a script whose goal changed under it, the respawn back-off, stage
+//! timeouts, and readiness's waits (the pid timeout, the settling of a forking job's
+//! candidates, the kill of candidates given up).
+//!
+//! They are kept in one ordered queue, and one loop timer is set for the soonest: calloop
+//! finds a slot for a new source by a linear scan over all of them, so a timer source per
+//! stopping instance cost a scan of the whole table each; and every deadline is set and
+//! checked against the [`Host`](super::host::Host)'s clock, so a test can move time on.
+//!
+//! A deadline names its instance by key and by serial: an instance that went, and a new one
+//! of the same name that came since, is not the one a deadline was set for. A deadline
+//! whose instance went is left in the queue and does nothing when it passes; those an
+//! instance keeps ids of (its kill timeout, its respawn back-off, its pid timeout) are
+//! taken out when it goes.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use calloop::RegistrationToken;
 use calloop::timer::{TimeoutAction, Timer};
 use log::warn;
 
@@ -17,29 +31,231 @@ use super::role::Role;
 /// How long a process may survive SIGKILL before it is treated as gone (`kill abandon`).
 const DEFAULT_ABANDON: Duration = Duration::from_secs(60);
 
+/// One deadline in the queue: when it is due, and its place among those due then.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeadlineId {
+    pub at: Instant,
+    seq: u64,
+}
+
+/// What happens when a deadline passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    /// The kill timeout: SIGKILL to those of `pids` still the instance's.
+    Kill { key: Key, serial: u64 },
+    /// `kill abandon`: processes that outlived SIGKILL for this long are treated as gone.
+    Abandon {
+        key: Key,
+        serial: u64,
+        pids: Vec<i32>,
+        after: Duration,
+    },
+    /// A `pre-start` or `post-start` still running this long after the goal became stop
+    /// is killed.
+    ScriptGrace { key: Key, serial: u64 },
+    /// The respawn back-off is over.
+    Respawn { key: Key, serial: u64 },
+    /// A stage's timeout: its process is killed if it still runs.
+    StageTimeout {
+        key: Key,
+        serial: u64,
+        stage: Stage,
+        pid: i32,
+        timeout: Duration,
+    },
+    /// `pid timeout`: no main process was found for a forking job.
+    PidTimeout { key: Key, serial: u64 },
+    /// A forking job's candidates have had time to settle.
+    Settle {
+        key: Key,
+        serial: u64,
+        candidates: Vec<i32>,
+    },
+    /// Candidates of a forking job given up that were sent the kill signal get SIGKILL.
+    KillCandidates { pids: Vec<i32> },
+}
+
+/// The queue, and the loop timer set for its soonest deadline.
+#[derive(Default)]
+pub struct Deadlines {
+    queue: BTreeMap<DeadlineId, Deadline>,
+    next_seq: u64,
+    timer: Option<(RegistrationToken, Instant)>,
+}
+
+impl Deadlines {
+    /// The deadline an id names, while it is armed.
+    pub fn get(&self, id: DeadlineId) -> Option<&Deadline> {
+        self.queue.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+}
+
 impl Daemon {
+    /// Arms a deadline `after` from now; returns its id, to disarm it.
+    pub(super) fn arm(&mut self, after: Duration, deadline: Deadline) -> DeadlineId {
+        let at = self.host.now() + after;
+        let id = DeadlineId {
+            at,
+            seq: self.deadlines.next_seq,
+        };
+        self.deadlines.next_seq += 1;
+        self.deadlines.queue.insert(id, deadline);
+        self.schedule_deadline_timer();
+        id
+    }
+
+    /// Disarms a deadline (it may have passed already).
+    pub(super) fn disarm(&mut self, id: DeadlineId) {
+        self.deadlines.queue.remove(&id);
+        if self.deadlines.queue.is_empty()
+            && let Some((token, _)) = self.deadlines.timer.take()
+        {
+            self.handle.remove(token);
+        }
+    }
+
+    /// Sets the loop timer for the soonest deadline, unless it is set for it already (or
+    /// sooner: it then fires, finds nothing due, and is set again).
+    fn schedule_deadline_timer(&mut self) {
+        let Some((&DeadlineId { at: next, .. }, _)) = self.deadlines.queue.first_key_value() else {
+            return;
+        };
+        match self.deadlines.timer {
+            Some((_, at)) if at <= next => return,
+            Some((token, _)) => self.handle.remove(token),
+            None => {}
+        }
+        let token = self.handle.insert_source(Timer::from_deadline(next), |_, _, daemon| {
+            daemon.deadlines.timer = None;
+            daemon.deadlines_due();
+            daemon.settle();
+            daemon.flush_clients();
+            TimeoutAction::Drop
+        });
+        self.deadlines.timer = token.ok().map(|token| (token, next));
+    }
+
+    /// Acts on every deadline that has passed by the host's clock, in order, and sets the
+    /// timer for the next.
+    pub fn deadlines_due(&mut self) {
+        let now = self.host.now();
+        while let Some(entry) = self.deadlines.queue.first_entry()
+            && entry.key().at <= now
+        {
+            let (id, deadline) = entry.remove_entry();
+            self.deadline_passed(id, deadline);
+        }
+        self.schedule_deadline_timer();
+    }
+
+    /// The live instance a deadline was set for, if it is still that one.
+    fn instance_of_deadline(&self, key: &Key, serial: u64) -> Option<&Instance> {
+        self.instance(key).filter(|instance| instance.serial == serial)
+    }
+
+    fn deadline_passed(&mut self, id: DeadlineId, deadline: Deadline) {
+        match deadline {
+            Deadline::Kill { key, serial } => {
+                let pids = self
+                    .instance_mut(&key)
+                    .filter(|instance| instance.serial == serial)
+                    .and_then(Instance::rare_if_any)
+                    .and_then(|rare| rare.kill_deadline.take_if(|(armed, _)| *armed == id));
+                if let Some((_, pids)) = pids {
+                    self.kill_timeout(&key, &pids);
+                }
+            }
+            Deadline::Abandon {
+                key,
+                serial,
+                pids,
+                after,
+            } => {
+                if self.instance_of_deadline(&key, serial).is_none() {
+                    return;
+                }
+                for pid in pids {
+                    if self.pids.contains_key(&pid) {
+                        warn!(
+                            "{} process ({pid}) survived SIGKILL for {}s; treating it as gone",
+                            self.display(&key),
+                            after.as_secs()
+                        );
+                        self.process_exited(pid, ExitStatus::Signal(9));
+                    }
+                }
+            }
+            Deadline::ScriptGrace { key, serial } => {
+                let still_stuck = self.instance_of_deadline(&key, serial).is_some_and(|instance| {
+                    instance.goal == Goal::Stop && matches!(instance.state, State::PreStart | State::PostStart)
+                });
+                if still_stuck {
+                    self.kill_scripts(&key);
+                }
+            }
+            Deadline::Respawn { key, serial } => {
+                let Some(instance) = self.instance_mut(&key).filter(|instance| instance.serial == serial) else {
+                    return;
+                };
+                if let Some(rare) = instance.rare_if_any() {
+                    rare.delay = None;
+                }
+                if instance.goal == Goal::Respawn {
+                    self.change_state(&key, State::Starting);
+                }
+            }
+            Deadline::StageTimeout {
+                key,
+                serial,
+                stage,
+                pid,
+                timeout,
+            } => self.stage_timed_out(&key, serial, stage, pid, timeout),
+            Deadline::PidTimeout { key, serial } => {
+                if self.instance_of_deadline(&key, serial).is_some() {
+                    self.readiness_timed_out(&key);
+                }
+            }
+            Deadline::Settle {
+                key,
+                serial,
+                candidates,
+            } => {
+                if self.instance_of_deadline(&key, serial).is_some() {
+                    self.choose_daemon(&key, &candidates);
+                }
+            }
+            Deadline::KillCandidates { pids } => {
+                for pid in pids {
+                    self.signal_main(pid, libc::SIGKILL, false);
+                }
+            }
+        }
+    }
+
     /// Upstart waited forever for a pre-start or post-start script once the goal was stop.
     /// uprise gives it the kill timeout to finish (a pre-start that calls `stop` and exits is
     /// the common case), then kills it.
     pub(super) fn arm_script_grace(&mut self, key: &Key) {
-        {
-            let grace = self.class(key.0).job.kill_timeout.millis;
-            let timer_key = key.clone();
-            let _ = self.handle.insert_source(
-                Timer::from_duration(Duration::from_millis(grace)),
-                move |_, _, daemon| {
-                    let still_stuck = daemon.instance(&timer_key).is_some_and(|instance| {
-                        instance.goal == Goal::Stop && matches!(instance.state, State::PreStart | State::PostStart)
-                    });
-                    if still_stuck {
-                        daemon.kill_scripts(&timer_key);
-                        daemon.settle();
-                        daemon.flush_clients();
-                    }
-                    TimeoutAction::Drop
-                },
-            );
-        }
+        let grace = Duration::from_millis(self.class(key.0).job.kill_timeout.millis);
+        let Some(serial) = self.instance(key).map(|instance| instance.serial) else {
+            return;
+        };
+        self.arm(
+            grace,
+            Deadline::ScriptGrace {
+                key: key.clone(),
+                serial,
+            },
+        );
     }
 
     pub(super) fn kill_scripts(&mut self, key: &Key) {
@@ -64,7 +280,7 @@ impl Daemon {
                 "{name} script process ({pid}) did not finish after the goal changed to stop; sending {}",
                 crate::sys::process::signal_name(signal)
             );
-            let _ = crate::sys::process::kill_group(*pid, signal);
+            let _ = self.host.signal(*pid, signal, true);
         }
         self.arm_kill_timer(key, timeout.millis, scripts);
     }
@@ -73,11 +289,19 @@ impl Daemon {
     /// timeout); replaces an earlier deadline of the instance.
     pub(super) fn arm_kill_timer(&mut self, key: &Key, millis: u64, pids: Vec<i32>) {
         self.cancel_kill_timer(key);
-        let deadline = Instant::now() + Duration::from_millis(millis);
-        let Some(instance) = self.instance_mut(key) else { return };
-        instance.rare_mut().kill_deadline = Some((deadline, pids));
-        self.kill_deadlines.insert((deadline, key.clone()));
-        self.schedule_kill_timer();
+        let Some(serial) = self.instance(key).map(|instance| instance.serial) else {
+            return;
+        };
+        let id = self.arm(
+            Duration::from_millis(millis),
+            Deadline::Kill {
+                key: key.clone(),
+                serial,
+            },
+        );
+        if let Some(instance) = self.instance_mut(key) {
+            instance.rare_mut().kill_deadline = Some((id, pids));
+        }
     }
 
     /// Forgets the instance's kill deadline: its processes are gone.
@@ -86,130 +310,78 @@ impl Daemon {
             .instance_mut(key)
             .and_then(Instance::rare_if_any)
             .and_then(|rare| rare.kill_deadline.take());
-        if let Some((at, _)) = deadline {
-            self.drop_kill_deadline(at, key);
+        if let Some((id, _)) = deadline {
+            self.disarm(id);
         }
-    }
-
-    /// Removes one kill deadline, and the loop timer with the last.
-    pub(super) fn drop_kill_deadline(&mut self, at: Instant, key: &Key) {
-        self.kill_deadlines.remove(&(at, key.clone()));
-        if self.kill_deadlines.is_empty()
-            && let Some((token, _)) = self.kill_timer.take()
-        {
-            self.handle.remove(token);
-        }
-    }
-
-    /// Sets the loop timer for the soonest kill deadline, unless it is set for it already
-    /// (or sooner: it then fires, finds nothing due, and is set again).
-    pub(super) fn schedule_kill_timer(&mut self) {
-        let Some(&(next, _)) = self.kill_deadlines.first() else {
-            return;
-        };
-        match self.kill_timer {
-            Some((_, at)) if at <= next => return,
-            Some((token, _)) => self.handle.remove(token),
-            None => {}
-        }
-        let token = self.handle.insert_source(Timer::from_deadline(next), |_, _, daemon| {
-            daemon.kill_timer = None;
-            daemon.kill_deadlines_due();
-            daemon.settle();
-            TimeoutAction::Drop
-        });
-        self.kill_timer = token.ok().map(|token| (token, next));
-    }
-
-    /// Sends SIGKILL where a kill deadline has passed, and sets the timer for the next.
-    pub(super) fn kill_deadlines_due(&mut self) {
-        let now = Instant::now();
-        while let Some((at, key)) = self.kill_deadlines.first().cloned()
-            && at <= now
-        {
-            self.kill_deadlines.pop_first();
-            let pids = self
-                .instance_mut(&key)
-                .and_then(Instance::rare_if_any)
-                .and_then(|rare| rare.kill_deadline.take_if(|(deadline, _)| *deadline == at));
-            if let Some((_, pids)) = pids {
-                self.kill_timeout(&key, &pids);
-            }
-        }
-        self.schedule_kill_timer();
     }
 
     pub(super) fn kill_timeout(&mut self, key: &Key, pids: &[i32]) {
         let name = self.classes.get(key.0).map(|class| class.job.name.clone());
-        let Some(instance) = self.instance_mut(key) else { return };
-        let mut killed = Vec::new();
-        for pid in pids {
-            if instance.pids.values().any(|known| known == pid) {
-                warn!(
-                    "{} process ({pid}) did not stop in time; sending KILL",
-                    name.as_deref().unwrap_or("?")
-                );
-                super::readiness::signal_main(*pid, 9, false);
-                killed.push(*pid);
-            }
+        let Some(instance) = self.instance(key) else { return };
+        let serial = instance.serial;
+        let killed: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|pid| instance.pids.values().any(|known| known == pid))
+            .collect();
+        for pid in &killed {
+            warn!(
+                "{} process ({pid}) did not stop in time; sending KILL",
+                name.as_deref().unwrap_or("?")
+            );
+            self.signal_main(*pid, libc::SIGKILL, false);
         }
         if killed.is_empty() {
             return;
         }
         // A process can outlive SIGKILL (stuck in the kernel). Past the give-up time it is
         // treated as gone, so a stop never hangs for ever.
-        let abandon = self
+        let after = self
             .class(key.0)
             .job
             .lifecycle
             .kill_abandon
             .map_or(DEFAULT_ABANDON, |after| Duration::from_millis(after.millis));
-        let timer_key = key.clone();
-        let _ = self
-            .handle
-            .insert_source(Timer::from_duration(abandon), move |_, _, daemon| {
-                for pid in &killed {
-                    if daemon.pids.contains_key(pid) {
-                        warn!(
-                            "{} process ({pid}) survived SIGKILL for {}s; treating it as gone",
-                            daemon.display(&timer_key),
-                            abandon.as_secs()
-                        );
-                        daemon.process_exited(*pid, ExitStatus::Signal(9));
-                    }
-                }
-                daemon.settle();
-                daemon.flush_clients();
-                TimeoutAction::Drop
-            });
+        let deadline = Deadline::Abandon {
+            key: key.clone(),
+            serial,
+            pids: killed,
+            after,
+        };
+        self.arm(after, deadline);
     }
 
     /// Starts the instance again after `millis` (respawn back-off), unless its goal changes.
     pub(super) fn arm_respawn_delay(&mut self, key: &Key, millis: u64) {
-        let timer_key = key.clone();
-        if let Some(instance) = self.instance_mut(key) {
-            instance.rare_mut().respawn_at = Some(Instant::now() + Duration::from_millis(millis));
-        }
-        let token = self.handle.insert_source(
-            Timer::from_duration(Duration::from_millis(millis)),
-            move |_, _, daemon| {
-                if let Some(instance) = daemon.instance_mut(&timer_key) {
-                    if let Some(rare) = instance.rare_if_any() {
-                        rare.delay_timer = None;
-                        rare.respawn_at = None;
-                    }
-                    if instance.goal == Goal::Respawn {
-                        daemon.change_state(&timer_key, State::Starting);
-                    }
-                }
-                daemon.settle();
-                daemon.flush_clients();
-                TimeoutAction::Drop
+        let Some(serial) = self.instance(key).map(|instance| instance.serial) else {
+            return;
+        };
+        let id = self.arm(
+            Duration::from_millis(millis),
+            Deadline::Respawn {
+                key: key.clone(),
+                serial,
             },
         );
-        if let (Ok(token), Some(instance)) = (token, self.instance_mut(key)) {
-            instance.rare_mut().delay_timer = Some(token);
+        if let Some(instance) = self.instance_mut(key) {
+            instance.rare_mut().delay = Some(id);
         }
+    }
+
+    /// Ends the respawn back-off under way, if there is one.
+    pub(super) fn end_respawn_delay(&mut self, key: &Key) {
+        let delay = self
+            .instance_mut(key)
+            .and_then(Instance::rare_if_any)
+            .and_then(|rare| rare.delay.take());
+        if let Some(id) = delay {
+            self.disarm(id);
+        }
+    }
+
+    /// When the instance's respawn back-off ends, if one is under way.
+    pub(super) fn respawn_at(&self, instance: &Instance) -> Option<Instant> {
+        instance.rare().delay.map(|id| id.at)
     }
 
     /// `pre-start timeout` and friends: a stage still running after its timeout is killed
@@ -217,39 +389,44 @@ impl Daemon {
     /// `timeout` is the stage's timeout as written; `due_in` how long is left of it (less
     /// than `timeout` after a re-exec).
     pub(super) fn arm_stage_timeout(&mut self, key: &Key, stage: Stage, pid: i32, timeout: Duration, due_in: Duration) {
-        let timer_key = key.clone();
-        if let Some(instance) = self.instance_mut(key) {
-            instance.rare_mut().stage_deadlines.push(StageDeadline {
-                stage,
-                pid,
-                due: Instant::now() + due_in,
-                timeout,
-            });
+        let now = self.host.now();
+        let Some(instance) = self.instance_mut(key) else { return };
+        let serial = instance.serial;
+        instance.rare_mut().stage_deadlines.push(StageDeadline {
+            stage,
+            pid,
+            due: now + due_in,
+            timeout,
+        });
+        let deadline = Deadline::StageTimeout {
+            key: key.clone(),
+            serial,
+            stage,
+            pid,
+            timeout,
+        };
+        self.arm(due_in, deadline);
+    }
+
+    fn stage_timed_out(&mut self, key: &Key, serial: u64, stage: Stage, pid: i32, timeout: Duration) {
+        let Some(instance) = self.instance_mut(key).filter(|instance| instance.serial == serial) else {
+            return;
+        };
+        if let Some(rare) = instance.rare_if_any() {
+            rare.stage_deadlines.retain(|deadline| deadline.pid != pid);
         }
-        let _ = self
-            .handle
-            .insert_source(Timer::from_duration(due_in), move |_, _, daemon| {
-                if let Some(rare) = daemon.instance_mut(&timer_key).and_then(Instance::rare_if_any) {
-                    rare.stage_deadlines.retain(|deadline| deadline.pid != pid);
-                }
-                let running = daemon
-                    .instance(&timer_key)
-                    .is_some_and(|instance| instance.pids.get(&Role::Stage(stage)) == Some(&pid));
-                if running {
-                    let job = daemon.class(timer_key.0).job.clone();
-                    warn!(
-                        "{} {stage} process ({pid}) timed out after {}; killing it",
-                        daemon.display(&timer_key),
-                        crate::model::job::render_duration(crate::syntax::ast::Seconds {
-                            millis: timeout.as_millis() as u64
-                        })
-                    );
-                    let _ = crate::sys::process::kill_group(pid, job.kill_signal);
-                    daemon.arm_kill_timer(&timer_key, job.kill_timeout.millis, vec![pid]);
-                }
-                daemon.settle();
-                daemon.flush_clients();
-                TimeoutAction::Drop
-            });
+        if instance.pids.get(&Role::Stage(stage)) != Some(&pid) {
+            return;
+        }
+        let job = self.class(key.0).job.clone();
+        warn!(
+            "{} {stage} process ({pid}) timed out after {}; killing it",
+            self.display(key),
+            crate::model::job::render_duration(crate::syntax::ast::Seconds {
+                millis: timeout.as_millis() as u64
+            })
+        );
+        let _ = self.host.signal(pid, job.kill_signal, true);
+        self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
     }
 }

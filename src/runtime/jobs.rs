@@ -2,6 +2,7 @@
 //! is built.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use calloop::RegistrationToken;
@@ -14,6 +15,7 @@ use crate::model::Job;
 use crate::model::small_map::SmallMap;
 use crate::model::sparse::{Sparse, empty};
 
+use super::deadlines::DeadlineId;
 use super::output::JobLog;
 use super::role::Role;
 
@@ -207,8 +209,14 @@ pub struct Class {
     pub last_result: Option<Box<(Instant, String)>>,
 }
 
+/// Numbers instances as they are made: no two share one in the daemon's life.
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 /// One instance of a class.
 pub struct Instance {
+    /// This instance, and no other that ever had or will have its name (a deadline set for
+    /// it names it so).
+    pub serial: u64,
     pub name: String,
     pub goal: Goal,
     pub state: State,
@@ -252,8 +260,8 @@ pub struct Rare {
     pub respawn: RespawnWindow,
     /// Consecutive respawns, for the back-off delay.
     pub respawn_streak: u32,
-    /// The respawn back-off under way.
-    pub delay_timer: Option<RegistrationToken>,
+    /// The respawn back-off under way (its deadline says when it ends).
+    pub delay: Option<DeadlineId>,
     /// Extra environment of pre-stop and post-stop: the stop event's or the stop command's.
     pub stop_env: Vec<String>,
     /// The last time a main process ended, and how, for `status -v`.
@@ -262,11 +270,9 @@ pub struct Rare {
     pub notify_status: Option<String>,
     /// Why the last process started without a log pipe (its output went to /dev/null).
     pub log_error: Option<String>,
-    /// When a delayed respawn will start.
-    pub respawn_at: Option<Instant>,
-    /// When the pending SIGKILL is due, and to whom (carried over by re-exec); also in
-    /// `Daemon::kill_deadlines`, whose one loop timer serves every instance's.
-    pub kill_deadline: Option<(Instant, Vec<i32>)>,
+    /// The pending SIGKILL (its deadline says when it is due), and to whom (carried over
+    /// by re-exec).
+    pub kill_deadline: Option<(DeadlineId, Vec<i32>)>,
     /// Stage timeouts under way.
     pub stage_deadlines: Vec<StageDeadline>,
 }
@@ -279,12 +285,11 @@ empty! {
             count: 0,
         },
         respawn_streak: 0,
-        delay_timer: None,
+        delay: None,
         stop_env: Vec::new(),
         last_exit: None,
         notify_status: None,
         log_error: None,
-        respawn_at: None,
         kill_deadline: None,
         stage_deadlines: Vec::new(),
     },
@@ -343,6 +348,7 @@ impl Class {
 impl Instance {
     pub fn new(name: String) -> Instance {
         Instance {
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             name,
             goal: Goal::Stop,
             state: State::Waiting,

@@ -5,10 +5,11 @@
 mod classes;
 pub mod control;
 pub mod daemon;
-mod deadlines;
+pub mod deadlines;
 mod environment;
 mod events;
 mod exits;
+pub mod host;
 pub mod jobs;
 pub mod logger;
 pub mod output;

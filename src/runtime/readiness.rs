@@ -24,8 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use calloop::generic::Generic;
-use calloop::timer::{TimeoutAction, Timer};
-use calloop::{Interest, Mode, PostAction, RegistrationToken};
+use calloop::{Interest, Mode, PostAction};
 use log::{debug, info, warn};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, setsockopt, sockopt};
@@ -37,6 +36,7 @@ use crate::syntax::ast::Expect;
 use crate::sys::procfs;
 
 use super::daemon::{Daemon, Key};
+use super::deadlines::{Deadline, DeadlineId};
 use super::jobs::Tracked;
 use super::role::Role;
 
@@ -72,7 +72,7 @@ pub enum Awaiting {
         /// run as that user too (any user can put `UPSTART_JOB` in an environment, and in
         /// system mode every orphan on the machine is adopted by uprise).
         uid: Option<u32>,
-        deadline: Option<RegistrationToken>,
+        deadline: Option<DeadlineId>,
         /// The watch on the pid file's dir, while the file is awaited.
         watch: Option<WatchDescriptor>,
     },
@@ -97,18 +97,6 @@ pub fn needs_readiness(job: &Job) -> bool {
     job.expect != Expect::None || job.lifecycle.pid_file.is_some()
 }
 
-/// Signals a main process: its group when it leads one, else the process alone (a daemon
-/// found after a double fork leads no group). `spawned`: uprise started it and has not reaped
-/// it, so it leads its group without asking `/proc`.
-pub fn signal_main(pid: i32, signal: i32, spawned: bool) {
-    let leads_group = spawned || procfs::stat(pid).is_some_and(|stat| stat.pgid == pid);
-    let _ = if leads_group {
-        crate::sys::process::kill_group(pid, signal)
-    } else {
-        crate::sys::process::kill_process(pid, signal)
-    };
-}
-
 impl Daemon {
     /// Called right after the main process was spawned. Returns true when the instance must
     /// wait in `spawned`.
@@ -120,18 +108,15 @@ impl Daemon {
             (Expect::Stop, None) => Awaiting::Stop,
             (Expect::Notify, None) => Awaiting::Notify,
             _ => {
-                let millis = job.pid_timeout.millis;
-                let timer_key = key.clone();
-                let deadline = self
-                    .handle
-                    .insert_source(
-                        Timer::from_duration(Duration::from_millis(millis)),
-                        move |_, _, daemon| {
-                            daemon.readiness_timed_out(&timer_key);
-                            TimeoutAction::Drop
-                        },
-                    )
-                    .ok();
+                let serial = self.instance(key).map_or(0, |instance| instance.serial);
+                let timeout = Duration::from_millis(job.pid_timeout.millis);
+                let deadline = Some(self.arm(
+                    timeout,
+                    Deadline::PidTimeout {
+                        key: key.clone(),
+                        serial,
+                    },
+                ));
                 // Read while the process lives; a job without `setuid` runs as the daemon.
                 let uid =
                     procfs::euid(pid).or_else(|| job.context.setuid.is_none().then(|| nix::unistd::geteuid().as_raw()));
@@ -150,7 +135,7 @@ impl Daemon {
         true
     }
 
-    fn readiness_timed_out(&mut self, key: &Key) {
+    pub(super) fn readiness_timed_out(&mut self, key: &Key) {
         let Some(instance) = self.instance_mut(key) else { return };
         if !matches!(instance.awaiting, Some(Awaiting::Fork { .. })) {
             return;
@@ -161,8 +146,6 @@ impl Daemon {
         self.end_awaiting(key);
         self.fail(key, "main", None);
         self.change_state(key, State::Stopping);
-        self.settle();
-        self.flush_clients();
     }
 
     /// A forking job given up while its daemon was still being looked for: the processes
@@ -185,23 +168,18 @@ impl Daemon {
                 "{}: stopping process {pid}, which was starting as its daemon",
                 self.display(key)
             );
-            signal_main(*pid, job.kill_signal, false);
+            self.signal_main(*pid, job.kill_signal, false);
         }
         let grace = Duration::from_millis(job.kill_timeout.millis);
-        let _ = self.handle.insert_source(Timer::from_duration(grace), move |_, _, _| {
-            for pid in &candidates {
-                signal_main(*pid, 9, false);
-            }
-            TimeoutAction::Drop
-        });
+        self.arm(grace, Deadline::KillCandidates { pids: candidates });
     }
 
     /// Cancels what an instance waits for (timers and watches included).
     pub fn end_awaiting(&mut self, key: &Key) {
         let Some(instance) = self.instance_mut(key) else { return };
         if let Some(Awaiting::Fork { deadline, watch, .. }) = instance.awaiting.take() {
-            if let Some(token) = deadline {
-                self.handle.remove(token);
+            if let Some(id) = deadline {
+                self.disarm(id);
             }
             if let Some(watch) = watch {
                 self.unwatch_pid_file(key, watch);
@@ -245,7 +223,7 @@ impl Daemon {
             self.instance(&key).and_then(|instance| instance.awaiting.as_ref()),
             Some(Awaiting::Stop)
         ) {
-            let _ = crate::sys::process::kill_process(pid, libc::SIGCONT);
+            let _ = self.host.signal(pid, libc::SIGCONT, false);
             self.ready(&key);
         }
     }
@@ -299,15 +277,13 @@ impl Daemon {
             return;
         }
         // Wait for the candidates to settle: an intermediate child of a double fork exits.
-        let timer_key = key.clone();
-        let _ = self
-            .handle
-            .insert_source(Timer::from_duration(SETTLE), move |_, _, daemon| {
-                daemon.choose_daemon(&timer_key, &candidates);
-                daemon.settle();
-                daemon.flush_clients();
-                TimeoutAction::Drop
-            });
+        let serial = instance.serial;
+        let settle = Deadline::Settle {
+            key: key.clone(),
+            serial,
+            candidates,
+        };
+        self.arm(SETTLE, settle);
     }
 
     /// Adopted children that belong to the instance: in the session or group of the spawned
@@ -332,7 +308,7 @@ impl Daemon {
             .collect()
     }
 
-    fn choose_daemon(&mut self, key: &Key, seen: &[i32]) {
+    pub(super) fn choose_daemon(&mut self, key: &Key, seen: &[i32]) {
         let Some(instance) = self.instance(key) else { return };
         let Some(Awaiting::Fork { .. }) = instance.awaiting else {
             return;

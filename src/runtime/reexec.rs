@@ -275,7 +275,7 @@ impl Daemon {
     }
 
     fn capture_instance(&self, instance: &Instance) -> InstanceSnapshot {
-        let now = Instant::now();
+        let now = self.host.now();
         InstanceSnapshot {
             name: instance.name.clone(),
             goal: goal_name(instance.goal).to_string(),
@@ -336,13 +336,13 @@ impl Daemon {
             pending_delay_ms: instance.pending_delay,
             respawn_in_ms: instance
                 .rare()
-                .respawn_at
-                .map(|at| at.saturating_duration_since(now).as_millis() as u64),
+                .delay
+                .map(|id| id.at.saturating_duration_since(now).as_millis() as u64),
             kill_in_ms: instance
                 .rare()
                 .kill_deadline
                 .as_ref()
-                .map(|(at, _)| at.saturating_duration_since(now).as_millis() as u64),
+                .map(|(id, _)| id.at.saturating_duration_since(now).as_millis() as u64),
             kill_pids: instance
                 .rare()
                 .kill_deadline

@@ -163,7 +163,8 @@ impl Daemon {
         match &job.lifecycle.reload {
             crate::model::job::Reload::Signal { signal } => {
                 if *signal != 0 {
-                    crate::sys::process::kill_process(pid, *signal)
+                    self.host
+                        .signal(pid, *signal, false)
                         .map_err(|error| format!("Cannot reload {display}: {error}"))?;
                 }
                 Ok(())

@@ -15,6 +15,7 @@ use crate::syntax::ast::Console;
 use crate::sys::spawn::{self, SpawnSpec, Stdio};
 
 use super::daemon::{Daemon, Key};
+use super::host::Begun;
 use super::jobs::{Instance, LogPipe, Tracked};
 use super::output::JobLog;
 use super::role::{self, Role};
@@ -128,9 +129,9 @@ impl Daemon {
             setgid: job.context.setgid.as_deref(),
             extra_fds: Vec::new(),
         };
-        match spawn::begin(spec) {
-            Ok(pending) if pending.is_done() => Started::Now(self.spawn_started(key, job, role, pending.wait())),
-            Ok(pending) => Started::Later(pending),
+        match self.host.spawn(spec) {
+            Ok(Begun::Done(result)) => Started::Now(self.spawn_started(key, job, role, result)),
+            Ok(Begun::InFlight(pending)) => Started::Later(pending),
             Err(error) => Started::Now(self.spawn_started(key, job, role, Err(error))),
         }
     }
@@ -256,7 +257,7 @@ impl Daemon {
             // follows it up first); should one go, its process must not run unsupervised.
             if let Ok(pid) = result {
                 warn!("process ({pid}) of a job instance that is gone; killing it");
-                let _ = crate::sys::process::kill_group(pid, libc::SIGKILL);
+                let _ = self.host.signal(pid, libc::SIGKILL, true);
             }
             return;
         };

@@ -33,20 +33,14 @@ impl Daemon {
             state: instance.state,
             goal,
             main_alive: instance.main_alive(),
-            in_backoff: instance.rare().delay_timer.is_some(),
+            in_backoff: instance.rare().delay.is_some(),
         };
         match machine::goal_changed(facts) {
             GoalChange::Wait => {}
             GoalChange::Move(next) => self.change_state(key, next),
             GoalChange::EndBackoff(next) => {
-                let token = instance.rare_if_any().and_then(|rare| {
-                    rare.respawn_at = None;
-                    rare.delay_timer.take()
-                });
                 instance.pending_delay = None;
-                if let Some(token) = token {
-                    self.handle.remove(token);
-                }
+                self.end_respawn_delay(key);
                 self.change_state(key, next);
             }
             GoalChange::AbandonReadiness => self.abandon_readiness(key),
@@ -250,11 +244,11 @@ impl Daemon {
         };
         if let Some(mut instance) = class.instances.remove(&key.1) {
             let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
-            if let Some((at, _)) = instance.rare_if_any().and_then(|rare| rare.kill_deadline.take()) {
-                self.drop_kill_deadline(at, key);
+            if let Some((id, _)) = instance.rare_if_any().and_then(|rare| rare.kill_deadline.take()) {
+                self.disarm(id);
             }
-            if let Some(token) = instance.rare_if_any().and_then(|rare| rare.delay_timer.take()) {
-                self.handle.remove(token);
+            if let Some(id) = instance.rare_if_any().and_then(|rare| rare.delay.take()) {
+                self.disarm(id);
             }
             if let Some(mut pipe) = instance.log.take() {
                 pipe.drain_now();

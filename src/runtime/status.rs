@@ -1,7 +1,5 @@
 //! Status replies: an instance's status line and the details `status -v` shows, and `list`.
 
-use std::time::Instant;
-
 use super::role::Role;
 use crate::control::proto::{InstanceStatus, ProcessStatus, Reply};
 use crate::model::Job;
@@ -58,8 +56,8 @@ impl Daemon {
                 if instance.rare().respawn_streak > 0 {
                     detail.push(format!("respawned {} time(s) in a row", instance.rare().respawn_streak));
                 }
-                if let Some(at) = instance.rare().respawn_at {
-                    let left = at.saturating_duration_since(Instant::now()).as_millis() as u64;
+                if let Some(at) = self.respawn_at(instance) {
+                    let left = at.saturating_duration_since(self.host.now()).as_millis() as u64;
                     let shown = crate::model::job::render_duration(crate::syntax::ast::Seconds { millis: left });
                     detail.push(format!("respawning in {shown}"));
                 }

@@ -255,8 +255,13 @@ impl Daemon {
             .handle
             .insert_source(Timer::from_duration(deadline), |_, _, daemon| {
                 warn!("jobs did not stop in time; killing what is left and exiting");
-                for (&pid, tracked) in &daemon.pids {
-                    super::readiness::signal_main(pid, 9, tracked.spawned);
+                let left: Vec<(i32, bool)> = daemon
+                    .pids
+                    .iter()
+                    .map(|(&pid, tracked)| (pid, tracked.spawned))
+                    .collect();
+                for (pid, spawned) in left {
+                    daemon.signal_main(pid, libc::SIGKILL, spawned);
                 }
                 daemon.exiting = true;
                 daemon.stop_signal.stop();
