@@ -4,6 +4,8 @@
 
 mod classes;
 pub mod control;
+#[cfg(test)]
+mod core_tests;
 pub mod daemon;
 pub mod deadlines;
 mod environment;

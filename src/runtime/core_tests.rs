@@ -1,0 +1,304 @@
+//! The daemon core driven in-process, on a fake [`Host`]: spawns, exits, signals and the
+//! clock are the test's. What a job's life looks like to the core, decision by decision,
+//! without a process: the end-to-end tests do the same with real ones.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use calloop::EventLoop;
+
+use crate::control::proto::{Reply, status_line};
+use crate::model::Config;
+use crate::sys::process::Exit;
+use crate::sys::spawn::{SpawnError, SpawnSpec};
+
+use super::daemon::{Daemon, Outgoing, Settings};
+use super::host::{Begun, Host};
+use super::output::Rotation;
+
+/// What the fake host saw and what it says the time is.
+struct Seen {
+    now: Instant,
+    next_pid: i32,
+    /// `JOB WHAT PID` for every process started, in order.
+    spawned: Vec<String>,
+    /// `(pid, signal, group)` for every signal sent, in order.
+    signals: Vec<(i32, i32, bool)>,
+}
+
+#[derive(Clone)]
+struct FakeHost(Rc<RefCell<Seen>>);
+
+impl Host for FakeHost {
+    fn now(&self) -> Instant {
+        self.0.borrow().now
+    }
+
+    fn spawn(&mut self, spec: SpawnSpec<'_>) -> Result<Begun, SpawnError> {
+        let mut seen = self.0.borrow_mut();
+        let pid = seen.next_pid;
+        seen.next_pid += 1;
+        seen.spawned.push(format!("{} {} {pid}", spec.job_name, spec.what));
+        Ok(Begun::Done(Ok(pid)))
+    }
+
+    fn signal(&mut self, pid: i32, signal: i32, group: bool) -> std::io::Result<()> {
+        self.0.borrow_mut().signals.push((pid, signal, group));
+        Ok(())
+    }
+
+    fn leads_group(&self, _pid: i32) -> bool {
+        true
+    }
+}
+
+/// A daemon core with jobs installed, on a fake host.
+struct Core {
+    daemon: Daemon,
+    host: FakeHost,
+    _event_loop: EventLoop<'static, Daemon>,
+    _dir: tempfile::TempDir,
+}
+
+impl Core {
+    /// Installs `(name, text)` jobs; `console none` is added, so that no log pipe is made.
+    fn new(jobs: &[(&str, &str)]) -> Core {
+        let dir = tempfile::tempdir().unwrap();
+        let event_loop: EventLoop<'static, Daemon> = EventLoop::try_new().unwrap();
+        let settings = Settings {
+            user_mode: true,
+            logdir: dir.path().join("log"),
+            socket: dir.path().join("control"),
+            rotation: Rotation::default(),
+        };
+        let host = FakeHost(Rc::new(RefCell::new(Seen {
+            now: Instant::now(),
+            next_pid: 100,
+            spawned: Vec::new(),
+            signals: Vec::new(),
+        })));
+        let mut daemon = Daemon::with_host(
+            settings,
+            event_loop.handle(),
+            event_loop.get_signal(),
+            Box::new(host.clone()),
+        );
+        let mut config = Config::default();
+        for (name, text) in jobs {
+            let one = Config::from_text(name, &format!("{name}.conf"), &format!("console none\n{text}"));
+            assert!(one.is_valid(), "{name}: {:?}", one.diagnostics);
+            config.jobs.extend(one.jobs);
+        }
+        daemon.install(config);
+        Core {
+            daemon,
+            host,
+            _event_loop: event_loop,
+            _dir: dir,
+        }
+    }
+
+    fn status(&self, job: &str) -> String {
+        let class = self.daemon.lookup(job).unwrap();
+        status_line(&self.daemon.instance_status(&(class, String::new())))
+    }
+
+    fn emit(&mut self, event: &str) {
+        self.daemon.emit(event, Vec::new());
+        self.daemon.settle();
+    }
+
+    /// The pid of the last process started for `job` as `what` (`main`, `pre-start`, …).
+    fn pid(&self, job: &str, what: &str) -> i32 {
+        let prefix = format!("{job} {what} ");
+        let seen = self.host.0.borrow();
+        let line = seen.spawned.iter().rev().find(|line| line.starts_with(&prefix));
+        line.and_then(|line| line[prefix.len()..].parse().ok())
+            .unwrap_or_else(|| panic!("no {what} process of {job}: {:?}", seen.spawned))
+    }
+
+    fn spawned(&self) -> Vec<String> {
+        self.host.0.borrow().spawned.clone()
+    }
+
+    fn signals(&self) -> Vec<(i32, i32, bool)> {
+        self.host.0.borrow().signals.clone()
+    }
+
+    /// A process ends with `code`.
+    fn exit(&mut self, pid: i32, code: i32) {
+        self.daemon.child_changed(pid, Exit::Code(code));
+        self.daemon.settle();
+    }
+
+    /// The clock moves on by `by`; what is due happens.
+    fn advance(&mut self, by: Duration) {
+        self.host.0.borrow_mut().now += by;
+        self.daemon.deadlines_due();
+        self.daemon.settle();
+    }
+
+    /// The replies queued for `client`, as `error: MESSAGE`, `status: LINE` or `done`.
+    fn replies(&mut self, client: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut others = Vec::new();
+        for item in std::mem::take(&mut self.daemon.outgoing) {
+            match item {
+                Outgoing::Reply(id, reply) if id == client => out.push(match reply {
+                    Reply::Error { message } => format!("error: {message}"),
+                    Reply::Status { instances } => format!("status: {}", status_line(&instances[0])),
+                    Reply::Done => "done".into(),
+                    other => format!("{other:?}"),
+                }),
+                Outgoing::Finish(id) if id == client => {}
+                other => others.push(other),
+            }
+        }
+        self.daemon.outgoing = others;
+        out
+    }
+}
+
+#[test]
+fn an_event_starts_a_chain_of_three_jobs_in_order() {
+    let mut core = Core::new(&[
+        ("c", "start on started b\nexec c"),
+        ("a", "start on go\nexec a"),
+        ("b", "start on started a\nexec b"),
+    ]);
+    core.emit("go");
+    assert_eq!(core.spawned(), ["a main 100", "b main 101", "c main 102"]);
+    for (job, pid) in [("a", 100), ("b", 101), ("c", 102)] {
+        assert_eq!(core.status(job), format!("{job} start/running, process {pid}"));
+    }
+    // The `started` of each waited for nothing: no event is left.
+    assert!(core.daemon.events.is_empty());
+}
+
+#[test]
+fn a_stop_during_pre_start_runs_no_main_process() {
+    let mut core = Core::new(&[("web", "pre-start exec warm\nexec serve")]);
+    core.daemon.request_start(1, "web", Vec::new(), None, true).unwrap();
+    core.daemon.settle();
+    let pre_start = core.pid("web", "pre-start");
+    assert_eq!(core.status("web"), format!("web start/pre-start, process {pre_start}"));
+    core.daemon.request_stop(2, "web", Vec::new(), None, true).unwrap();
+    core.daemon.settle();
+    // The script may finish: it has the kill timeout (5 s) to do so.
+    assert_eq!(core.status("web"), format!("web stop/pre-start, process {pre_start}"));
+    core.advance(Duration::from_secs(4));
+    assert!(core.signals().is_empty());
+    core.exit(pre_start, 0);
+    assert_eq!(core.status("web"), "web stop/waiting");
+    assert_eq!(core.spawned(), [format!("web pre-start {pre_start}")]);
+    // Both clients hear where the instance came to rest: the start was called off, it did
+    // not fail.
+    assert_eq!(core.replies(1), ["status: web stop/waiting", "done"]);
+    assert_eq!(core.replies(2), ["status: web stop/waiting", "done"]);
+}
+
+#[test]
+fn a_pre_start_that_outlives_the_grace_is_killed() {
+    let mut core = Core::new(&[("web", "pre-start exec warm\nexec serve\nkill timeout 2")]);
+    core.daemon.request_start(1, "web", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    let pre_start = core.pid("web", "pre-start");
+    core.daemon.request_stop(2, "web", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    core.advance(Duration::from_millis(2001));
+    assert_eq!(core.signals(), [(pre_start, libc::SIGTERM, true)]);
+    core.exit(pre_start, 128 + libc::SIGTERM);
+    assert_eq!(core.status("web"), "web stop/waiting");
+}
+
+#[test]
+fn a_respawn_limit_stops_the_job() {
+    let mut core = Core::new(&[("flaky", "respawn\nrespawn limit 2 60\nexec flaky")]);
+    core.daemon.request_start(1, "flaky", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    for run in 0..2 {
+        let pid = core.pid("flaky", "main");
+        core.exit(pid, 1);
+        assert_eq!(core.spawned().len(), run + 2, "respawned after exit {run}");
+    }
+    let pid = core.pid("flaky", "main");
+    core.exit(pid, 1);
+    assert_eq!(core.spawned().len(), 3, "no fourth run");
+    assert_eq!(core.status("flaky"), "flaky stop/waiting");
+    let verbose = core
+        .daemon
+        .instance_status(&(core.daemon.lookup("flaky").unwrap(), String::new()));
+    assert!(
+        verbose
+            .detail
+            .iter()
+            .any(|line| line.contains("RESULT=failed PROCESS=respawn")),
+        "{:?}",
+        verbose.detail
+    );
+}
+
+#[test]
+fn a_stop_escalates_to_sigkill_and_then_gives_up() {
+    let mut core = Core::new(&[("stubborn", "exec stubborn\nkill timeout 3\nkill abandon 10")]);
+    core.daemon
+        .request_start(1, "stubborn", Vec::new(), None, false)
+        .unwrap();
+    core.daemon.settle();
+    let pid = core.pid("stubborn", "main");
+    core.daemon.request_stop(2, "stubborn", Vec::new(), None, true).unwrap();
+    core.daemon.settle();
+    assert_eq!(core.signals(), [(pid, libc::SIGTERM, true)]);
+    assert_eq!(core.status("stubborn"), format!("stubborn stop/killed, process {pid}"));
+    core.advance(Duration::from_millis(2999));
+    assert_eq!(core.signals().len(), 1, "not before the kill timeout");
+    core.advance(Duration::from_millis(1));
+    assert_eq!(core.signals(), [(pid, libc::SIGTERM, true), (pid, libc::SIGKILL, true)]);
+    // It does not die (stuck in the kernel): after `kill abandon` it is treated as gone.
+    core.advance(Duration::from_secs(9));
+    assert_eq!(core.status("stubborn"), format!("stubborn stop/killed, process {pid}"));
+    assert!(core.replies(2).is_empty());
+    core.advance(Duration::from_secs(1));
+    assert_eq!(core.status("stubborn"), "stubborn stop/waiting");
+    assert_eq!(core.replies(2), ["status: stubborn stop/waiting", "done"]);
+}
+
+#[test]
+fn a_client_waiting_on_an_instance_that_goes_gets_an_answer() {
+    let mut core = Core::new(&[("doomed", "pre-start exec check\nexec serve")]);
+    core.daemon.request_start(7, "doomed", Vec::new(), None, true).unwrap();
+    core.daemon.settle();
+    assert!(core.replies(7).is_empty(), "the client waits");
+    let pre_start = core.pid("doomed", "pre-start");
+    core.exit(pre_start, 1);
+    // The instance is gone (nothing persists in `waiting`), and the client heard why.
+    assert_eq!(core.status("doomed"), "doomed stop/waiting");
+    assert!(core.daemon.client_waits.is_empty());
+    assert_eq!(core.replies(7), ["error: Job failed to start"]);
+}
+
+/// A deadline set for an instance never reaches a later instance of the same name.
+#[test]
+fn a_deadline_outlives_its_instance_harmlessly() {
+    let mut core = Core::new(&[("web", "pre-start exec warm\nexec serve\nkill timeout 2")]);
+    core.daemon.request_start(1, "web", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    let first = core.pid("web", "pre-start");
+    core.daemon.request_stop(2, "web", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    core.exit(first, 0);
+    assert_eq!(core.status("web"), "web stop/waiting");
+    // Started again, and stopped again while its new pre-start runs: the first run's grace
+    // (due in 2 s) must not kill the second run's script early.
+    core.advance(Duration::from_secs(1));
+    core.daemon.request_start(3, "web", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    let second = core.pid("web", "pre-start");
+    core.daemon.request_stop(4, "web", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    core.advance(Duration::from_millis(1500));
+    assert!(core.signals().is_empty(), "{:?}", core.signals());
+    core.advance(Duration::from_millis(600));
+    assert_eq!(core.signals(), [(second, libc::SIGTERM, true)]);
+}
