@@ -106,3 +106,103 @@ fn no_debugging_leftovers_in_src() {
         }
     }
 }
+
+/// The parts of `src/` (its top-level modules) each part uses, by `crate::PART` in its
+/// files (tests included).
+fn dependencies() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut graph = std::collections::BTreeMap::new();
+    for entry in fs::read_dir("src").unwrap() {
+        let path = entry.unwrap().path();
+        let part = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if !path.is_dir() || part == "bin" {
+            continue;
+        }
+        let mut files = Vec::new();
+        source_files(&path, &mut files);
+        let mut uses = std::collections::BTreeSet::new();
+        for file in files {
+            let text = fs::read_to_string(&file).unwrap();
+            for (at, _) in text.match_indices("crate::") {
+                let name: String = text[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != part {
+                    uses.insert(name);
+                }
+            }
+        }
+        graph.insert(part, uses);
+    }
+    graph
+}
+
+/// The graph `docs/ARCHITECTURE.md` states, in its "Dependencies between parts" table:
+/// `| `PART` | `USED`, `USED` |` (or "nothing").
+fn documented_dependencies() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let doc = fs::read_to_string("docs/ARCHITECTURE.md").unwrap();
+    let section = doc
+        .split("## Dependencies between parts")
+        .nth(1)
+        .expect("docs/ARCHITECTURE.md has a dependencies section");
+    let section = section.split("\n## ").next().unwrap();
+    let names = |cell: &str| -> std::collections::BTreeSet<String> {
+        cell.split('`').skip(1).step_by(2).map(str::to_string).collect()
+    };
+    section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // `| part | uses | why |`: the first cell names one part in backticks.
+            if cells.len() < 4 || !cells[1].starts_with('`') {
+                return None;
+            }
+            Some((cells[1].trim_matches('`').to_string(), names(cells[2])))
+        })
+        .collect()
+}
+
+/// The layers: the graph of parts is the one the architecture document states, and it
+/// keeps the rules that matter most whatever the document says.
+#[test]
+fn the_parts_depend_on_each_other_as_the_architecture_says() {
+    let actual = dependencies();
+    let documented = documented_dependencies();
+    for (part, uses) in &actual {
+        let allowed = documented
+            .get(part)
+            .unwrap_or_else(|| panic!("docs/ARCHITECTURE.md does not list the part `{part}`"));
+        assert!(
+            uses == allowed,
+            "`{part}` uses {uses:?}; docs/ARCHITECTURE.md says {allowed:?}: change the code or the document"
+        );
+    }
+    for part in documented.keys() {
+        assert!(actual.contains_key(part), "docs/ARCHITECTURE.md lists `{part}`, which src/ does not have");
+    }
+    let forbidden = [
+        // Nothing below the runtime uses it; the client never does.
+        ("control", "runtime"),
+        ("ctl", "runtime"),
+        ("lua", "runtime"),
+        ("machine", "runtime"),
+        ("model", "runtime"),
+        ("reexec", "runtime"),
+        ("syntax", "runtime"),
+        ("sys", "runtime"),
+        ("temporal", "runtime"),
+        // The pure parts never touch the system.
+        ("machine", "sys"),
+        ("syntax", "sys"),
+        ("temporal", "sys"),
+        ("model", "sys"),
+    ];
+    for (part, used) in forbidden {
+        assert!(
+            !actual.get(part).is_some_and(|uses| uses.contains(used)),
+            "`{part}` must not use `{used}`"
+        );
+    }
+    // The wire format stands alone: any client can take it.
+    assert!(actual["control"].is_empty(), "`control` uses {:?}", actual["control"]);
+}
