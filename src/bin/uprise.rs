@@ -21,9 +21,9 @@ const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--log
   --debug               log at debug priority
   --quiet               log at error priority only";
 
-/// C's `pow` for the embedded Lua, so that the daemon does not map libm at start: see
+/// C's `pow` for the embedded Lua, so that the tuned daemon does not map libm at start: see
 /// `uprise::lua::math`.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(feature = "tuned", target_os = "linux", target_env = "gnu"))]
 #[unsafe(no_mangle)]
 pub extern "C" fn pow(x: f64, y: f64) -> f64 {
     uprise::lua::math::pow(x, y)
@@ -33,7 +33,7 @@ pub extern "C" fn pow(x: f64, y: f64) -> f64 {
 ///
 /// # Safety
 /// `exponent` must be valid for a write, as C's `frexp` requires.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[cfg(all(feature = "tuned", target_os = "linux", target_env = "gnu"))]
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn frexp(x: f64, exponent: *mut std::ffi::c_int) -> f64 {
     let (fraction, power) = uprise::lua::math::frexp(x);

@@ -12,12 +12,13 @@
 //! that goes away mid-request is an error reply, not a silent death) and stdout is flushed
 //! before exit. `std::env::args` still works: std captures argv itself on Linux.
 //!
-//! `status JOB` has a faster path still (`fast`): it runs before the C library initialises.
+//! In the tuned build (`tools/build-tuned`, the `tuned` feature), `status JOB` has a faster
+//! path still (`fast`): it runs before the C library initialises.
 // The test harness brings its own `main`.
 #![cfg_attr(not(test), no_main)]
 // The fast path runs before the C library has resolved its own functions (`memcpy` and the
 // like are chosen by CPU at start-up), so nothing in this crate may call them: no builtins.
-#![no_builtins]
+#![cfg_attr(feature = "tuned", no_builtins)]
 
 use std::path::Path;
 
@@ -73,7 +74,8 @@ fn run() -> i32 {
 /// sizes). Under a hypervisor each one exits to the host, 5-7 µs apiece on the benchmark VM:
 /// an empty static glibc program took 0.62-0.76 ms per run there, a static program without
 /// a C library 0.24-0.35 ms. `status JOB` is what scripts call in loops, so the client's entry
-/// point, `uprisectl_entry` (named by tools/uprise-gcc), first tries to answer exactly that
+/// point in the tuned build, `uprisectl_entry` (named by tools/uprise-gcc, which links the
+/// client statically and not position-independent), first tries to answer exactly that
 /// with nothing but system calls: it asks the daemon for the status line as text
 /// (`"text": true`), prints it and exits. Anything else, and anything unexpected (another
 /// option, a job name that would need escaping, no daemon, an error reply, an escape it
@@ -81,11 +83,11 @@ fn run() -> i32 {
 /// client as usual, which sends the request again (a status request changes nothing).
 ///
 /// Until then nothing of the C library or of Rust's runtime exists: no thread-local
-/// storage, no allocator, no relocations applied (the client is a static PIE), no resolved
+/// storage, no allocator, no relocations applied, no resolved
 /// `memcpy`. The code here therefore uses no static data but string literals (reached
 /// relative to the instruction pointer), copies bytes by hand, cannot panic (every index is
 /// checked first), and makes its system calls directly.
-#[cfg(all(not(test), target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(feature = "tuned", not(test), target_arch = "x86_64", target_os = "linux"))]
 mod fast {
     use core::arch::naked_asm;
 

@@ -1,5 +1,6 @@
-//! The two C math functions the embedded Lua calls, for the daemon to define itself so that
-//! it does not map libm at every start.
+//! The two C math functions the embedded Lua calls, for the tuned daemon (the `tuned`
+//! feature, `tools/build-tuned`) to define itself so that it does not map libm at every
+//! start.
 //!
 //! Lua's `^` is C's `pow` and its float hashing uses `frexp`; nothing else in uprise needs
 //! libm. Linked normally, the daemon maps libm (glibc's `libm.so.6`) from its first
@@ -14,7 +15,8 @@
 //!   an integral exponent is still computed (by repeated squaring) and anything else gives
 //!   NaN.
 //!
-//! Other binaries (`uprisectl`, the tests) link libm's own functions as usual.
+//! A plain build of the daemon, and every other binary (`uprisectl`, the tests), links
+//! libm's own functions as usual.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

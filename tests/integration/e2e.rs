@@ -515,17 +515,20 @@ fn libm_is_loaded_when_lua_first_raises_to_a_power() {
     }
 }
 
-/// `status JOB` is answered by the client's fast path, before the C library starts, with
-/// the line the daemon formats (src/bin/uprisectl.rs, `fast`): it prints what the full
-/// client prints in `list`, tab-indented process lines included, under either name.
+/// `status JOB` prints what `list` prints, tab-indented process lines included, under
+/// either name. In the tuned build (`tools/build-tuned`), the client's fast path answers it,
+/// before the C library starts, with the line the daemon formats (src/bin/uprisectl.rs,
+/// `fast`); the daemon's log shows which client asked (the fast path asks for the line as
+/// text), so this fails if the fast path gave up and the full client answered instead.
 #[test]
 fn the_fast_status_prints_what_the_full_client_prints() {
-    let h = Harness::start(&[
+    let mut h = Harness::new(&[
         ("svc", "start on startup\nexec sleep 300\n"),
         ("warm", "start on startup\nexec sleep 300\npost-start exec sleep 300\n"),
         ("idle", "exec sleep 300\n"),
         ("net/eth", "start on startup\nexec sleep 300\n"),
     ]);
+    h.spawn(&["--debug"]);
     h.wait_status("svc", "svc start/running");
     h.wait_status("warm", "warm start/post-start");
     h.wait_status("net/eth", "net/eth start/running");
@@ -567,6 +570,23 @@ fn the_fast_status_prints_what_the_full_client_prints() {
         (unknown.code, unknown.stderr.as_str()),
         (Some(1), "uprisectl: Unknown job: nosuch\n")
     );
+    // Eight status requests for known jobs (each name, twice): by the fast path alone in
+    // the tuned build, by the full client otherwise.
+    let log = h.daemon_log();
+    // (after the `list`: the waits above asked too)
+    let after_list = log.split("): List").nth(1).unwrap_or_default();
+    let asked = |text: bool| {
+        after_list
+            .lines()
+            .filter(|line| line.contains("Status { job: ") && !line.contains("nosuch"))
+            .filter(|line| line.contains(&format!("text: {text} }}")))
+            .count()
+    };
+    if cfg!(all(feature = "tuned", target_arch = "x86_64")) {
+        assert_eq!((asked(true), asked(false)), (8, 0), "{log}");
+    } else {
+        assert_eq!((asked(true), asked(false)), (0, 8), "{log}");
+    }
 }
 
 #[test]

@@ -10,5 +10,6 @@ mod e2e_security;
 mod e2e_system;
 mod golden;
 mod harness;
+mod linking;
 mod props;
 mod tidy;
