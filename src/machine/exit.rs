@@ -93,6 +93,28 @@ impl RespawnWindow {
     }
 }
 
+/// How long a run must last for the respawn back-off to start over: the respawn limit's
+/// interval, or 10 seconds without one (Upstart's default limit is 10 respawns in 5 s).
+pub fn settled_after(limit: RespawnLimit) -> std::time::Duration {
+    match limit {
+        RespawnLimit::Limit { interval_secs, .. } if interval_secs > 0 => {
+            std::time::Duration::from_secs(u64::from(interval_secs))
+        }
+        _ => std::time::Duration::from_secs(10),
+    }
+}
+
+/// The count of respawns in a row once this one is counted: one more than `previous`, or 1
+/// when the run that just ended lasted at least [`settled_after`] (`up_for`: how long it
+/// was `running`; `None` when it never got there). A crash loop whose runs reach `running`
+/// and die a second later still backs off: only a run that stayed up starts the count over.
+pub fn respawn_streak(previous: u32, up_for: Option<std::time::Duration>, limit: RespawnLimit) -> u32 {
+    match up_for {
+        Some(up_for) if up_for >= settled_after(limit) => 1,
+        _ => previous.saturating_add(1),
+    }
+}
+
 /// The wait before respawn number `streak` (1 for the first): the initial delay doubled for
 /// each consecutive respawn, capped at `max`, plus `random % jitter` (the caller passes any
 /// random number). In milliseconds.
@@ -113,6 +135,22 @@ mod tests {
     use super::*;
     use ExitStatus::*;
     use MainExit::*;
+
+    #[test]
+    fn the_streak_starts_over_only_after_a_run_that_stayed_up() {
+        use std::time::Duration;
+        let limit = RespawnLimit::Limit {
+            count: 5,
+            interval_secs: 30,
+        };
+        assert_eq!(respawn_streak(0, None, limit), 1);
+        assert_eq!(respawn_streak(3, None, limit), 4);
+        assert_eq!(respawn_streak(3, Some(Duration::from_secs(1)), limit), 4);
+        assert_eq!(respawn_streak(3, Some(Duration::from_secs(29)), limit), 4);
+        assert_eq!(respawn_streak(3, Some(Duration::from_secs(30)), limit), 1);
+        assert_eq!(respawn_streak(3, Some(Duration::from_secs(9)), RespawnLimit::Unlimited), 4);
+        assert_eq!(respawn_streak(3, Some(Duration::from_secs(10)), RespawnLimit::Unlimited), 1);
+    }
 
     #[test]
     fn exits_while_stopping_are_expected() {

@@ -302,3 +302,35 @@ fn a_deadline_outlives_its_instance_harmlessly() {
     core.advance(Duration::from_millis(600));
     assert_eq!(core.signals(), [(second, libc::SIGTERM, true)]);
 }
+
+/// The respawn back-off doubles for respawns in a row, up to its maximum, and starts over
+/// only after a run that stayed up for the respawn limit's interval: runs that reach
+/// `running` and die a second later still back off.
+#[test]
+fn the_respawn_back_off_grows_until_a_run_stays_up() {
+    let mut core = Core::new(&[(
+        "ticker",
+        "respawn\nrespawn delay 1s max 8s\nrespawn limit 100 30\nexec tick",
+    )]);
+    core.daemon.request_start(1, "ticker", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    let key = (core.daemon.lookup("ticker").unwrap(), String::new());
+    let mut waits = Vec::new();
+    for up_for in [1, 1, 1, 1, 1, 31, 1] {
+        core.advance(Duration::from_secs(up_for));
+        let pid = core.pid("ticker", "main");
+        core.exit(pid, 1);
+        assert_eq!(core.status("ticker"), "ticker respawn/post-stop");
+        let detail = core.daemon.instance_status(&key).detail;
+        let wait = detail
+            .iter()
+            .find_map(|line| line.strip_prefix("respawning in "))
+            .unwrap_or_else(|| panic!("{detail:?}"))
+            .to_string();
+        waits.push(wait);
+        // The wait passes; a new run starts.
+        core.advance(Duration::from_secs(8));
+        assert!(core.status("ticker").starts_with("ticker start/running, process "));
+    }
+    assert_eq!(waits, ["1s", "2s", "4s", "8s", "8s", "1s", "2s"]);
+}

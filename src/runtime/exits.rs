@@ -108,29 +108,19 @@ impl Daemon {
             self.fail(key, "main", Some(status));
             return;
         }
-        let now = self.started_at.elapsed().as_secs();
+        let now = self.host.now();
+        let seconds = now.saturating_duration_since(self.started_at).as_secs();
         let instance = self.instance_mut(key).expect("checked");
-        if !instance.rare_mut().respawn.allow(job.respawn_limit, now) {
+        if !instance.rare_mut().respawn.allow(job.respawn_limit, seconds) {
             warn!("{name} respawning too fast, stopped");
             self.fail(key, "respawn", None);
             return;
         }
         instance.goal = Goal::Respawn;
-        // The back-off grows with consecutive respawns; a job that stayed up for the respawn
-        // limit's interval (10 s without one) starts over.
-        let settled = match job.respawn_limit {
-            crate::syntax::ast::RespawnLimit::Limit { interval_secs, .. } if interval_secs > 0 => {
-                u64::from(interval_secs)
-            }
-            _ => 10,
-        };
-        if instance
-            .running_since
-            .is_some_and(|since| since.elapsed().as_secs() >= settled)
-        {
-            instance.rare_mut().respawn_streak = 0;
-        }
-        instance.rare_mut().respawn_streak += 1;
+        // The back-off grows with respawns in a row; a run that stayed up starts it over.
+        let up_for = instance.running_since.map(|since| now.saturating_duration_since(since));
+        let streak = machine::exit::respawn_streak(instance.rare().respawn_streak, up_for, job.respawn_limit);
+        instance.rare_mut().respawn_streak = streak;
         match job.lifecycle.respawn_delay {
             Some(delay) => {
                 let millis = machine::exit::backoff_millis(delay, instance.rare().respawn_streak, random());

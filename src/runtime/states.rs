@@ -194,9 +194,10 @@ impl Daemon {
                 self.emit("started", env);
                 self.next_seq += 1;
                 let seq = self.next_seq;
+                let now = self.host.now();
                 if let Some(instance) = self.instance_mut(key) {
                     instance.started_seq = seq;
-                    instance.running_since = Some(Instant::now());
+                    instance.running_since = Some(now);
                 }
             }
             Effect::TaskDone => {
