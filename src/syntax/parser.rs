@@ -265,6 +265,9 @@ impl Parser<'_> {
             error.kind,
             ParseErrorKind::UnterminatedQuote | ParseErrorKind::UnterminatedBlock | ParseErrorKind::TrailingSlash
         );
+        // An expression whose parenthesis never closed ran to the end of the file: it ends
+        // at the end of its own line instead, so the stanzas after it are read.
+        let unclosed = error.kind == ParseErrorKind::MismatchedParens && self.lex.at_end();
         self.errors.push(error);
         if fatal {
             self.lex.pos = self.lex.src.len();
@@ -272,7 +275,7 @@ impl Parser<'_> {
         }
         self.lex.pos = start;
         let expression = keyword.is("start") || keyword.is("stop") || keyword.is("gate");
-        self.skip_stanza(expression);
+        self.skip_stanza(expression && !unclosed);
     }
 
     /// Skips one logical line, its parenthesised continuation lines when `parens`, and the
@@ -533,27 +536,29 @@ impl Parser<'_> {
     }
 
     /// Reads the words of an expression: to the end of the line, or further while parentheses
-    /// are open. `(` and `)` come back as words of their own.
+    /// are open. `(` and `)` come back as words of their own. A parenthesis still open at the
+    /// end of the file is the error, reported where it opened (the recovery then ends the
+    /// stanza at the end of its line, so the stanzas after it are read: see `recover`).
     fn expr_tokens(&mut self) -> PResult<Vec<Word>> {
         let mut words = Vec::new();
-        let mut depth = 0usize;
+        let mut open: Vec<Span> = Vec::new();
         loop {
-            if depth > 0 {
+            if !open.is_empty() {
                 self.lex.skip_blanks_and_newlines()?;
             }
             match self.lex.word(true)? {
                 Some(word) => {
                     if word.is("(") {
-                        depth += 1;
+                        open.push(word.span);
                     } else if word.is(")") {
-                        depth = depth.saturating_sub(1);
+                        open.pop();
                     }
                     words.push(word);
                 }
-                None if depth > 0 => {
-                    return Err(ParseError::new(ParseErrorKind::MismatchedParens, self.lex.here()));
-                }
-                None => return Ok(words),
+                None => match open.first() {
+                    Some(&first) => return Err(ParseError::new(ParseErrorKind::MismatchedParens, first)),
+                    None => return Ok(words),
+                },
             }
         }
     }
