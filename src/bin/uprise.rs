@@ -185,6 +185,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A job dir named on the command line must be there: a session daemon that starts with
+    // no jobs because of a typo helps nobody. As init, the daemon logs it and carries on
+    // (the loader reports every dir it cannot read); so does a re-exec, which must never
+    // refuse to run.
+    if user_mode && restore_fd.is_none() {
+        let missing = confdirs.iter().find(|dir| !dir.is_dir());
+        if let Some(dir) = missing {
+            let why = if dir.exists() { "is not a directory" } else { "does not exist" };
+            eprintln!("uprise: the job dir {} {why}", dir.display());
+            return ExitCode::from(1);
+        }
+    }
     if confdirs.is_empty() {
         confdirs.push(if user_mode {
             home_dir(".config", "XDG_CONFIG_HOME").join("uprise")

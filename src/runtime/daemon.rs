@@ -111,6 +111,9 @@ pub struct Daemon {
     /// event costs as much as the instances that wait on it, not all instances.
     pub(crate) event_waiters: HashMap<EventId, Vec<Key>>,
     pub reload_pending: bool,
+    /// What the last load logged of each file with diagnostics (a fingerprint of its text
+    /// and its diagnostics), so that a reload repeats none of it.
+    pub(super) reported: HashMap<String, u64>,
     /// A re-exec restored the classes from the state; the job dirs are read after serving.
     pub deferred_reload: bool,
     pub watcher: Option<super::watch::DirWatch>,
@@ -193,6 +196,7 @@ impl Daemon {
             confdirs: Vec::new(),
             event_waiters: HashMap::new(),
             reload_pending: false,
+            reported: HashMap::new(),
             deferred_reload: false,
             watcher: None,
             pid_files: Default::default(),

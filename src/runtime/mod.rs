@@ -27,6 +27,7 @@ pub mod system;
 mod views;
 pub mod watch;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -83,14 +84,37 @@ impl Daemon {
     pub fn reload_configuration(&mut self) {
         let sources: Vec<ConfigSource> = self.confdirs.iter().cloned().map(ConfigSource::Dir).collect();
         let config = Config::load(&sources);
-        for diagnostic in &config.diagnostics {
-            let text = config.sources.render(diagnostic);
-            warn!("{}", text.trim_end());
-        }
+        self.report_diagnostics(&config);
         info!("loaded {} jobs from {} files", config.jobs.len(), config.files_read);
         self.install(config);
         // Room for a log pipe per job, and the daemon's own: see `make_fd_room`.
         crate::sys::spawn::make_fd_room(self.classes.len() + FD_HEADROOM);
+    }
+
+    /// Logs what a load found, file by file: a file's diagnostics when the file is new or has
+    /// changed since the last load said them (or they did), not at every reload (the job-dir
+    /// watch reloads at every write).
+    fn report_diagnostics(&mut self, config: &Config) {
+        use std::hash::{Hash, Hasher};
+        let mut by_file: std::collections::BTreeMap<&str, Vec<String>> = std::collections::BTreeMap::new();
+        for diagnostic in &config.diagnostics {
+            let text = config.sources.render(diagnostic);
+            by_file.entry(&diagnostic.file).or_default().push(text);
+        }
+        let mut reported = HashMap::with_capacity(by_file.len());
+        for (file, texts) in by_file {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            config.sources.get(file).hash(&mut hasher);
+            texts.hash(&mut hasher);
+            let fingerprint = hasher.finish();
+            if self.reported.get(file) != Some(&fingerprint) {
+                for text in &texts {
+                    warn!("{}", text.trim_end());
+                }
+            }
+            reported.insert(file.to_string(), fingerprint);
+        }
+        self.reported = reported;
     }
 
     /// A child reaped (by the `SIGCHLD` handler, or the shutdown's reaper thread) changed

@@ -486,13 +486,38 @@ fn a_second_daemon_does_not_take_over_a_live_socket() {
     );
 }
 
-/// An optimized daemon links no libm (see `uprise::lua::math`): a Lua chunk that raises to
-/// a power loads it then. (An unoptimized build keeps Lua's math library, which calls
-/// libm's other functions, so there libm is mapped from the start; `.ci/run` runs these
-/// tests on a release build as well.)
+/// A job dir named on the command line that is not there is a start-up error of a session
+/// daemon, with the path: a typo must not leave a daemon running with no jobs.
+#[test]
+fn a_missing_job_dir_is_a_start_up_error_in_user_mode() {
+    let h = Harness::new(&[]);
+    let missing = h.path("nonexistent");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_uprise"))
+        .args(["--user", "--confdir"])
+        .arg(&missing)
+        .arg("--socket")
+        .arg(h.socket())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("uprise: the job dir {} does not exist\n", missing.display())
+    );
+    assert!(!h.socket().exists(), "nothing was started");
+}
+
+/// The tuned daemon links no libm (see `uprise::lua::math`): a Lua chunk that raises to a
+/// power loads it then. (An unoptimized build keeps Lua's math library, which calls libm's
+/// other functions, so there libm is mapped from the start; a plain build links libm as
+/// usual. `.ci/run` runs these tests on the tuned build.)
 #[test]
 fn libm_is_loaded_when_lua_first_raises_to_a_power() {
-    if cfg!(debug_assertions) {
+    if cfg!(debug_assertions) || !cfg!(feature = "tuned") {
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"libm_is_loaded_when_lua_first_raises_to_a_power: skipped: only the tuned release build leaves libm out\n",
+        );
         return;
     }
     let h = Harness::start(&[("plain", "exec sleep 300\n")]);
@@ -640,4 +665,29 @@ fn jobs_started_together_run_or_fail_each_on_their_own() {
         }
     }
     h.wait_until("the job started by `started j22`", || h.work_file("after") == "seen\n");
+}
+
+/// A reload (the job-dir watch reloads at every write) does not repeat what the last one
+/// said about a file: a file's warnings and errors are logged when it is new or changed.
+#[test]
+fn a_reload_repeats_no_warning_about_an_unchanged_file() {
+    let h = Harness::start(&[
+        ("bad", "bogus stanza\n"),
+        ("warned", "respawn limit 3 10\nexec sleep 300\n"),
+        ("fine", "exec sleep 300\n"),
+    ]);
+    let count = |what: &str| h.daemon_log().matches(what).count();
+    assert_eq!(count("bad.conf:1:1: error: Unknown stanza"), 1);
+    assert_eq!(count("has no effect without `respawn`"), 1);
+    for _ in 0..3 {
+        assert_eq!(h.ctl(&["reload-configuration"]).code, Some(0));
+    }
+    h.write_job("fine", "exec sleep 301\n");
+    assert_eq!(h.ctl(&["reload-configuration"]).code, Some(0));
+    assert_eq!(count("bad.conf:1:1: error: Unknown stanza"), 1, "{}", h.daemon_log());
+    assert_eq!(count("has no effect without `respawn`"), 1);
+    // Changed, it is said again.
+    h.write_job("bad", "# now with a comment\nbogus stanza\n");
+    assert_eq!(h.ctl(&["reload-configuration"]).code, Some(0));
+    h.wait_until("the changed file's error", || count("bad.conf:2:1: error: Unknown stanza") == 1);
 }
