@@ -83,10 +83,10 @@ fn run() -> i32 {
 /// client as usual, which sends the request again (a status request changes nothing).
 ///
 /// Until then nothing of the C library or of Rust's runtime exists: no thread-local
-/// storage, no allocator, no relocations applied, no resolved
-/// `memcpy`. The code here therefore uses no static data but string literals (reached
-/// relative to the instruction pointer), copies bytes by hand, cannot panic (every index is
-/// checked first), and makes its system calls directly.
+/// storage, no allocator, no resolved `memcpy`. The executable is not position-independent,
+/// so its absolute addresses need no relocating: the code here keeps its buffers in `.bss`
+/// (zeroed by the kernel) and its strings in `.rodata`, copies bytes by hand, cannot panic
+/// (every index is checked first), and makes its system calls directly.
 #[cfg(all(feature = "tuned", not(test), target_arch = "x86_64", target_os = "linux"))]
 mod fast {
     use core::arch::naked_asm;

@@ -20,8 +20,10 @@
 //!
 //! `respawn` behaves as `start`, except that `post-start` and `pre-stop` go to `stopping`
 //! (the main process died and must be replaced). Upstart's `security` state and its
-//! transient `*-ing` spawn states do not exist here: uprise spawns synchronously and reports
-//! a failed spawn at once.
+//! transient `*-ing` spawn states do not exist here: the runtime follows every spawn up
+//! before anything else happens to its instance (it does not wait for the exec, but a spawn
+//! still on its way is finished first, as if it had returned at once), so to the machine a
+//! spawn has worked or failed as soon as it is made.
 //!
 //! What entering a state *does* is decided here too: [`enter`] maps (state, facts about the
 //! instance) to an [`Entry`], the effects the runtime performs in order and what follows
