@@ -116,7 +116,7 @@ impl Environment {
     /// The entries of [`Environment::to_vec`], without copying them.
     ///
     /// A small table (the usual: a few own entries over a few dozen shared ones) is read by
-    /// scanning; past [`INDEXED`] pairs to compare, through hash sets, so that a job with
+    /// scanning; past `INDEXED` pairs to compare, through hash sets, so that a job with
     /// 100,000 `env` lines costs a pass, not a pass per entry.
     pub fn entries(&self) -> impl Iterator<Item = &str> {
         let indexed = self.own.len().saturating_mul(self.base.len() + self.own.len()) > INDEXED;

@@ -140,7 +140,7 @@ fn suggest(text: &str) -> Option<&'static str> {
         .map(|(_, keyword)| keyword)
 }
 
-/// Levenshtein distance from `a` to `keyword` (ASCII, at most [`MAX_KEYWORD`] bytes).
+/// Levenshtein distance from `a` to `keyword` (ASCII, at most `MAX_KEYWORD` bytes).
 fn edit_distance(a: &str, keyword: &str) -> usize {
     const MAX_KEYWORD: usize = 31;
     let keyword = &keyword.as_bytes()[..keyword.len().min(MAX_KEYWORD)];
