@@ -192,7 +192,11 @@ fn main() -> ExitCode {
     if user_mode && restore_fd.is_none() {
         let missing = confdirs.iter().find(|dir| !dir.is_dir());
         if let Some(dir) = missing {
-            let why = if dir.exists() { "is not a directory" } else { "does not exist" };
+            let why = if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
             eprintln!("uprise: the job dir {} {why}", dir.display());
             return ExitCode::from(1);
         }

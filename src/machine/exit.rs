@@ -148,8 +148,14 @@ mod tests {
         assert_eq!(respawn_streak(3, Some(Duration::from_secs(1)), limit), 4);
         assert_eq!(respawn_streak(3, Some(Duration::from_secs(29)), limit), 4);
         assert_eq!(respawn_streak(3, Some(Duration::from_secs(30)), limit), 1);
-        assert_eq!(respawn_streak(3, Some(Duration::from_secs(9)), RespawnLimit::Unlimited), 4);
-        assert_eq!(respawn_streak(3, Some(Duration::from_secs(10)), RespawnLimit::Unlimited), 1);
+        assert_eq!(
+            respawn_streak(3, Some(Duration::from_secs(9)), RespawnLimit::Unlimited),
+            4
+        );
+        assert_eq!(
+            respawn_streak(3, Some(Duration::from_secs(10)), RespawnLimit::Unlimited),
+            1
+        );
     }
 
     #[test]

@@ -689,5 +689,7 @@ fn a_reload_repeats_no_warning_about_an_unchanged_file() {
     // Changed, it is said again.
     h.write_job("bad", "# now with a comment\nbogus stanza\n");
     assert_eq!(h.ctl(&["reload-configuration"]).code, Some(0));
-    h.wait_until("the changed file's error", || count("bad.conf:2:1: error: Unknown stanza") == 1);
+    h.wait_until("the changed file's error", || {
+        count("bad.conf:2:1: error: Unknown stanza") == 1
+    });
 }

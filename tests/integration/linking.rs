@@ -43,8 +43,16 @@ fn a_static_client_links_no_nss_functions() {
     let nss: Vec<&str> = symbols
         .lines()
         .filter_map(|line| line.split_whitespace().last())
-        .filter(|name| ["getpw", "getgr", "getspnam", "initgroups", "getgrouplist"].iter().any(|nss| name.starts_with(nss)))
+        .filter(|name| {
+            ["getpw", "getgr", "getspnam", "initgroups", "getgrouplist"]
+                .iter()
+                .any(|nss| name.starts_with(nss))
+        })
         .collect();
     assert!(nss.is_empty(), "the static client links NSS functions: {nss:?}");
-    assert!(symbols.lines().count() > 1000, "nm listed no symbols: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        symbols.lines().count() > 1000,
+        "nm listed no symbols: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -178,7 +178,10 @@ fn the_parts_depend_on_each_other_as_the_architecture_says() {
         );
     }
     for part in documented.keys() {
-        assert!(actual.contains_key(part), "docs/ARCHITECTURE.md lists `{part}`, which src/ does not have");
+        assert!(
+            actual.contains_key(part),
+            "docs/ARCHITECTURE.md lists `{part}`, which src/ does not have"
+        );
     }
     let forbidden = [
         // Nothing below the runtime uses it; the client never does.

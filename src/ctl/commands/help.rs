@@ -1,0 +1,357 @@
+//! The help texts: the full usage text (`--help`), one command's help (`help COMMAND`,
+//! `COMMAND --help`), and the table of commands and options both are made from.
+
+use super::implied_command;
+
+/// The full usage text (`--help`), listing every command, the offline ones too.
+pub fn usage_text(program: &str) -> String {
+    let mut text = format!("Usage: {program} [OPTION...] COMMAND [OPTION...] [ARG...]\n");
+    text.push_str("Controls the uprise daemon; compatible with Upstart's initctl.\n");
+    for (heading, group) in [
+        ("Job commands", Group::Job),
+        ("Event commands", Group::Event),
+        ("Job environment commands", Group::Env),
+        ("Daemon commands", Group::Daemon),
+        ("Offline commands (no daemon needed)", Group::Offline),
+    ] {
+        text.push_str(&format!("\n{heading}:\n"));
+        for command in COMMANDS.iter().filter(|command| command.group == group) {
+            let synopsis = format!("{} {}", command.name, command.args);
+            text.push_str(&format!("  {:<34} {}\n", synopsis.trim_end(), command.summary));
+        }
+    }
+    text.push_str("\nOptions:\n");
+    for (option, meaning) in GLOBAL_OPTIONS {
+        text.push_str(&format!("  {option:<34} {meaning}\n"));
+    }
+    text.push_str(
+        "\nInvoked as start, stop, restart, reload, status or telinit, the command is implied.\n\
+         Without JOB inside a job, start, stop, restart, reload and status act on the job's own\n\
+         instance ($UPSTART_JOB, $UPSTART_INSTANCE) and never wait.\n\
+         \n\
+         The environment commands edit the global job environment, which every job starts from;\n\
+         run inside a job without -g, they edit that instance's own table instead (its later\n\
+         processes see the change). Unlike Upstart's PID 1, uprise lets root (and the daemon's\n\
+         owner) change the global table in system mode too.\n",
+    );
+    text
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Group {
+    Job,
+    Event,
+    Env,
+    Daemon,
+    Offline,
+}
+
+struct CommandHelp {
+    name: &'static str,
+    args: &'static str,
+    summary: &'static str,
+    group: Group,
+    options: &'static [(&'static str, &'static str)],
+}
+
+const NO_WAIT: (&str, &str) = ("-n, --no-wait", "do not wait for the command to finish");
+const GLOBAL_ENV: (&str, &str) = (
+    "-g, --global",
+    "the global table even inside a job (there, the default is the job's own)",
+);
+
+const GLOBAL_OPTIONS: [(&str, &str); 6] = [
+    (
+        "--socket PATH",
+        "the control socket (else $UPRISE_SOCKET, or the default)",
+    ),
+    ("-q, --quiet", "print nothing but errors"),
+    ("-v, --verbose", "more detail (status: the reasons behind each state)"),
+    ("--help", "print this help"),
+    ("--version", "print the version of this program"),
+    ("--", "end of options"),
+];
+
+const COMMANDS: &[CommandHelp] = &[
+    CommandHelp {
+        name: "start",
+        args: "JOB [KEY=VALUE...]",
+        summary: "start a job, wait until it is running",
+        group: Group::Job,
+        options: &[NO_WAIT],
+    },
+    CommandHelp {
+        name: "stop",
+        args: "JOB [KEY=VALUE...]",
+        summary: "stop a job, wait until it has stopped",
+        group: Group::Job,
+        options: &[NO_WAIT],
+    },
+    CommandHelp {
+        name: "restart",
+        args: "JOB [KEY=VALUE...]",
+        summary: "restart a running job",
+        group: Group::Job,
+        options: &[NO_WAIT],
+    },
+    CommandHelp {
+        name: "reload",
+        args: "JOB [KEY=VALUE...]",
+        summary: "send a job its reload signal",
+        group: Group::Job,
+        options: &[],
+    },
+    CommandHelp {
+        name: "status",
+        args: "JOB [KEY=VALUE...]",
+        summary: "print a job's status",
+        group: Group::Job,
+        options: &[
+            ("-v, --verbose", "also print why each instance is where it is"),
+            ("--json", "print the instances as JSON"),
+        ],
+    },
+    CommandHelp {
+        name: "list",
+        args: "",
+        summary: "print the status of every job",
+        group: Group::Job,
+        options: &[("--json", "print the instances as JSON")],
+    },
+    CommandHelp {
+        name: "usage",
+        args: "JOB",
+        summary: "print a job's usage text",
+        group: Group::Job,
+        options: &[],
+    },
+    CommandHelp {
+        name: "show-config",
+        args: "[-e] [JOB]",
+        summary: "print the jobs' emits, start on and stop on",
+        group: Group::Job,
+        options: &[("-e, --enumerate", "one line per event: NAME (job: JOB, env: VALUES)")],
+    },
+    CommandHelp {
+        name: "check-config",
+        args: "[-i LIST] [-w] [JOB]",
+        summary: "report conditions that cannot be met; exit 1 if any",
+        group: Group::Job,
+        options: &[
+            ("-i, --ignore-events LIST", "comma-separated events to take as emitted"),
+            (
+                "-w, --warn",
+                "report every unknown job and event, even in an `or` that can fire",
+            ),
+        ],
+    },
+    CommandHelp {
+        name: "log",
+        args: "JOB [KEY=VALUE...] [-f] [-n N]",
+        summary: "print a job's log",
+        group: Group::Job,
+        options: &[
+            ("-n, --lines N", "print only the last N lines"),
+            (
+                "-f, --follow",
+                "keep printing what is appended (across rotations) until interrupted",
+            ),
+        ],
+    },
+    CommandHelp {
+        name: "notify",
+        args: "[--ready] [--status TEXT] [--pid PID] [VAR=VALUE...]",
+        summary: "from an `expect notify` job: tell the daemon it is ready",
+        group: Group::Job,
+        options: &[
+            ("--ready", "READY=1"),
+            ("--status TEXT", "STATUS=TEXT, shown by status -v"),
+            ("--pid PID", "MAINPID=PID"),
+        ],
+    },
+    CommandHelp {
+        name: "emit",
+        args: "EVENT [KEY=VALUE...]",
+        summary: "emit an event, wait until it has been handled",
+        group: Group::Event,
+        options: &[NO_WAIT],
+    },
+    CommandHelp {
+        name: "monitor",
+        args: "[--json]",
+        summary: "print events and job state changes as they happen",
+        group: Group::Event,
+        options: &[("--json", "print the daemon's JSON lines as they are received")],
+    },
+    CommandHelp {
+        name: "set-env",
+        args: "[-g] [-r] VAR[=VALUE]...",
+        summary: "set variables (VAR alone: empty) in the job environment",
+        group: Group::Env,
+        options: &[GLOBAL_ENV, ("-r, --retain", "keep a variable that is already set")],
+    },
+    CommandHelp {
+        name: "get-env",
+        args: "[-g] VAR",
+        summary: "print a variable of the job environment",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
+    },
+    CommandHelp {
+        name: "list-env",
+        args: "[-g]",
+        summary: "print the job environment, sorted",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
+    },
+    CommandHelp {
+        name: "unset-env",
+        args: "[-g] VAR...",
+        summary: "remove variables from the job environment",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
+    },
+    CommandHelp {
+        name: "reset-env",
+        args: "[-g]",
+        summary: "restore the job environment to its defaults",
+        group: Group::Env,
+        options: &[GLOBAL_ENV],
+    },
+    CommandHelp {
+        name: "reexec",
+        args: "[--binary PATH]",
+        summary: "replace the daemon with its binary (or PATH), keeping every job and client",
+        group: Group::Daemon,
+        options: &[("--binary PATH", "the new binary (default: the daemon's own path)")],
+    },
+    CommandHelp {
+        name: "reload-configuration",
+        args: "",
+        summary: "reread the job files",
+        group: Group::Daemon,
+        options: &[],
+    },
+    CommandHelp {
+        name: "version",
+        args: "",
+        summary: "print the daemon's version",
+        group: Group::Daemon,
+        options: &[],
+    },
+    CommandHelp {
+        name: "log-priority",
+        args: "[LEVEL]",
+        summary: "print or set the log priority",
+        group: Group::Daemon,
+        options: &[("LEVEL", "debug, info, message, warn, error or fatal")],
+    },
+    CommandHelp {
+        name: "shutdown",
+        args: "[--halt|--poweroff|--reboot]",
+        summary: "stop every job, then exit or halt",
+        group: Group::Daemon,
+        options: &[
+            ("--halt", "halt the machine (system mode; the default)"),
+            ("--poweroff", "power the machine off (system mode)"),
+            ("--reboot", "reboot the machine (system mode)"),
+        ],
+    },
+    CommandHelp {
+        name: "telinit",
+        args: "0-6|S|q|u",
+        summary: "change runlevel (q: reload configuration)",
+        group: Group::Daemon,
+        options: &[("-e, --env KEY=VALUE", "add KEY=VALUE to the runlevel event")],
+    },
+    CommandHelp {
+        name: "help",
+        args: "[COMMAND]",
+        summary: "print this help, or a command's",
+        group: Group::Daemon,
+        options: &[],
+    },
+    CommandHelp {
+        name: "check",
+        args: "[--json] [-q] FILE|DIR...",
+        summary: "check job files; exit 1 if any is invalid",
+        group: Group::Offline,
+        options: &[],
+    },
+    CommandHelp {
+        name: "next-elapse",
+        args: "[-n N] [--zone Z] [--from T] EXPR...",
+        summary: "print when a temporal expression fires next",
+        group: Group::Offline,
+        options: &[],
+    },
+];
+
+/// The help for `command` when it is known, else the full usage text.
+pub(super) fn help_text(program: &str, command: Option<&str>) -> String {
+    let Some(help) = command.and_then(|name| COMMANDS.iter().find(|help| help.name == name)) else {
+        return usage_text(program);
+    };
+    let invocation = if implied_command(program) == Some(help.name) {
+        program.to_string()
+    } else {
+        format!("{program} {}", help.name)
+    };
+    let mut text = format!("Usage: {invocation} [OPTION...] {}\n", help.args).replace(" \n", "\n");
+    let mut summary = help.summary.to_string();
+    if let Some(first) = summary.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    text.push_str(&format!("{summary}.\n\nOptions:\n"));
+    for (option, meaning) in help.options.iter().chain(GLOBAL_OPTIONS.iter()) {
+        text.push_str(&format!("  {option:<34} {meaning}\n"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ctl::commands::tests::{run, run_as};
+
+    #[test]
+    fn help_and_version() {
+        let outcome = run(&["--help"], &[]);
+        assert_eq!(outcome.code, 0);
+        for command in [
+            "start",
+            "stop",
+            "status",
+            "list",
+            "emit",
+            "telinit",
+            "check",
+            "next-elapse",
+            "set-env",
+            "get-env",
+            "list-env",
+            "unset-env",
+            "reset-env",
+            "show-config",
+            "check-config",
+            "monitor",
+            "log",
+            "--socket",
+        ] {
+            assert!(outcome.out.contains(command), "{command} in help");
+        }
+        assert_eq!(run(&["help"], &[]).out, outcome.out);
+        let outcome = run_as("start", &["start", "--help", "--bogus"], &[]);
+        assert_eq!(outcome.code, 0);
+        assert!(
+            outcome.out.starts_with("Usage: start [OPTION...] JOB [KEY=VALUE...]\n"),
+            "{}",
+            outcome.out
+        );
+        assert!(outcome.out.contains("--no-wait"));
+        let outcome = run(&["--version"], &[]);
+        assert_eq!(
+            outcome.out,
+            format!("uprisectl (uprise {})\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}

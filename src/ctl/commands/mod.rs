@@ -1,0 +1,232 @@
+//! The daemon commands of `uprisectl`, compatible with Upstart's `initctl` (and its `start`,
+//! `stop`, `restart`, `reload`, `status` and `telinit` links): argument parsing, the request
+//! each command sends, and the output printed from the replies.
+//!
+//! Global options may appear anywhere: `--socket PATH` (or `--socket=PATH`), `-q/--quiet`,
+//! `-v/--verbose`, `--help`, `--version`; `--` ends the options. Exit status: 0 on success,
+//! 1 when the daemon answers with an error or cannot be reached (`PROGRAM: MESSAGE` on
+//! stderr), 2 on a usage error (followed by `Try 'PROGRAM --help' for more information.`).
+//! `check-config` also exits 1, silently, when it reports anything.
+//!
+//! Here: the entry points, the failures and exit statuses, the dispatch of each command to
+//! its subject, and the request-and-print round trip most commands share. `help` holds the
+//! help texts; `args` the option parsing; `jobs`, `events`, `env` and `daemon` the commands
+//! of those groups of the help (what each sends, and how its replies are shown); `log` the
+//! `log` command, which reads the log file itself.
+
+mod args;
+mod daemon;
+mod env;
+mod events;
+mod help;
+mod jobs;
+mod log;
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::control::proto::{self, InstanceStatus, Reply, Request};
+use crate::ctl::client::{self, Client};
+
+use args::{Parsed, parse, run_offline};
+pub use daemon::LOG_PRIORITIES;
+use help::help_text;
+pub use help::usage_text;
+
+/// The command a program name implies when the binary is invoked through a link: `start`,
+/// `stop`, `restart`, `reload`, `status` and `telinit`. `None` for `uprisectl`, `initctl` and
+/// anything else (the command is then the first argument).
+pub fn implied_command(program: &str) -> Option<&'static str> {
+    ["start", "stop", "restart", "reload", "status", "telinit"]
+        .into_iter()
+        .find(|command| *command == program)
+}
+
+/// Runs a command line (`args[0]`, after any global options, is the command) and returns the
+/// exit status. Prints to stdout and stderr; messages are prefixed with `program`.
+pub fn run(program: &str, args: &[String]) -> i32 {
+    let stdout = io::stdout();
+    let stderr = io::stderr();
+    run_with(program, args, &mut stdout.lock(), &mut stderr.lock(), &|name| {
+        std::env::var(name).ok()
+    })
+}
+
+/// `run` with the output streams and the environment given. The offline commands (`check`,
+/// `next-elapse`) are handed to `ctl::offline`, which prints to the process's stdout/stderr.
+pub fn run_with(
+    program: &str,
+    args: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> i32 {
+    if let Some(code) = run_offline(program, args) {
+        return code;
+    }
+    let parsed = parse(args);
+    if parsed.help {
+        let _ = out.write_all(help_text(program, parsed.words.first().map(String::as_str)).as_bytes());
+        return 0;
+    }
+    if parsed.version {
+        let _ = writeln!(out, "{program} (uprise {})", env!("CARGO_PKG_VERSION"));
+        return 0;
+    }
+    let result = match parsed.error.clone() {
+        Some(failure) => Err(failure),
+        None => {
+            let mut sink = io::sink();
+            let out: &mut dyn Write = if parsed.quiet { &mut sink } else { out };
+            execute(program, &parsed, out, env)
+        }
+    };
+    match result {
+        Ok(()) => 0,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                let _ = writeln!(err, "{program}: {}", failure.message);
+            }
+            if failure.hint {
+                let _ = writeln!(err, "Try '{program} --help' for more information.");
+            }
+            failure.code
+        }
+    }
+}
+
+/// Why a command line failed: the message, the exit status, and whether to suggest `--help`.
+#[derive(Clone, Debug)]
+struct Failure {
+    message: String,
+    code: i32,
+    hint: bool,
+}
+
+/// A usage error: exit 2 with the `--help` hint.
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 2,
+        hint: true,
+    }
+}
+
+/// A missing argument: exit 1 (as initctl) with the `--help` hint.
+fn missing(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 1,
+        hint: true,
+    }
+}
+
+/// An error: exit 1.
+fn failure(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 1,
+        hint: false,
+    }
+}
+
+/// How a command shows its replies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Show {
+    /// Status lines; with details (`status -v`) when `true`.
+    Status(bool),
+    /// The instances as one JSON array, once the request is done.
+    Json,
+    /// Text replies only.
+    Text,
+}
+
+/// Hands the command to its subject, which checks its arguments and builds its request; `send`
+/// then prints the replies. `check-config`, `monitor` and `log` make their own round trip.
+fn execute(
+    program: &str,
+    parsed: &Parsed,
+    out: &mut dyn Write,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Failure> {
+    let Some((command, args)) = parsed.words.split_first() else {
+        return Err(usage("missing command"));
+    };
+    let wait = !parsed.no_wait;
+    let (request, show) = match command.as_str() {
+        "start" | "stop" | "restart" => jobs::start_stop_restart(command, args, wait, env)?,
+        "reload" => jobs::reload(args, env)?,
+        "status" => jobs::status(args, parsed, env)?,
+        "list" => jobs::list(args, parsed)?,
+        "emit" => events::emit(args, wait)?,
+        "reload-configuration" => daemon::reload_configuration(args)?,
+        "reexec" => daemon::reexec(args, parsed)?,
+        "version" => daemon::version(args)?,
+        "log-priority" => daemon::log_priority(args)?,
+        "usage" => jobs::usage(args)?,
+        "shutdown" => daemon::shutdown(args, parsed)?,
+        "telinit" => (daemon::telinit(args, &parsed.extra_env, env)?, Show::Text),
+        "set-env" => env::set_env(args, parsed, env)?,
+        "get-env" => env::get_env(args, parsed, env)?,
+        "list-env" => env::list_env(args, parsed, env)?,
+        "unset-env" => env::unset_env(args, parsed, env)?,
+        "reset-env" => env::reset_env(args, parsed, env)?,
+        "show-config" => jobs::show_config(args, parsed)?,
+        "check-config" => return jobs::run_check_config(args, parsed, env, out),
+        "monitor" => return events::run_monitor(args, parsed, env, out),
+        "log" => return log::run_log(args, parsed, env, out),
+        "help" => {
+            let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
+            return Ok(());
+        }
+        other => return Err(usage(format!("unknown command: {other}"))),
+    };
+    send(&socket_path(parsed, env), &request, show, out)
+}
+
+/// The control socket: `--socket`, else the usual resolution.
+fn socket_path(parsed: &Parsed, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    match &parsed.socket {
+        Some(path) => PathBuf::from(path),
+        None => client::resolve_socket_path(None, env, nix::unistd::geteuid().as_raw()),
+    }
+}
+
+/// Sends `request` and prints its replies as `show` says.
+fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Result<(), Failure> {
+    let mut collected: Vec<InstanceStatus> = Vec::new();
+    let mut client = Client::connect(socket).map_err(failure)?;
+    client
+        .request(request, |reply| match reply {
+            Reply::Status { instances } => match show {
+                Show::Status(verbose) => {
+                    for instance in instances {
+                        let _ = writeln!(out, "{}", proto::status_line(instance));
+                        if verbose {
+                            for detail in &instance.detail {
+                                let _ = writeln!(out, "  {detail}");
+                            }
+                        }
+                    }
+                }
+                Show::Json => collected.extend(instances.iter().cloned()),
+                Show::Text => {}
+            },
+            Reply::Text { text } if show != Show::Json => {
+                let _ = out.write_all(text.as_bytes());
+                if !text.ends_with('\n') {
+                    let _ = out.write_all(b"\n");
+                }
+            }
+            Reply::Text { .. } | Reply::Done | Reply::Error { .. } | Reply::Event { .. } | Reply::Change { .. } => {}
+        })
+        .map_err(failure)?;
+    if show == Show::Json {
+        let text = serde_json::to_string_pretty(&collected)
+            .map_err(|error| failure(format!("cannot encode JSON: {error}")))?;
+        let _ = writeln!(out, "{text}");
+    }
+    Ok(())
+}
