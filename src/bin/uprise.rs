@@ -7,13 +7,15 @@ use std::process::ExitCode;
 use log::LevelFilter;
 use uprise::runtime::{self, Options, logger};
 
-const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--socket PATH]
-              [--startup-event NAME | --no-startup-event] [--verbose | --debug | --quiet]
+const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--statedir DIR]
+              [--socket PATH] [--startup-event NAME | --no-startup-event]
+              [--verbose | --debug | --quiet]
 
   --user                run as a session supervisor (not PID 1)
   --system              run in system mode without being PID 1 (testing)
   --confdir DIR         read job files from DIR (repeatable)
   --logdir DIR          write job output to DIR/JOB.log
+  --statedir DIR        keep what must outlive the daemon (when `catch up` jobs last ran) in DIR
   --socket PATH         the control socket
   --startup-event NAME  the first event (default: startup)
   --no-startup-event    emit no first event
@@ -91,6 +93,7 @@ fn main() -> ExitCode {
     let mut mode: Option<bool> = None;
     let mut confdirs = Vec::new();
     let mut logdir = None;
+    let mut statedir = None;
     let mut socket = None;
     let mut startup_event = Some("startup".to_string());
     let mut log_level = logger::DEFAULT_PRIORITY;
@@ -120,8 +123,11 @@ fn main() -> ExitCode {
             continue;
         }
         kept.push(arg.clone());
-        let takes_value =
-            inline.is_none() && matches!(flag.as_str(), "--confdir" | "--logdir" | "--socket" | "--startup-event");
+        let takes_value = inline.is_none()
+            && matches!(
+                flag.as_str(),
+                "--confdir" | "--logdir" | "--statedir" | "--socket" | "--startup-event"
+            );
         let mut value = |name: &str| match inline.clone().or_else(|| args.next()) {
             Some(value) => {
                 if takes_value {
@@ -142,6 +148,7 @@ fn main() -> ExitCode {
             }
             "--confdir" => value("--confdir").map(|dir| confdirs.push(PathBuf::from(dir))),
             "--logdir" => value("--logdir").map(|dir| logdir = Some(PathBuf::from(dir))),
+            "--statedir" => value("--statedir").map(|dir| statedir = Some(PathBuf::from(dir))),
             "--socket" => value("--socket").map(|path| socket = Some(PathBuf::from(path))),
             "--startup-event" => value("--startup-event").map(|name| startup_event = Some(name)),
             "--no-startup-event" => {
@@ -215,6 +222,13 @@ fn main() -> ExitCode {
             PathBuf::from("/var/log/uprise")
         }
     });
+    let statedir = statedir.unwrap_or_else(|| {
+        if user_mode {
+            home_dir(".local/state", "XDG_STATE_HOME").join("uprise")
+        } else {
+            PathBuf::from("/var/lib/uprise")
+        }
+    });
     let socket = socket.unwrap_or_else(|| {
         if user_mode {
             user_runtime_dir().join("uprise/control")
@@ -227,6 +241,7 @@ fn main() -> ExitCode {
         user_mode,
         confdirs,
         logdir,
+        statedir,
         socket,
         startup_event,
         log_level,

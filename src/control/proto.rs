@@ -171,6 +171,11 @@ pub enum Request {
         #[serde(default)]
         instance: Option<String>,
     },
+    /// Every armed timer (`Reply::Timers`), soonest first; with `job`, that job's only.
+    Timers {
+        #[serde(default)]
+        job: Option<String>,
+    },
 }
 
 fn yes() -> bool {
@@ -237,6 +242,32 @@ impl InstanceStatus {
     }
 }
 
+/// One armed timer, as `uprisectl timers` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerStatus {
+    pub job: String,
+    /// The expression it is in: `start on` or `stop on`.
+    pub on: String,
+    /// The temporal operand, as written in the job file's canonical form.
+    pub operand: String,
+    /// The instance whose `stop on` armed it (an `after` operand there), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// When it fires next: RFC 3339, with the offset of the zone the operand is read in.
+    pub next: String,
+    /// How long until then, in milliseconds.
+    pub left_ms: u64,
+    /// `schedule` (a calendar, cron or interval operand), `after` (armed by an event), or
+    /// `jitter` (a firing due already, held back by the job's `jitter`).
+    pub kind: String,
+    /// The due time it last fired at, in this daemon's life (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+    /// How the job's last run ended: `running`, `ok`, or `failed: …` (`None` before any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}
+
 /// A reply line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
@@ -259,6 +290,8 @@ pub enum Reply {
         goal: String,
         state: String,
     },
+    /// Armed timers (of `timers`), soonest first; several replies may follow each other.
+    Timers { timers: Vec<TimerStatus> },
 }
 
 /// Formats one status line exactly as Upstart's `initctl` does:

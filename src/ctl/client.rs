@@ -45,7 +45,11 @@ impl Client {
             match reply {
                 Reply::Done => return Ok(()),
                 Reply::Error { message } => return Err(message),
-                Reply::Status { .. } | Reply::Text { .. } | Reply::Event { .. } | Reply::Change { .. } => {}
+                Reply::Status { .. }
+                | Reply::Text { .. }
+                | Reply::Event { .. }
+                | Reply::Change { .. }
+                | Reply::Timers { .. } => {}
             }
         }
     }

@@ -9,7 +9,7 @@
 //! (its documented bug). Here each firing consumes only the events that made the expression
 //! true; partial matches elsewhere in the tree survive.
 
-use crate::syntax::ast::{EventArg, EventExpr, EventMatch};
+use crate::syntax::ast::{EventArg, EventExpr, EventMatch, Temporal};
 
 use super::environ::{Lookup, expand, get, glob_match};
 
@@ -32,8 +32,18 @@ enum Node {
         pattern: EventMatch,
         matched: Option<EventId>,
     },
-    /// A time-based operand; fed by timers, never by named events.
+    /// A clock operand (`every …`): matched only by its own timer's firing
+    /// ([`Matcher::fire`]), `index` being its place among the expression's temporal
+    /// operands in tree order.
     Timer {
+        index: u16,
+        matched: Option<EventId>,
+    },
+    /// `DURATION after EVENT`: an event matching `pattern` arms a timer (the offer reports
+    /// it, and takes no hold); the leaf is matched by that timer's firing.
+    After {
+        index: u16,
+        pattern: EventMatch,
         matched: Option<EventId>,
     },
 }
@@ -44,15 +54,36 @@ pub struct Matcher {
     root: Node,
 }
 
-fn build(expr: &EventExpr) -> Node {
+/// Builds the tree; `temporal` numbers the temporal operands in tree order (left to right,
+/// as `model::job::temporals` visits them).
+fn build(expr: &EventExpr, temporal: &mut u16) -> Node {
     match expr {
-        EventExpr::And { left, right } => Node::And(Box::new(build(left)), Box::new(build(right))),
-        EventExpr::Or { left, right } => Node::Or(Box::new(build(left)), Box::new(build(right))),
+        EventExpr::And { left, right } => {
+            let left = build(left, temporal);
+            Node::And(Box::new(left), Box::new(build(right, temporal)))
+        }
+        EventExpr::Or { left, right } => {
+            let left = build(left, temporal);
+            Node::Or(Box::new(left), Box::new(build(right, temporal)))
+        }
         EventExpr::Event(pattern) => Node::Leaf {
             pattern: pattern.clone(),
             matched: None,
         },
-        EventExpr::Temporal { .. } => Node::Timer { matched: None },
+        EventExpr::Temporal { timer, .. } => {
+            let index = *temporal;
+            *temporal += 1;
+            match timer {
+                Temporal::After { event, .. } => Node::After {
+                    index,
+                    pattern: event.clone(),
+                    matched: None,
+                },
+                Temporal::Every { .. } | Temporal::Calendar(_) | Temporal::Cron { .. } => {
+                    Node::Timer { index, matched: None }
+                }
+            }
+        }
     }
 }
 
@@ -94,14 +125,17 @@ impl Node {
         match self {
             Node::And(left, right) => left.value() && right.value(),
             Node::Or(left, right) => left.value() || right.value(),
-            Node::Leaf { matched, .. } | Node::Timer { matched } => matched.is_some(),
+            Node::Leaf { matched, .. } | Node::Timer { matched, .. } | Node::After { matched, .. } => matched.is_some(),
         }
     }
 
     /// Offers an event to every leaf; returns how many leaves took it (each is one hold).
-    fn offer<L: Lookup + ?Sized>(&mut self, event: &EventRef<'_>, vars: &L) -> usize {
+    /// The `after` leaves whose event it is are added to `armed`.
+    fn offer<L: Lookup + ?Sized>(&mut self, event: &EventRef<'_>, vars: &L, armed: &mut Vec<u16>) -> usize {
         match self {
-            Node::And(left, right) | Node::Or(left, right) => left.offer(event, vars) + right.offer(event, vars),
+            Node::And(left, right) | Node::Or(left, right) => {
+                left.offer(event, vars, armed) + right.offer(event, vars, armed)
+            }
             Node::Leaf { pattern, matched } => {
                 if matched.is_none() && event_matches(pattern, event, vars) {
                     *matched = Some(event.id);
@@ -109,7 +143,28 @@ impl Node {
                 }
                 0
             }
+            Node::After { index, pattern, .. } => {
+                if event_matches(pattern, event, vars) {
+                    armed.push(*index);
+                }
+                0
+            }
             Node::Timer { .. } => 0,
+        }
+    }
+
+    /// A timer of temporal operand `index` fired, as event `id`: 1 when its leaf took it.
+    fn fire(&mut self, index: u16, id: EventId) -> usize {
+        match self {
+            Node::And(left, right) | Node::Or(left, right) => left.fire(index, id) + right.fire(index, id),
+            Node::Timer { index: own, matched }
+            | Node::After {
+                index: own, matched, ..
+            } if *own == index && matched.is_none() => {
+                *matched = Some(id);
+                1
+            }
+            Node::Leaf { .. } | Node::Timer { .. } | Node::After { .. } => 0,
         }
     }
 
@@ -124,7 +179,7 @@ impl Node {
                     right.take_true_part(out);
                 }
             }
-            Node::Leaf { matched, .. } | Node::Timer { matched } => {
+            Node::Leaf { matched, .. } | Node::Timer { matched, .. } | Node::After { matched, .. } => {
                 if let Some(id) = matched.take() {
                     out.push(id);
                 }
@@ -138,7 +193,9 @@ impl Node {
                 left.held(out);
                 right.held(out);
             }
-            Node::Leaf { matched, .. } | Node::Timer { matched } => out.extend(*matched),
+            Node::Leaf { matched, .. } | Node::Timer { matched, .. } | Node::After { matched, .. } => {
+                out.extend(*matched)
+            }
         }
     }
 
@@ -148,7 +205,7 @@ impl Node {
                 left.clear();
                 right.clear();
             }
-            Node::Leaf { matched, .. } | Node::Timer { matched } => *matched = None,
+            Node::Leaf { matched, .. } | Node::Timer { matched, .. } | Node::After { matched, .. } => *matched = None,
         }
     }
 
@@ -158,7 +215,9 @@ impl Node {
                 left.holds(out);
                 right.holds(out);
             }
-            Node::Leaf { matched, .. } | Node::Timer { matched } => out.push(*matched),
+            Node::Leaf { matched, .. } | Node::Timer { matched, .. } | Node::After { matched, .. } => {
+                out.push(*matched)
+            }
         }
     }
 
@@ -168,7 +227,9 @@ impl Node {
                 left.set_holds(holds);
                 right.set_holds(holds);
             }
-            Node::Leaf { matched, .. } | Node::Timer { matched } => *matched = holds.next().flatten(),
+            Node::Leaf { matched, .. } | Node::Timer { matched, .. } | Node::After { matched, .. } => {
+                *matched = holds.next().flatten()
+            }
         }
     }
 
@@ -178,32 +239,51 @@ impl Node {
                 left.names(out);
                 right.names(out);
             }
-            Node::Leaf { pattern, .. } => out.push(&pattern.name),
+            Node::Leaf { pattern, .. } | Node::After { pattern, .. } => out.push(&pattern.name),
             Node::Timer { .. } => {}
         }
     }
 }
 
 /// What happened when an event was offered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Offer {
     /// How many leaves took the event; each now holds it (one hold each).
     pub taken: usize,
     /// The whole expression is true.
     pub fired: bool,
+    /// The `DURATION after EVENT` operands (by index) whose event it was: each arms a timer.
+    pub armed: Vec<u16>,
 }
 
 impl Matcher {
     pub fn new(expr: &EventExpr) -> Matcher {
-        Matcher { root: build(expr) }
+        Matcher {
+            root: build(expr, &mut 0),
+        }
     }
 
     /// Offers an event; `vars` expands `$VAR` in the expression's values.
     pub fn offer<L: Lookup + ?Sized>(&mut self, event: &EventRef<'_>, vars: &L) -> Offer {
-        let taken = self.root.offer(event, vars);
+        let mut armed = Vec::new();
+        let taken = self.root.offer(event, vars, &mut armed);
         Offer {
             taken,
             fired: taken > 0 && self.root.value(),
+            armed,
+        }
+    }
+
+    /// The timer of temporal operand `index` fired, as event `id` (a clock operand's timer,
+    /// or the timer an `after` operand's event armed). Taken only by that operand's leaf,
+    /// and only if it is not matched already (a firing while it is, is dropped as any
+    /// matching event is).
+    pub fn fire(&mut self, index: u16, id: EventId) -> Offer {
+        let taken = self.root.fire(index, id);
+        Offer {
+            taken,
+            fired: taken > 0 && self.root.value(),
+            armed: Vec::new(),
         }
     }
 
@@ -340,11 +420,32 @@ mod tests {
     #[test]
     fn and_holds_a_partial_match_until_the_other_side_comes() {
         let mut m = matcher("a and b");
-        assert_eq!(offer(&mut m, 1, "a", &[]), Offer { taken: 1, fired: false });
+        assert_eq!(
+            offer(&mut m, 1, "a", &[]),
+            Offer {
+                taken: 1,
+                fired: false,
+                armed: Vec::new()
+            }
+        );
         assert_eq!(m.held(), [1]);
         // A second `a` is ignored while the leaf holds the first.
-        assert_eq!(offer(&mut m, 2, "a", &[]), Offer { taken: 0, fired: false });
-        assert_eq!(offer(&mut m, 3, "b", &[]), Offer { taken: 1, fired: true });
+        assert_eq!(
+            offer(&mut m, 2, "a", &[]),
+            Offer {
+                taken: 0,
+                fired: false,
+                armed: Vec::new()
+            }
+        );
+        assert_eq!(
+            offer(&mut m, 3, "b", &[]),
+            Offer {
+                taken: 1,
+                fired: true,
+                armed: Vec::new()
+            }
+        );
         assert_eq!(m.take_fired(), [1, 3]);
         assert!(m.held().is_empty());
     }
@@ -375,7 +476,14 @@ mod tests {
     #[test]
     fn one_event_taken_by_two_leaves_is_held_twice() {
         let mut m = matcher("started x or started JOB=x");
-        assert_eq!(offer(&mut m, 7, "started", &["JOB=x"]), Offer { taken: 2, fired: true });
+        assert_eq!(
+            offer(&mut m, 7, "started", &["JOB=x"]),
+            Offer {
+                taken: 2,
+                fired: true,
+                armed: Vec::new()
+            }
+        );
         assert_eq!(m.take_fired(), [7, 7]);
     }
 
@@ -408,9 +516,44 @@ mod tests {
     #[test]
     fn names_index_and_reset() {
         let mut m = matcher("(a and b) or starting c or 5m after d");
-        assert_eq!(m.event_names(), ["a", "b", "starting"]);
+        // `d` arms the `after` operand's timer: it is indexed too.
+        assert_eq!(m.event_names(), ["a", "b", "d", "starting"]);
         offer(&mut m, 1, "a", &[]);
         assert_eq!(m.reset(), [1]);
         assert!(m.held().is_empty());
+    }
+
+    /// A clock operand's leaf is matched by its own timer's firing, never by an event, and
+    /// combines with events as any leaf does.
+    #[test]
+    fn timers_match_only_their_own_firing() {
+        let mut m = matcher("every day at 03:00 and (net-up or every 10m)");
+        let none = offer(&mut m, 1, "timer", &[]);
+        assert_eq!((none.taken, none.fired), (0, false));
+        // The second operand (`every 10m`) fires: its leaf takes it; nothing is true yet.
+        let second = m.fire(1, 2);
+        assert_eq!((second.taken, second.fired), (1, false));
+        // Firing again while matched is dropped.
+        assert_eq!(m.fire(1, 3).taken, 0);
+        let first = m.fire(0, 4);
+        assert_eq!((first.taken, first.fired), (1, true));
+        assert_eq!(m.take_fired(), vec![4, 2]);
+        // An index no leaf has takes nothing.
+        assert_eq!(m.fire(7, 5).taken, 0);
+    }
+
+    /// Each event an `after` operand names arms a timer (and is not held); the leaf is
+    /// matched by the timer's firing.
+    #[test]
+    fn after_operands_arm_timers_on_their_events() {
+        let mut m = matcher("10s after started db and net-up");
+        assert_eq!(m.event_names(), vec!["net-up", "started"]);
+        let db = offer(&mut m, 1, "started", &["db"]);
+        assert_eq!((db.taken, db.fired, db.armed.clone()), (0, false, vec![0]));
+        assert_eq!(offer(&mut m, 2, "started", &["web"]).armed, Vec::<u16>::new());
+        assert_eq!(offer(&mut m, 3, "net-up", &[]).taken, 1);
+        let fired = m.fire(0, 4);
+        assert_eq!((fired.taken, fired.fired), (1, true));
+        assert_eq!(m.take_fired(), vec![4, 3]);
     }
 }

@@ -2,21 +2,13 @@
 //! built yet is reported by `uprisectl check` and by the daemon as "parsed but not yet
 //! enforced", so nothing is ignored silently. Update this table when a feature lands.
 
-use crate::syntax::ast::{Command, Console, EventExpr, Stanza};
+use crate::syntax::ast::{Command, Console, Stanza};
 
 /// Whether a stanza takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enforcement {
     /// Its semantics are planned but not built; the text names the feature.
     Planned(&'static str),
-}
-
-fn has_temporal(expr: &EventExpr) -> bool {
-    match expr {
-        EventExpr::And { left, right } | EventExpr::Or { left, right } => has_temporal(left) || has_temporal(right),
-        EventExpr::Event(_) => false,
-        EventExpr::Temporal { .. } => true,
-    }
 }
 
 fn is_lua(command: &Command) -> bool {
@@ -26,7 +18,6 @@ fn is_lua(command: &Command) -> bool {
 /// `None` when the daemon enforces the stanza.
 pub fn of(stanza: &Stanza) -> Option<Enforcement> {
     let feature = match stanza {
-        Stanza::StartOn(expr) | Stanza::StopOn(expr) if has_temporal(expr) => "a time-based event",
         Stanza::Process(_, command) if is_lua(command) => "`script lua`",
         Stanza::Watershed => "`watershed`",
         Stanza::ApparmorLoad(_) | Stanza::ApparmorSwitch(_) => "`apparmor`",
@@ -42,9 +33,6 @@ pub fn of(stanza: &Stanza) -> Option<Enforcement> {
         Stanza::Uses(..) => "`uses`",
         Stanza::Requires(..) => "`requires`",
         Stanza::Hook(..) => "`hook`",
-        Stanza::CatchUp => "`catch up`",
-        Stanza::Jitter(_) => "`jitter`",
-        Stanza::Timezone(_) => "`timezone`",
         _ => return None,
     };
     Some(Enforcement::Planned(feature))

@@ -19,8 +19,9 @@ use crate::model::Job;
 /// The format's name, so a stray file is never mistaken for a snapshot.
 pub const FORMAT: &str = "uprise-state";
 
-/// The newest version this build writes and reads.
-pub const VERSION: u32 = 2;
+/// The newest version this build writes and reads. Version 3 added the timers (`timers`,
+/// `firings`, `EventSnapshot::target`).
+pub const VERSION: u32 = 3;
 
 /// Everything the new image needs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -78,6 +79,60 @@ pub struct Snapshot {
     /// may serve before it reads the job dirs again.
     #[serde(default)]
     pub all_classes: bool,
+    /// The armed timers of calendar, cron and interval operands (version 3).
+    #[serde(default)]
+    pub timers: Vec<TimerSnapshot>,
+    /// Firings still to go out: `after` timers armed by their events, and firings held back
+    /// by `jitter` (version 3).
+    #[serde(default)]
+    pub firings: Vec<FiringSnapshot>,
+}
+
+/// A temporal operand of a job: the expression it is in (`start` or `stop`), its place among
+/// that expression's temporal operands, and the operand as written, so that a definition
+/// that changed meanwhile never takes another operand's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperandSnapshot {
+    pub job: String,
+    pub side: String,
+    pub index: u16,
+    pub operand: String,
+}
+
+/// An armed calendar, cron or interval operand.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerSnapshot {
+    #[serde(flatten)]
+    pub operand: OperandSnapshot,
+    /// A calendar or cron operand: the due time it is armed for (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<String>,
+    /// `every DURATION`: the time left until its period ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_ms: Option<u64>,
+    /// The due time it last fired at (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fired: Option<String>,
+}
+
+/// A firing still to go out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FiringSnapshot {
+    #[serde(flatten)]
+    pub operand: OperandSnapshot,
+    /// The instance whose `stop on` it is for, if one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The time left until it goes out.
+    pub in_ms: u64,
+    /// Its due time (RFC 3339, UTC): `UPRISE_SCHEDULED`.
+    pub scheduled: String,
+    /// The variables of the event that armed an `after` timer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// Held back by `jitter` (the event goes out as it is); otherwise an `after` timer.
+    #[serde(default)]
+    pub jittered: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +146,19 @@ pub struct EventSnapshot {
     pub failed: bool,
     #[serde(default)]
     pub waiting_clients: Vec<u64>,
+    /// A timer's firing: the operand (and instance) it is offered to alone (version 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSnapshot>,
+}
+
+/// Where a timer's firing goes: an operand, and the instance for one armed by an instance's
+/// `stop on`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSnapshot {
+    #[serde(flatten)]
+    pub operand: OperandSnapshot,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
 }
 
 /// A job class with something to carry over: instances, or partial `start on` matches.
@@ -456,6 +524,7 @@ mod tests {
             blockers: 1,
             failed: false,
             waiting_clients: vec![7],
+            target: None,
         });
         assert_eq!(Snapshot::from_bytes(&snapshot.to_bytes()), Ok(snapshot));
     }

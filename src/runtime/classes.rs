@@ -47,9 +47,13 @@ impl Daemon {
                 None => {
                     let start_on = job.start_on.as_ref().map(Matcher::new);
                     let name = job.name.clone();
+                    let has_timers = super::timers::has_timers(&job);
                     let id = self.classes.insert(Class::new(job, start_on, false));
                     self.class_by_name.insert(name, id);
                     self.index_class(id);
+                    if has_timers {
+                        self.arm_timers(id);
+                    }
                 }
             }
         }
@@ -105,6 +109,7 @@ impl Daemon {
         if class.deleted {
             let held = class.start_on.as_mut().map(Matcher::reset).unwrap_or_default();
             let name = class.job.name.clone();
+            self.forget_timers(id);
             self.classes.remove(id);
             self.class_by_name.remove(&name);
             self.unindex_class(id);
@@ -122,7 +127,11 @@ impl Daemon {
                 class.start_on = job.start_on.as_ref().map(Matcher::new);
                 held
             };
-            class.set_job(std::rc::Rc::from(job));
+            let old = class.set_job(std::rc::Rc::from(job));
+            // Timers whose operands did not change keep running (and keep their due times).
+            if !super::timers::same_timers(&old, &class.job) {
+                self.arm_timers(id);
+            }
             self.unindex_class(id);
             self.index_class(id);
             for event in held {

@@ -197,6 +197,7 @@ fn privileged(request: &Request) -> bool {
             | Request::ShowConfig { .. }
             | Request::CheckConfig { .. }
             | Request::LogPath { .. }
+            | Request::Timers { .. }
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -663,6 +664,16 @@ impl Daemon {
                     }
                 };
                 done(self, vec![reply]);
+                Ok(())
+            }
+            Request::Timers { job } => {
+                let class = job.as_deref().map(|job| self.lookup(job)).transpose()?;
+                let timers = self.timer_statuses(class);
+                let replies = timers
+                    .chunks(STATUSES_PER_LINE)
+                    .map(|chunk| Reply::Timers { timers: chunk.to_vec() })
+                    .collect();
+                done(self, replies);
                 Ok(())
             }
             Request::List => {

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use calloop::EventLoop;
+use jiff::Timestamp;
 
 use crate::control::proto::{Reply, status_line};
 use crate::model::Config;
@@ -18,21 +19,37 @@ use super::host::{Begun, Host};
 use super::output::Rotation;
 
 /// What the fake host saw and what it says the time is.
-struct Seen {
-    now: Instant,
+pub(super) struct Seen {
+    pub(super) now: Instant,
+    pub(super) wall: Timestamp,
+    seed: u64,
     next_pid: i32,
     /// `JOB WHAT PID` for every process started, in order.
     spawned: Vec<String>,
+    /// Each process's `UPRISE_SCHEDULED` (empty when it has none), in the same order.
+    scheduled: Vec<String>,
     /// `(pid, signal, group)` for every signal sent, in order.
     signals: Vec<(i32, i32, bool)>,
 }
 
 #[derive(Clone)]
-struct FakeHost(Rc<RefCell<Seen>>);
+pub(super) struct FakeHost(pub(super) Rc<RefCell<Seen>>);
 
 impl Host for FakeHost {
     fn now(&self) -> Instant {
         self.0.borrow().now
+    }
+
+    fn wall_now(&self) -> Timestamp {
+        self.0.borrow().wall
+    }
+
+    fn random(&mut self) -> u64 {
+        let mut seen = self.0.borrow_mut();
+        seen.seed ^= seen.seed << 13;
+        seen.seed ^= seen.seed >> 7;
+        seen.seed ^= seen.seed << 17;
+        seen.seed
     }
 
     fn spawn(&mut self, spec: SpawnSpec<'_>) -> Result<Begun, SpawnError> {
@@ -40,6 +57,11 @@ impl Host for FakeHost {
         let pid = seen.next_pid;
         seen.next_pid += 1;
         seen.spawned.push(format!("{} {} {pid}", spec.job_name, spec.what));
+        let scheduled = spec
+            .env
+            .iter()
+            .find_map(|entry| entry.strip_prefix("UPRISE_SCHEDULED="));
+        seen.scheduled.push(scheduled.unwrap_or_default().to_string());
         Ok(Begun::Done(Ok(pid)))
     }
 
@@ -54,16 +76,32 @@ impl Host for FakeHost {
 }
 
 /// A daemon core with jobs installed, on a fake host.
-struct Core {
-    daemon: Daemon,
-    host: FakeHost,
+pub(super) struct Core {
+    pub(super) daemon: Daemon,
+    pub(super) host: FakeHost,
     _event_loop: EventLoop<'static, Daemon>,
     _dir: tempfile::TempDir,
 }
 
+/// `(name, text)` job definitions, with `console none` added, so that no log pipe is made.
+pub(super) fn jobs_config(jobs: &[(&str, &str)]) -> Config {
+    let mut config = Config::default();
+    for (name, text) in jobs {
+        let one = Config::from_text(name, &format!("{name}.conf"), &format!("console none\n{text}"));
+        assert!(one.is_valid(), "{name}: {:?}", one.diagnostics);
+        config.jobs.extend(one.jobs);
+    }
+    config
+}
+
 impl Core {
     /// Installs `(name, text)` jobs; `console none` is added, so that no log pipe is made.
-    fn new(jobs: &[(&str, &str)]) -> Core {
+    pub(super) fn new(jobs: &[(&str, &str)]) -> Core {
+        Core::at("2026-03-29T00:00:00Z", None, jobs)
+    }
+
+    /// A core whose wall clock reads `wall` (RFC 3339), with `catch up`'s state in `statedir`.
+    pub(super) fn at(wall: &str, statedir: Option<&std::path::Path>, jobs: &[(&str, &str)]) -> Core {
         let dir = tempfile::tempdir().unwrap();
         let event_loop: EventLoop<'static, Daemon> = EventLoop::try_new().unwrap();
         let settings = Settings {
@@ -74,8 +112,11 @@ impl Core {
         };
         let host = FakeHost(Rc::new(RefCell::new(Seen {
             now: Instant::now(),
+            wall: wall.parse().unwrap(),
+            seed: 0x2545_F491_4F6C_DD1D,
             next_pid: 100,
             spawned: Vec::new(),
+            scheduled: Vec::new(),
             signals: Vec::new(),
         })));
         let mut daemon = Daemon::with_host(
@@ -84,13 +125,13 @@ impl Core {
             event_loop.get_signal(),
             Box::new(host.clone()),
         );
-        let mut config = Config::default();
-        for (name, text) in jobs {
-            let one = Config::from_text(name, &format!("{name}.conf"), &format!("console none\n{text}"));
-            assert!(one.is_valid(), "{name}: {:?}", one.diagnostics);
-            config.jobs.extend(one.jobs);
+        // The daemon's local zone, whatever the machine's: UTC.
+        daemon.timers.local = jiff::tz::TimeZone::UTC;
+        if let Some(statedir) = statedir {
+            daemon.load_timer_state(statedir);
         }
-        daemon.install(config);
+        daemon.install(jobs_config(jobs));
+        daemon.settle();
         Core {
             daemon,
             host,
@@ -99,18 +140,18 @@ impl Core {
         }
     }
 
-    fn status(&self, job: &str) -> String {
+    pub(super) fn status(&self, job: &str) -> String {
         let class = self.daemon.lookup(job).unwrap();
         status_line(&self.daemon.instance_status(&(class, String::new())))
     }
 
-    fn emit(&mut self, event: &str) {
+    pub(super) fn emit(&mut self, event: &str) {
         self.daemon.emit(event, Vec::new());
         self.daemon.settle();
     }
 
     /// The pid of the last process started for `job` as `what` (`main`, `pre-start`, …).
-    fn pid(&self, job: &str, what: &str) -> i32 {
+    pub(super) fn pid(&self, job: &str, what: &str) -> i32 {
         let prefix = format!("{job} {what} ");
         let seen = self.host.0.borrow();
         let line = seen.spawned.iter().rev().find(|line| line.starts_with(&prefix));
@@ -118,29 +159,52 @@ impl Core {
             .unwrap_or_else(|| panic!("no {what} process of {job}: {:?}", seen.spawned))
     }
 
-    fn spawned(&self) -> Vec<String> {
+    pub(super) fn spawned(&self) -> Vec<String> {
         self.host.0.borrow().spawned.clone()
     }
 
-    fn signals(&self) -> Vec<(i32, i32, bool)> {
+    pub(super) fn signals(&self) -> Vec<(i32, i32, bool)> {
         self.host.0.borrow().signals.clone()
     }
 
     /// A process ends with `code`.
-    fn exit(&mut self, pid: i32, code: i32) {
+    pub(super) fn exit(&mut self, pid: i32, code: i32) {
         self.daemon.child_changed(pid, Exit::Code(code));
         self.daemon.settle();
     }
 
-    /// The clock moves on by `by`; what is due happens.
-    fn advance(&mut self, by: Duration) {
-        self.host.0.borrow_mut().now += by;
+    /// Both clocks move on by `by`; what is due happens.
+    pub(super) fn advance(&mut self, by: Duration) {
+        {
+            let mut seen = self.host.0.borrow_mut();
+            seen.now += by;
+            seen.wall += jiff::SignedDuration::try_from(by).unwrap();
+        }
         self.daemon.deadlines_due();
+        self.daemon.timers_due();
         self.daemon.settle();
     }
 
+    /// Each process's `UPRISE_SCHEDULED`, in the order they started.
+    pub(super) fn scheduled(&self) -> Vec<String> {
+        self.host.0.borrow().scheduled.clone()
+    }
+
+    /// The wall clock is set to `wall` (the monotonic one does not move), as by
+    /// `settimeofday`: the daemon hears of it as from its clock timer.
+    pub(super) fn set_wall(&mut self, wall: &str) {
+        self.host.0.borrow_mut().wall = wall.parse().unwrap();
+        self.daemon.wall_clock_changed();
+        self.daemon.settle();
+    }
+
+    /// The wall clock now.
+    pub(super) fn wall(&self) -> Timestamp {
+        self.host.0.borrow().wall
+    }
+
     /// The replies queued for `client`, as `error: MESSAGE`, `status: LINE` or `done`.
-    fn replies(&mut self, client: u64) -> Vec<String> {
+    pub(super) fn replies(&mut self, client: u64) -> Vec<String> {
         let mut out = Vec::new();
         let mut others = Vec::new();
         for item in std::mem::take(&mut self.daemon.outgoing) {

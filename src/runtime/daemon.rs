@@ -22,6 +22,7 @@ use super::host::{Host, RealHost};
 use super::jobs::{Class, ClassId, ClientId, Instance, Tracked};
 use super::output::Rotation;
 use super::spawning::Spawning;
+use super::timers::Timers;
 
 /// What a waiting client asked for, to answer it when the instance rests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +88,8 @@ pub struct Daemon {
     pub deadlines: Deadlines,
     /// The clock, spawning and signals: the system, or a test's fake (see `host.rs`).
     pub(super) host: Box<dyn Host>,
+    /// The temporal operands' timers (see `timers/`).
+    pub timers: Timers,
     /// Main processes to send their kill signal once `settle` has nothing else to do (see
     /// [`Daemon::send_kills`]).
     pub(super) pending_kills: Vec<PendingKill>,
@@ -183,6 +186,7 @@ impl Daemon {
             spawning: VecDeque::new(),
             deadlines: Deadlines::default(),
             host,
+            timers: Timers::default(),
             pending_kills: Vec::new(),
             shutdown_cursor: 0,
             next_event: 1,

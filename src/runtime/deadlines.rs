@@ -27,6 +27,7 @@ use crate::machine::{Goal, Stage, State};
 use super::daemon::{Daemon, Key};
 use super::jobs::{Instance, StageDeadline};
 use super::role::Role;
+use super::timers::{TimerId, TimerTarget};
 
 /// How long a process may survive SIGKILL before it is treated as gone (`kill abandon`).
 const DEFAULT_ABANDON: Duration = Duration::from_secs(60);
@@ -73,6 +74,21 @@ pub enum Deadline {
     },
     /// Candidates of a forking job given up that were sent the kill signal get SIGKILL.
     KillCandidates { pids: Vec<i32> },
+    /// `every DURATION`: the `count`-th period from `anchor` is over (see `timers/`).
+    Every {
+        timer: TimerId,
+        anchor: Instant,
+        period: Duration,
+        count: u64,
+    },
+    /// A timer's firing goes out: an `after` operand's delay is over (`jittered`: false),
+    /// or a firing's jitter is (true).
+    Fire {
+        target: TimerTarget,
+        scheduled: jiff::Timestamp,
+        env: Vec<String>,
+        jittered: bool,
+    },
 }
 
 /// The queue, and the loop timer set for its soonest deadline.
@@ -91,6 +107,11 @@ impl Deadlines {
 
     pub fn len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Every armed deadline, soonest first.
+    pub fn iter(&self) -> impl Iterator<Item = (&DeadlineId, &Deadline)> {
+        self.queue.iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,12 +166,19 @@ impl Daemon {
 
     /// Acts on every deadline that has passed by the host's clock, in order, and sets the
     /// timer for the next.
+    /// Timers' firings count against the same batch as clock operands' (see `timers/`,
+    /// `FIRE_BATCH`): past it, the rest waits for the next turn of the loop.
     pub fn deadlines_due(&mut self) {
         let now = self.host.now();
-        while let Some(entry) = self.deadlines.queue.first_entry()
+        let mut firings = 0;
+        while firings < super::timers::FIRE_BATCH
+            && let Some(entry) = self.deadlines.queue.first_entry()
             && entry.key().at <= now
         {
             let (id, deadline) = entry.remove_entry();
+            if matches!(deadline, Deadline::Every { .. } | Deadline::Fire { .. }) {
+                firings += 1;
+            }
             self.deadline_passed(id, deadline);
         }
         self.schedule_deadline_timer();
@@ -236,6 +264,32 @@ impl Daemon {
             Deadline::KillCandidates { pids } => {
                 for pid in pids {
                     self.signal_main(pid, libc::SIGKILL, false);
+                }
+            }
+            Deadline::Every {
+                timer,
+                anchor,
+                period,
+                count,
+            } => {
+                self.timer_deadline_passed(timer.class, id);
+                // The due time on the wall clock: as far before now as the monotonic one.
+                let late = self.host.now().saturating_duration_since(id.at);
+                let scheduled = self.host.wall_now() - jiff::SignedDuration::try_from(late).unwrap_or_default();
+                self.fire_timer(TimerTarget { timer, instance: None }, scheduled, Vec::new());
+                self.every_passed(timer, anchor, period, count);
+            }
+            Deadline::Fire {
+                target,
+                scheduled,
+                env,
+                jittered,
+            } => {
+                self.timer_deadline_passed(target.timer.class, id);
+                if jittered {
+                    self.emit_timer(target, scheduled, env);
+                } else {
+                    self.fire_timer(target, scheduled, env);
                 }
             }
         }

@@ -13,8 +13,9 @@ use crate::machine::environ::{self, UnknownParameter};
 use crate::machine::{EventId, EventRef, Goal, next_state};
 use crate::model::Job;
 
-use super::daemon::{Daemon, Outgoing};
+use super::daemon::{Daemon, Key, Outgoing};
 use super::jobs::{Blocked, ClassId, ClientId, Instance};
+use super::timers::{Side, TimerId, TimerTarget};
 
 /// Where an event is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,9 @@ pub struct Event {
     pub failed: bool,
     /// Clients of `emit` (with wait) to answer when it finishes.
     pub waiting_clients: Vec<ClientId>,
+    /// A timer's firing: offered to its own operand's leaf only, not by name (see
+    /// `timers/`). `None` for every other event.
+    pub target: Option<TimerTarget>,
 }
 
 pub(super) fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) -> Vec<String> {
@@ -65,6 +69,11 @@ pub(super) fn job_event_env(job: &Job, instance: &Instance, extra: &[String]) ->
 impl Daemon {
     /// Queues an event; it is handled by the next `settle()`.
     pub fn emit(&mut self, name: &str, env: Vec<String>) -> EventId {
+        self.emit_to(name, env, None)
+    }
+
+    /// Queues an event, offered to `target`'s leaf only when it is a timer's firing.
+    pub(super) fn emit_to(&mut self, name: &str, env: Vec<String>, target: Option<TimerTarget>) -> EventId {
         let id = self.next_event;
         self.next_event += 1;
         debug!("event {name} {}", env.join(" "));
@@ -83,6 +92,7 @@ impl Daemon {
                 blockers: 0,
                 failed: false,
                 waiting_clients: Vec::new(),
+                target,
             },
         );
         self.queue.push_back(id);
@@ -104,6 +114,13 @@ impl Daemon {
             return;
         };
         event.progress = Progress::Handling;
+        if let Some(target) = event.target.take() {
+            self.offer_timer(id, target);
+            if self.events.get(&id).is_some_and(|event| event.blockers == 0) {
+                self.finished.push_back(id);
+            }
+            return;
+        }
         // An event no class listens for costs a hash lookup, whatever the number of classes.
         let interested = self.stop_index.contains_key(&event.name)
             || self.start_index.contains_key(&event.name)
@@ -215,6 +232,7 @@ impl Daemon {
         let event = EventRef { id, name, env };
         let mut holds = 0;
         let mut fired = Vec::new();
+        let mut armed = Vec::new();
         for instance in class.instances.values_mut() {
             let Some(matcher) = instance.stop_on.as_mut() else {
                 continue;
@@ -227,21 +245,39 @@ impl Daemon {
             if offer.fired {
                 fired.push((instance.name.clone(), matcher.take_fired()));
             }
+            if !offer.armed.is_empty() {
+                armed.push((instance.name.clone(), instance.serial, offer.armed));
+            }
         }
         for _ in 0..holds {
             self.hold(id);
         }
-        for (instance, events) in fired {
-            let key = (class_id, instance);
-            let stop_env = self.fired_env(&events, "UPSTART_STOP_EVENTS");
-            if let Some(instance) = self.instance_mut(&key) {
-                instance.rare_mut().stop_env = stop_env;
-                instance
-                    .blocking
-                    .extend(events.iter().map(|event| Blocked::Event(*event)));
+        for (instance, serial, indexes) in armed {
+            for index in indexes {
+                let timer = TimerId {
+                    class: class_id,
+                    side: Side::Stop,
+                    index,
+                };
+                self.arm_after(timer, Some((instance.clone(), serial)), env);
             }
-            self.change_goal(&key, Goal::Stop);
         }
+        for (instance, events) in fired {
+            self.stop_fired(&(class_id, instance), &events);
+        }
+    }
+
+    /// An instance's `stop on` became true with `events`: the instance stops, and holds
+    /// them until it is at rest.
+    fn stop_fired(&mut self, key: &Key, events: &[EventId]) {
+        let stop_env = self.fired_env(events, "UPSTART_STOP_EVENTS");
+        if let Some(instance) = self.instance_mut(key) {
+            instance.rare_mut().stop_env = stop_env;
+            instance
+                .blocking
+                .extend(events.iter().map(|event| Blocked::Event(*event)));
+        }
+        self.change_goal(key, Goal::Stop);
     }
 
     pub(super) fn offer_start(&mut self, class_id: ClassId, id: EventId, name: &str, env: &[String]) {
@@ -255,9 +291,71 @@ impl Daemon {
         for _ in 0..offer.taken {
             self.hold(id);
         }
-        if !offer.fired {
-            return;
+        for index in offer.armed {
+            let timer = TimerId {
+                class: class_id,
+                side: Side::Start,
+                index,
+            };
+            self.arm_after(timer, None, env);
         }
+        if offer.fired {
+            self.start_fired(class_id, fired);
+        }
+    }
+
+    /// A timer's firing (event `id`), offered to its own operand's leaf: in the class's
+    /// `start on`, or in the `stop on` of its instances (of one instance, for the timer an
+    /// `after` operand of that instance armed).
+    fn offer_timer(&mut self, id: EventId, target: TimerTarget) {
+        let TimerTarget { timer, instance } = target;
+        let Some(class) = self.classes.get_mut(timer.class) else {
+            return;
+        };
+        match timer.side {
+            Side::Start => {
+                let Some(matcher) = class.start_on.as_mut() else { return };
+                let offer = matcher.fire(timer.index, id);
+                let fired = if offer.fired { matcher.take_fired() } else { Vec::new() };
+                for _ in 0..offer.taken {
+                    self.hold(id);
+                }
+                if offer.fired {
+                    self.start_fired(timer.class, fired);
+                }
+            }
+            Side::Stop => {
+                let mut holds = 0;
+                let mut fired = Vec::new();
+                for candidate in class.instances.values_mut() {
+                    let addressed = instance
+                        .as_ref()
+                        .is_none_or(|(name, serial)| *name == candidate.name && *serial == candidate.serial);
+                    let Some(matcher) = candidate.stop_on.as_mut() else {
+                        continue;
+                    };
+                    if !addressed || candidate.goal == Goal::Stop {
+                        continue;
+                    }
+                    let offer = matcher.fire(timer.index, id);
+                    holds += offer.taken;
+                    if offer.fired {
+                        fired.push((candidate.name.clone(), matcher.take_fired()));
+                    }
+                }
+                for _ in 0..holds {
+                    self.hold(id);
+                }
+                for (name, events) in fired {
+                    self.stop_fired(&(timer.class, name), &events);
+                }
+            }
+        }
+    }
+
+    /// A class's `start on` became true with `fired`: the instance it names starts, and
+    /// holds them until it is running (or released at once when it runs already).
+    fn start_fired(&mut self, class_id: ClassId, fired: Vec<EventId>) {
         if self.shutting_down {
             for event in fired {
                 self.release(event, false);

@@ -24,13 +24,15 @@ mod spawning;
 mod states;
 mod status;
 pub mod system;
+#[cfg(test)]
+mod timer_tests;
+pub mod timers;
 mod views;
 pub mod watch;
 
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use calloop::generic::Generic;
 use calloop::{EventLoop, Interest, Mode, PostAction};
@@ -50,6 +52,8 @@ pub struct Options {
     pub user_mode: bool,
     pub confdirs: Vec<PathBuf>,
     pub logdir: PathBuf,
+    /// What outlives the daemon: `catch up`'s record of when timers fired (`timers/record.rs`).
+    pub statedir: PathBuf,
     pub socket: PathBuf,
     /// `None` with `--no-startup-event`.
     pub startup_event: Option<String>,
@@ -86,6 +90,7 @@ impl Daemon {
         let config = Config::load(&sources);
         self.report_diagnostics(&config);
         info!("loaded {} jobs from {} files", config.jobs.len(), config.files_read);
+        self.refresh_local_zone();
         self.install(config);
         // Room for a log pipe per job, and the daemon's own: see `make_fd_room`.
         crate::sys::spawn::make_fd_room(self.classes.len() + FD_HEADROOM);
@@ -208,6 +213,7 @@ pub fn run(options: Options) -> io::Result<()> {
     daemon.confdirs = options.confdirs.clone();
     daemon.job_nofile = job_nofile;
     daemon.global_env = initial_environment(options.user_mode).into();
+    daemon.load_timer_state(&options.statedir);
 
     event_loop
         .handle()
@@ -288,11 +294,14 @@ pub fn run(options: Options) -> io::Result<()> {
                 warn!("cannot open the notify socket ({error}); `expect notify` jobs will not become ready");
             }
             info!("listening on {}", options.socket.display());
-            daemon.reload_configuration();
-            daemon.watch_confdirs();
+            // The first event is queued before the jobs are loaded (it is handled once they
+            // are): runs `catch up` owes go after it, so a job that starts on it is on its way
+            // before a missed nightly run starts.
             if let Some(name) = &options.startup_event {
                 daemon.emit(name, Vec::new());
             }
+            daemon.reload_configuration();
+            daemon.watch_confdirs();
         }
     }
     daemon.settle();
@@ -302,7 +311,9 @@ pub fn run(options: Options) -> io::Result<()> {
     // The panic is logged and the loop goes on serving from the state as it is.
     let result = loop {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            event_loop.run(Some(Duration::from_secs(60)), &mut daemon, |daemon| {
+            // No timeout: an idle daemon sleeps until something happens (every deadline
+            // and timer is a source of its own), never waking to poll.
+            event_loop.run(None, &mut daemon, |daemon| {
                 daemon.settle();
                 daemon.flush_clients();
             })

@@ -203,6 +203,7 @@ impl Daemon {
                 blockers: event.blockers,
                 failed: event.failed,
                 waiting_clients: event.waiting_clients.clone(),
+                target: event.target.as_ref().and_then(|target| self.target_snapshot(target)),
             })
             .collect();
         // Every class travels (compactly), so the new image can serve before it reads the job
@@ -271,6 +272,7 @@ impl Daemon {
             });
         }
         snapshot.clients = self.snapshot_clients();
+        (snapshot.timers, snapshot.firings) = self.capture_timers();
         snapshot
     }
 
@@ -386,7 +388,12 @@ impl Daemon {
         self.next_event = self.next_event.max(snapshot.next_event);
         self.next_seq = self.next_seq.max(snapshot.next_seq);
         self.set_next_client(snapshot.next_client);
+        // Timers' firings name their operand and instance: found once the classes are back.
+        let mut targets = Vec::new();
         for event in snapshot.events {
+            if let Some(target) = event.target {
+                targets.push((event.id, target));
+            }
             let progress = match event.progress.as_str() {
                 "pending" => Progress::Pending,
                 "finished" => Progress::Finished,
@@ -401,6 +408,7 @@ impl Daemon {
                     blockers: event.blockers,
                     failed: event.failed,
                     waiting_clients: event.waiting_clients,
+                    target: None,
                 },
             );
             match progress {
@@ -449,6 +457,29 @@ impl Daemon {
                 self.restore_instance(class_id, instance, env);
             }
         }
+        for (id, target) in targets {
+            match self.target_of_snapshot(&target) {
+                Some(target) => {
+                    if let Some(event) = self.events.get_mut(&id) {
+                        event.target = Some(target);
+                    }
+                }
+                // Its job or instance went: a firing not yet offered goes nowhere.
+                None => {
+                    if self
+                        .events
+                        .get(&id)
+                        .is_some_and(|event| event.progress == Progress::Pending)
+                    {
+                        self.events.remove(&id);
+                    }
+                }
+            }
+        }
+        self.restore_timers(
+            std::mem::take(&mut snapshot.timers),
+            std::mem::take(&mut snapshot.firings),
+        );
         for client in &snapshot.clients {
             // SAFETY: the previous image handed this fd over for this process to own.
             let stream = unsafe { UnixStream::from_raw_fd(client.fd) };

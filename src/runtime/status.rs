@@ -78,6 +78,7 @@ impl Daemon {
                 if let Some(status) = &instance.rare().notify_status {
                     detail.push(format!("status: {status}"));
                 }
+                detail.extend(self.timer_details(key.0, Some(&instance.name)));
                 InstanceStatus {
                     job: job.name.clone(),
                     instance: instance.name.clone(),
@@ -125,6 +126,7 @@ impl Daemon {
             }
             (Some(_), None) => {}
         }
+        detail.extend(self.timer_details(class_id, None));
         detail
     }
 

@@ -64,8 +64,12 @@ fn check_json_describes_the_merged_job() {
     assert_eq!(job["timezone"], "Europe/Paris");
     assert_eq!(job["start_on"]["type"], "or");
     assert_eq!(job["start_on"]["left"]["timer"]["type"], "after");
+    // Time is enforced: nothing to warn about.
+    assert_eq!(text(&out.stderr), "");
     // Warnings do not change the exit status, but they are printed.
-    assert!(text(&out.stderr).contains("not yet enforced"));
+    let out = uprisectl(&["check", "--json", "tests/parse/ok/time-not-temporal.conf"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning: this is an event named `every`, not a schedule"));
 }
 
 #[test]

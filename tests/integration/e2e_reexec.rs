@@ -337,9 +337,30 @@ fn every_past_state_format_still_loads() {
                 }
             }
         }
+        // Version 3: the timers' times are readable, and name operands of jobs it carries.
+        let jobs: Vec<&str> = snapshot.classes.iter().map(|class| class.name.as_str()).collect();
+        for timer in &snapshot.timers {
+            assert!(jobs.contains(&timer.operand.job.as_str()), "{}", path.display());
+            for time in timer.due.iter().chain(&timer.last_fired) {
+                time.parse::<jiff::Timestamp>()
+                    .unwrap_or_else(|error| panic!("{}: {time}: {error}", path.display()));
+            }
+            assert!(timer.due.is_some() || timer.in_ms.is_some(), "{}", path.display());
+        }
+        for firing in &snapshot.firings {
+            assert!(jobs.contains(&firing.operand.job.as_str()), "{}", path.display());
+            firing.scheduled.parse::<jiff::Timestamp>().unwrap();
+        }
+        if snapshot.version >= 3 {
+            assert!(
+                !snapshot.timers.is_empty() && !snapshot.firings.is_empty(),
+                "{}",
+                path.display()
+            );
+        }
         checked += 1;
     }
-    assert!(checked >= 3);
+    assert!(checked >= 4);
 }
 
 #[test]

@@ -27,7 +27,7 @@ impl Harness {
     /// A harness with job files written, not started yet.
     pub fn new(jobs: &[(&str, &str)]) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        for sub in ["init", "log", "run", "work"] {
+        for sub in ["init", "log", "run", "work", "state"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let stderr_path = dir.path().join("daemon.stderr");
@@ -139,12 +139,14 @@ impl Harness {
     }
 
     /// The daemon's job dir, log dir and socket, all in the test's temp dir.
-    fn dir_args(&self) -> [std::ffi::OsString; 6] {
+    fn dir_args(&self) -> [std::ffi::OsString; 8] {
         [
             "--confdir".into(),
             self.path("init").into(),
             "--logdir".into(),
             self.path("log").into(),
+            "--statedir".into(),
+            self.path("state").into(),
             "--socket".into(),
             self.socket().into(),
         ]

@@ -8,6 +8,7 @@ mod e2e_readiness;
 mod e2e_reexec;
 mod e2e_security;
 mod e2e_system;
+mod e2e_timers;
 mod golden;
 mod harness;
 mod linking;

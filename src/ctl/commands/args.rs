@@ -78,7 +78,7 @@ impl Opt {
         match self {
             Opt::Socket(_) | Opt::Quiet | Opt::Verbose | Opt::Help | Opt::Version => true,
             Opt::NoWait => matches!(command, Some("start" | "stop" | "restart" | "emit")),
-            Opt::Json => matches!(command, Some("status" | "list" | "monitor")),
+            Opt::Json => matches!(command, Some("status" | "list" | "monitor" | "timers")),
             Opt::Binary(_) => matches!(command, Some("reexec")),
             Opt::Shutdown(_) => command == Some("shutdown"),
             Opt::Env(_) => command == Some("telinit"),

@@ -57,7 +57,7 @@ fn monitor_line(reply: &Reply) -> Option<String> {
             line.push_str(&format!(" {goal}/{state}"));
             Some(line)
         }
-        Reply::Status { .. } | Reply::Text { .. } | Reply::Done | Reply::Error { .. } => None,
+        Reply::Status { .. } | Reply::Text { .. } | Reply::Done | Reply::Error { .. } | Reply::Timers { .. } => None,
     }
 }
 

@@ -170,6 +170,13 @@ const COMMANDS: &[CommandHelp] = &[
         ],
     },
     CommandHelp {
+        name: "timers",
+        args: "[--json] [JOB]",
+        summary: "print the armed timers, soonest first",
+        group: Group::Job,
+        options: &[("--json", "print the timers as JSON")],
+    },
+    CommandHelp {
         name: "emit",
         args: "EVENT [KEY=VALUE...]",
         summary: "emit an event, wait until it has been handled",
@@ -335,6 +342,7 @@ mod tests {
             "check-config",
             "monitor",
             "log",
+            "timers",
             "--socket",
         ] {
             assert!(outcome.out.contains(command), "{command} in help");

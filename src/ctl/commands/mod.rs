@@ -12,7 +12,7 @@
 //! its subject, and the request-and-print round trip most commands share. `help` holds the
 //! help texts; `args` the option parsing; `jobs`, `events`, `env` and `daemon` the commands
 //! of those groups of the help (what each sends, and how its replies are shown); `log` the
-//! `log` command, which reads the log file itself.
+//! `log` command, which reads the log file itself; `timers` the table of armed timers.
 
 mod args;
 mod daemon;
@@ -23,6 +23,7 @@ mod jobs;
 mod log;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -177,6 +178,7 @@ fn execute(
         "check-config" => return jobs::run_check_config(args, parsed, env, out),
         "monitor" => return events::run_monitor(args, parsed, env, out),
         "log" => return log::run_log(args, parsed, env, out),
+        "timers" => return timers::run_timers(args, parsed, env, out),
         "help" => {
             let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
             return Ok(());
@@ -220,7 +222,12 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
                     let _ = out.write_all(b"\n");
                 }
             }
-            Reply::Text { .. } | Reply::Done | Reply::Error { .. } | Reply::Event { .. } | Reply::Change { .. } => {}
+            Reply::Text { .. }
+            | Reply::Done
+            | Reply::Error { .. }
+            | Reply::Event { .. }
+            | Reply::Change { .. }
+            | Reply::Timers { .. } => {}
         })
         .map_err(failure)?;
     if show == Show::Json {
