@@ -378,30 +378,25 @@ fn a_jitter_longer_than_the_period_holds_back_one_firing_at_a_time() {
 #[test]
 fn many_timers_due_at_once_fire_a_batch_a_turn_and_all_of_them_in_the_end() {
     let names: Vec<String> = (0..40).map(|index| format!("t{index}")).collect();
-    let jobs: Vec<(&str, &str)> = names
-        .iter()
-        .map(|name| (name.as_str(), "task\nstart on every day at 00:10 UTC\nexec t"))
-        .collect();
-    let mut core = Core::new(&jobs);
-    core.advance(10 * MINUTE);
-    assert_eq!(core.spawned().len(), super::timers::FIRE_BATCH);
-    // The loop comes back at once for the rest (the clock timer is set for a time passed).
-    for _ in 0..3 {
-        core.daemon.timers_due();
-        core.daemon.settle();
+    // Clock operands, then intervals (whose firings are deadlines).
+    type NextTurn = fn(&mut super::daemon::Daemon);
+    let next_turns: [(&str, NextTurn); 2] = [
+        (
+            "task\nstart on every day at 00:10 UTC\nexec t",
+            super::daemon::Daemon::timers_due,
+        ),
+        ("task\nstart on every 10m\nexec t", super::daemon::Daemon::deadlines_due),
+    ];
+    for (text, next_turn) in next_turns {
+        let jobs: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), text)).collect();
+        let mut core = Core::new(&jobs);
+        core.advance(10 * MINUTE);
+        assert_eq!(core.spawned().len(), super::timers::FIRE_BATCH, "{text}");
+        // The loop comes back at once for the rest (its timer is set for a time passed).
+        for _ in 0..3 {
+            next_turn(&mut core.daemon);
+            core.daemon.settle();
+        }
+        assert_eq!(core.spawned().len(), 40, "{text}");
     }
-    assert_eq!(core.spawned().len(), 40);
-    // The same for intervals, whose firings are deadlines.
-    let jobs: Vec<(&str, &str)> = names
-        .iter()
-        .map(|name| (name.as_str(), "task\nstart on every 10m\nexec t"))
-        .collect();
-    let mut core = Core::new(&jobs);
-    core.advance(10 * MINUTE);
-    assert_eq!(core.spawned().len(), super::timers::FIRE_BATCH);
-    for _ in 0..3 {
-        core.daemon.deadlines_due();
-        core.daemon.settle();
-    }
-    assert_eq!(core.spawned().len(), 40);
 }

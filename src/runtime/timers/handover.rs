@@ -21,14 +21,8 @@ impl Daemon {
         let now = self.host.now();
         let mut timers: HashMap<TimerId, TimerSnapshot> = HashMap::new();
         for (due, timer) in self.timers.wall.iter() {
-            if let Some(operand) = self.operand_snapshot(timer) {
-                timers
-                    .entry(timer)
-                    .or_insert_with(|| TimerSnapshot {
-                        operand,
-                        ..TimerSnapshot::default()
-                    })
-                    .due = Some(due.to_string());
+            if let Some(entry) = self.timer_entry(&mut timers, timer) {
+                entry.due = Some(due.to_string());
             }
         }
         let mut firings = Vec::new();
@@ -36,14 +30,8 @@ impl Daemon {
             let left = id.at.saturating_duration_since(now).as_millis() as u64;
             match self.deadlines.get(*id) {
                 Some(Deadline::Every { timer, .. }) => {
-                    if let Some(operand) = self.operand_snapshot(*timer) {
-                        timers
-                            .entry(*timer)
-                            .or_insert_with(|| TimerSnapshot {
-                                operand,
-                                ..TimerSnapshot::default()
-                            })
-                            .in_ms = Some(left);
+                    if let Some(entry) = self.timer_entry(&mut timers, *timer) {
+                        entry.in_ms = Some(left);
                     }
                 }
                 Some(Deadline::Fire {
@@ -67,14 +55,8 @@ impl Daemon {
             }
         }
         for (&timer, &fired) in &self.timers.fired {
-            if let Some(operand) = self.operand_snapshot(timer) {
-                timers
-                    .entry(timer)
-                    .or_insert_with(|| TimerSnapshot {
-                        operand,
-                        ..TimerSnapshot::default()
-                    })
-                    .last_fired = Some(fired.to_string());
+            if let Some(entry) = self.timer_entry(&mut timers, timer) {
+                entry.last_fired = Some(fired.to_string());
             }
         }
         let mut timers: Vec<TimerSnapshot> = timers.into_values().collect();
@@ -82,6 +64,21 @@ impl Daemon {
             (&a.operand.job, &a.operand.side, a.operand.index).cmp(&(&b.operand.job, &b.operand.side, b.operand.index))
         });
         (timers, firings)
+    }
+
+    /// A timer's record in the snapshot being made, begun on first use.
+    fn timer_entry<'a>(
+        &self,
+        timers: &'a mut HashMap<TimerId, TimerSnapshot>,
+        timer: TimerId,
+    ) -> Option<&'a mut TimerSnapshot> {
+        match timers.entry(timer) {
+            std::collections::hash_map::Entry::Occupied(entry) => Some(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => Some(entry.insert(TimerSnapshot {
+                operand: self.operand_snapshot(timer)?,
+                ..TimerSnapshot::default()
+            })),
+        }
     }
 
     fn operand_snapshot(&self, timer: TimerId) -> Option<OperandSnapshot> {
