@@ -400,3 +400,21 @@ fn many_timers_due_at_once_fire_a_batch_a_turn_and_all_of_them_in_the_end() {
         assert_eq!(core.spawned().len(), 40, "{text}");
     }
 }
+
+#[test]
+fn a_clock_operand_in_stop_on_stops_every_running_instance() {
+    let mut core = Core::new(&[(
+        "scrub",
+        "instance $POOL\nstart on go\nstop on every day at 05:00 UTC\nexec scrub",
+    )]);
+    core.daemon.emit("go", vec!["POOL=a".into()]);
+    core.daemon.emit("go", vec!["POOL=b".into()]);
+    core.daemon.settle();
+    let (a, b) = (core.pid("scrub", "main") - 1, core.pid("scrub", "main"));
+    core.advance(5 * HOUR - MINUTE);
+    assert!(core.signals().is_empty());
+    core.advance(MINUTE);
+    let mut signalled: Vec<i32> = core.signals().iter().map(|(pid, _, _)| *pid).collect();
+    signalled.sort();
+    assert_eq!(signalled, [a, b]);
+}

@@ -234,7 +234,7 @@ fn timers_status_and_monitor_show_the_timers() {
     let _ = monitor.kill();
     let _ = monitor.wait();
     assert!(
-        line.starts_with("event timer JOB=tick UPRISE_TIMER=every 1s UPRISE_SCHEDULED="),
+        line.starts_with("event timer UPRISE_JOB=tick UPRISE_TIMER=every 1s UPRISE_SCHEDULED="),
         "{line}"
     );
     assert!(!h.daemon_log().contains("not yet enforced"), "{}", h.daemon_log());

@@ -3,7 +3,7 @@
 //! Each temporal operand of a class is named by a [`TimerId`]: the class, the expression it
 //! is in (`start on` or `stop on`), and its place among that expression's temporal operands
 //! in tree order (the matcher numbers its leaves the same way). A firing is an event named
-//! `timer`, with `JOB`, `UPRISE_TIMER` (the operand) and `UPRISE_SCHEDULED` (the due time,
+//! `timer`, with `UPRISE_JOB`, `UPRISE_TIMER` (the operand) and `UPRISE_SCHEDULED` (the due time,
 //! RFC 3339 with its offset), offered to that operand's leaf alone (`events.rs`,
 //! `Event::target`): the leaf is matched as by any event, so `start on every day at 03:00
 //! and net-up` waits for both, and a firing while the job runs is dropped as any matching
@@ -547,7 +547,7 @@ impl Daemon {
         );
         let mut env = extra;
         env.extend([
-            format!("JOB={}", job.name),
+            format!("UPRISE_JOB={}", job.name),
             format!("UPRISE_TIMER={shown}"),
             format!("UPRISE_SCHEDULED={scheduled}"),
         ]);
