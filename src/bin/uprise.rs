@@ -8,7 +8,7 @@ use log::LevelFilter;
 use uprise::runtime::{self, Options, logger};
 
 const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--statedir DIR]
-              [--socket PATH] [--startup-event NAME | --no-startup-event]
+              [--procfs DIR] [--socket PATH] [--startup-event NAME | --no-startup-event]
               [--verbose | --debug | --quiet]
 
   --user                run as a session supervisor (not PID 1)
@@ -16,6 +16,8 @@ const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--log
   --confdir DIR         read job files from DIR (repeatable)
   --logdir DIR          write job output to DIR/JOB.log
   --statedir DIR        keep what must outlive the daemon (when `catch up` jobs last ran) in DIR
+  --procfs DIR          read the figures gates weigh (loadavg, pressure/, net/dev) under DIR
+                        (default: /proc)
   --socket PATH         the control socket
   --startup-event NAME  the first event (default: startup)
   --no-startup-event    emit no first event
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
     let mut confdirs = Vec::new();
     let mut logdir = None;
     let mut statedir = None;
+    let mut procfs = PathBuf::from("/proc");
     let mut socket = None;
     let mut startup_event = Some("startup".to_string());
     let mut log_level = logger::DEFAULT_PRIORITY;
@@ -126,7 +129,7 @@ fn main() -> ExitCode {
         let takes_value = inline.is_none()
             && matches!(
                 flag.as_str(),
-                "--confdir" | "--logdir" | "--statedir" | "--socket" | "--startup-event"
+                "--confdir" | "--logdir" | "--statedir" | "--procfs" | "--socket" | "--startup-event"
             );
         let mut value = |name: &str| match inline.clone().or_else(|| args.next()) {
             Some(value) => {
@@ -149,6 +152,7 @@ fn main() -> ExitCode {
             "--confdir" => value("--confdir").map(|dir| confdirs.push(PathBuf::from(dir))),
             "--logdir" => value("--logdir").map(|dir| logdir = Some(PathBuf::from(dir))),
             "--statedir" => value("--statedir").map(|dir| statedir = Some(PathBuf::from(dir))),
+            "--procfs" => value("--procfs").map(|dir| procfs = PathBuf::from(dir)),
             "--socket" => value("--socket").map(|path| socket = Some(PathBuf::from(path))),
             "--startup-event" => value("--startup-event").map(|name| startup_event = Some(name)),
             "--no-startup-event" => {
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
         confdirs,
         logdir,
         statedir,
+        procfs,
         socket,
         startup_event,
         log_level,

@@ -31,6 +31,9 @@ pub enum Request {
         instance: Option<String>,
         #[serde(default = "yes")]
         wait: bool,
+        /// Past the job's gate and pools (`uprisectl start --now`).
+        #[serde(default, skip_serializing_if = "is_false")]
+        now: bool,
     },
     Stop {
         job: String,
@@ -176,6 +179,8 @@ pub enum Request {
         #[serde(default)]
         job: Option<String>,
     },
+    /// Every resource pool (`Reply::Pools`), by name.
+    Pools,
 }
 
 fn yes() -> bool {
@@ -204,7 +209,7 @@ pub struct ProcessStatus {
 }
 
 /// The status of one instance (or of a class with no instance: goal stop, state waiting).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     pub job: String,
     /// Empty for a singleton.
@@ -219,6 +224,71 @@ pub struct InstanceStatus {
     /// Why the instance is where it is, for `status -v` (never part of the plain line).
     #[serde(default)]
     pub detail: Vec<String>,
+    /// What a `queued` instance waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueStatus>,
+}
+
+/// What a queued start waits for (`status --json`, `list --json`); `status -v` says the
+/// same in words.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueStatus {
+    /// When it was queued (RFC 3339).
+    pub since: String,
+    /// Its place in the order of arrival: a lower ticket came first.
+    pub ticket: u64,
+    /// Its gate, while it waits on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateStatus>,
+    /// The pools whose line it stands in (once its gate and files let it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolWait>,
+    /// The first required path that is not there: `file /srv/data/app.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// A queued start's gate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateStatus {
+    /// `open`, `shut` (the condition is false) or `unknown` (a figure is missing).
+    pub verdict: String,
+    /// Why it is shut or unknown: `load1 is 3.20, needs < 2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+    /// Open since (RFC 3339), and when `gate hold` lets it go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admits_at: Option<String>,
+    /// When `gate wait` runs out (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// A queued start in a pool's line.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolWait {
+    pub pool: String,
+    pub needs: f64,
+    pub used: f64,
+    pub max: f64,
+    /// How many wait ahead of it in this pool's line.
+    pub ahead: usize,
+}
+
+/// One resource pool (`uprisectl pools`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    pub pool: String,
+    pub max: f64,
+    /// Declared by a daemon file (else its maximum is the default, 1).
+    pub declared: bool,
+    pub used: f64,
+    /// The instances holding some of it: `job` or `job (instance)`, and how much.
+    pub holders: Vec<(String, f64)>,
+    /// The starts in its line, first first, and what each asks of it.
+    pub queue: Vec<(String, f64)>,
 }
 
 #[cfg(test)]
@@ -238,6 +308,7 @@ impl InstanceStatus {
                 })
                 .collect(),
             detail: Vec::new(),
+            queue: None,
         }
     }
 }
@@ -292,6 +363,8 @@ pub enum Reply {
     },
     /// Armed timers (of `timers`), soonest first; several replies may follow each other.
     Timers { timers: Vec<TimerStatus> },
+    /// Resource pools (of `pools`), by name; several replies may follow each other.
+    Pools { pools: Vec<PoolStatus> },
 }
 
 /// Formats one status line exactly as Upstart's `initctl` does:
@@ -368,7 +441,8 @@ mod tests {
                 job: "web".into(),
                 env: vec![],
                 instance: None,
-                wait: true
+                wait: true,
+                now: false,
             }
         );
         let line = serde_json::to_string(&Request::Emit {

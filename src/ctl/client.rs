@@ -49,7 +49,8 @@ impl Client {
                 | Reply::Text { .. }
                 | Reply::Event { .. }
                 | Reply::Change { .. }
-                | Reply::Timers { .. } => {}
+                | Reply::Timers { .. }
+                | Reply::Pools { .. } => {}
             }
         }
     }

@@ -49,6 +49,9 @@ pub fn goal_changed(facts: GoalFacts) -> GoalChange {
     }
     match (state, goal) {
         (Waiting | Running, _) => GoalChange::Move(next_state(state, goal, main_alive)),
+        // A stop takes a start out of the queue; nothing else moves it but its admission.
+        (Queued, Stop) => GoalChange::Move(Waiting),
+        (Queued, Start | Respawn) => GoalChange::Wait,
         (Spawned, Stop) => GoalChange::AbandonReadiness,
         (PreStart | PostStart, Stop) => GoalChange::GraceScript,
         (Spawned | PreStart | PostStart, Start | Respawn) => GoalChange::Wait,
@@ -65,7 +68,7 @@ pub fn restart_from(state: State, main_alive: bool, has_pre_stop: bool) -> Optio
     match state {
         Running if main_alive && has_pre_stop => Some(PreStop),
         Running => Some(Stopping),
-        Waiting | Starting | PreStart | Spawned | PostStart | PreStop | Stopping | Killed | PostStop => None,
+        Waiting | Queued | Starting | PreStart | Spawned | PostStart | PreStop | Stopping | Killed | PostStop => None,
     }
 }
 
@@ -123,7 +126,7 @@ pub fn after_exit(stage: Stage, facts: ExitFacts) -> AfterExit {
             Killed => AfterExit::Move(next_state(Killed, goal, false)),
             Spawned if goal != Goal::Start => AfterExit::GiveUpReadiness,
             Running | Spawned => AfterExit::Stay,
-            Waiting | Starting | PreStart | PostStart | PreStop | Stopping | PostStop => AfterExit::Stay,
+            Waiting | Queued | Starting | PreStart | PostStart | PreStop | Stopping | PostStop => AfterExit::Stay,
         },
         Stage::PreStart | Stage::PostStop if state == state_of(stage) => {
             AfterExit::Move(next_state(state, goal, main_alive))
@@ -158,8 +161,10 @@ mod tests {
     fn goal_changes() {
         let facts = |state, goal| GoalFacts { state, goal, main_alive: true, in_backoff: false };
         let cases = [
-            (facts(Waiting, Start), GoalChange::Move(Starting)),
+            (facts(Waiting, Start), GoalChange::Move(Queued)),
             (facts(Waiting, Stop), GoalChange::Move(Waiting)),
+            (facts(Queued, Stop), GoalChange::Move(Waiting)),
+            (facts(Queued, Respawn), GoalChange::Wait),
             (facts(Running, Stop), GoalChange::Move(PreStop)),
             (GoalFacts { main_alive: false, ..facts(Running, Stop) }, GoalChange::Move(Stopping)),
             (facts(Running, Respawn), GoalChange::Move(Stopping)),
@@ -183,7 +188,8 @@ mod tests {
         }
     }
 
-    /// Only a state at rest moves at once, and a stop is the only goal that interrupts.
+    /// Only a state at rest moves at once (and a queued start, which a stop takes out of the
+    /// queue), and a stop is the only goal that interrupts.
     #[test]
     fn only_rest_states_move_at_once() {
         for state in State::ALL {
@@ -197,7 +203,7 @@ mod tests {
                     });
                     assert_eq!(
                         matches!(change, GoalChange::Move(_)),
-                        state.is_rest(),
+                        state.is_rest() || (state == Queued && goal == Stop),
                         "{state} {goal:?}"
                     );
                     if goal != Stop {

@@ -7,7 +7,8 @@
 //!
 //! | state      | goal start | goal stop                                   |
 //! |------------|------------|---------------------------------------------|
-//! | waiting    | starting   | waiting                                     |
+//! | waiting    | queued     | waiting                                     |
+//! | queued     | starting   | waiting                                     |
 //! | starting   | pre-start  | stopping                                    |
 //! | pre-start  | spawned    | stopping                                    |
 //! | spawned    | post-start | stopping                                    |
@@ -19,7 +20,14 @@
 //! | post-stop  | starting   | waiting                                     |
 //!
 //! `respawn` behaves as `start`, except that `post-start` and `pre-stop` go to `stopping`
-//! (the main process died and must be replaced). Upstart's `security` state and its
+//! (the main process died and must be replaced).
+//!
+//! `queued` is uprise's: a start that a gate, a resource pool or a required file holds back
+//! waits there, before `starting` (no event is emitted and nothing runs until it is
+//! admitted). A start nothing holds back passes through it without entering it (see
+//! [`Admission`]), so a job without `gate`, `uses` or `requires` goes from `waiting` to
+//! `starting` as in Upstart. Only a start from `waiting` is admitted: a respawn or a restart
+//! keeps what the run was admitted with. Upstart's `security` state and its
 //! transient `*-ing` spawn states do not exist here: the runtime follows every spawn up
 //! before anything else happens to its instance (it does not wait for the exec, but a spawn
 //! still on its way is finished first, as if it had returned at once), so to the machine a
@@ -63,6 +71,7 @@ impl Goal {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum State {
     Waiting,
+    Queued,
     Starting,
     PreStart,
     Spawned,
@@ -75,8 +84,9 @@ pub enum State {
 }
 
 impl State {
-    pub const ALL: [State; 10] = [
+    pub const ALL: [State; 11] = [
         State::Waiting,
+        State::Queued,
         State::Starting,
         State::PreStart,
         State::Spawned,
@@ -91,6 +101,7 @@ impl State {
     pub fn name(self) -> &'static str {
         match self {
             State::Waiting => "waiting",
+            State::Queued => "queued",
             State::Starting => "starting",
             State::PreStart => "pre-start",
             State::Spawned => "spawned",
@@ -125,8 +136,10 @@ impl fmt::Display for State {
 pub fn next_state(state: State, goal: Goal, main_alive: bool) -> State {
     use {Goal::*, State::*};
     match (state, goal) {
-        (Waiting, Start | Respawn) => Starting,
+        (Waiting, Start | Respawn) => Queued,
         (Waiting, Stop) => Waiting,
+        (Queued, Start | Respawn) => Starting,
+        (Queued, Stop) => Waiting,
         (Starting, Start | Respawn) => PreStart,
         (Starting, Stop) => Stopping,
         (PreStart, Start | Respawn) => Spawned,
@@ -154,9 +167,29 @@ pub enum JobEvent {
     Stopping,
 }
 
+/// Whether a start from `waiting` may go ahead: the admission room's answer, a fact of
+/// entering `queued`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Nothing holds it back (or the operator insisted): it goes on to `starting` now.
+    Now,
+    /// A gate, a pool or a required file holds it back: it waits in `queued`.
+    Later,
+    /// It can never be admitted (an amount that is not a positive number, or more than a
+    /// pool holds; a gate whose wait ran out with `gate expire skip`): the start fails.
+    Never,
+}
+
 /// One thing the runtime does on entering a state, in the order [`Entry::effects`] lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {
+    /// The start is admitted: it takes its amounts of its pools and leaves the queue.
+    Admit,
+    /// The start waits for admission: it joins the queue.
+    Queue,
+    /// The start can never be admitted: it fails (the goal becomes stop), and leaves the
+    /// queue if it was in it.
+    Refuse,
     /// Arm the respawn back-off; the instance stays where it is until it fires.
     RespawnDelay,
     /// A new run begins: a respawn's goal becomes start; the last run's failure, restart and
@@ -183,6 +216,9 @@ pub enum Effect {
 pub enum Then {
     /// Do not enter the state at all (the effects hold it off).
     Hold,
+    /// Do not enter the state: go on at once to [`next_state`] for the goal as the effects
+    /// left it (a start that `queued` does not hold back).
+    Pass,
     /// Rest in the state until something outside moves the instance on: an event finishing,
     /// a process exiting, a timer, a goal change.
     Rest,
@@ -224,6 +260,8 @@ pub struct Facts {
     pub awaits_readiness: bool,
     /// A respawn back-off is due before the next run.
     pub respawn_delay: bool,
+    /// Whether the start may go ahead (it matters only entering `queued`).
+    pub admission: Admission,
 }
 
 /// A set of [`Stage`]s: which processes a job defines.
@@ -282,6 +320,11 @@ pub fn enter(state: State, facts: Facts) -> Entry {
     };
     match state {
         State::Waiting => entry(&[Retire], Rest),
+        State::Queued => match facts.admission {
+            Admission::Now => entry(&[Admit], Pass),
+            Admission::Later => entry(&[Queue], Rest),
+            Admission::Never => entry(&[Refuse], Pass),
+        },
         State::Starting if facts.goal == Goal::Respawn && facts.respawn_delay => entry(&[RespawnDelay], Hold),
         State::Starting => entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Rest),
         State::PreStart => script(P::PreStart, true),
@@ -337,6 +380,7 @@ mod tests {
             defines: Processes::default(),
             awaits_readiness: false,
             respawn_delay: false,
+            admission: Admission::Now,
         }
     }
 
@@ -346,7 +390,7 @@ mod tests {
         State::ALL.into_iter().flat_map(move |state| {
             State::ALL.into_iter().flat_map(move |from| {
                 [Start, Stop, Respawn].into_iter().flat_map(move |goal| {
-                    (0..1u32 << (kinds.len() + 4)).map(move |bits| {
+                    (0..3 << (kinds.len() + 4)).map(move |bits: u32| {
                         let defines = kinds
                             .into_iter()
                             .enumerate()
@@ -362,6 +406,8 @@ mod tests {
                             defines,
                             awaits_readiness: flag(2),
                             respawn_delay: flag(3),
+                            admission: [Admission::Now, Admission::Later, Admission::Never]
+                                [(bits >> (kinds.len() + 4)) as usize],
                         };
                         (state, facts)
                     })
@@ -388,6 +434,11 @@ mod tests {
         #[rustfmt::skip]
         let rows: Vec<(State, Facts, Entry)> = vec![
             (Waiting, facts(PostStop, Stop), entry(&[Retire], Then::Rest)),
+            (Queued, facts(Waiting, Start), entry(&[Admit], Then::Pass)),
+            (Queued, Facts { admission: Admission::Later, ..facts(Waiting, Start) }, entry(&[Queue], Then::Rest)),
+            (Queued, Facts { admission: Admission::Never, ..facts(Waiting, Start) }, entry(&[Refuse], Then::Pass)),
+            // Admitted once it waited: the admission room enters `queued` again.
+            (Queued, facts(Queued, Start), entry(&[Admit], Then::Pass)),
             (Starting, facts(Waiting, Start), entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest)),
             (Starting, facts(PostStop, Respawn), entry(&[BeginRun, EmitBlocking(JobEvent::Starting)], Then::Rest)),
             (Starting, Facts { respawn_delay: true, ..facts(PostStop, Respawn) }, entry(&[RespawnDelay], Then::Hold)),
@@ -457,6 +508,11 @@ mod tests {
                     ..facts
                 });
             }
+            if state != Queued {
+                for admission in [Admission::Now, Admission::Later, Admission::Never] {
+                    same(Facts { admission, ..facts });
+                }
+            }
             if !matches!(state, PreStop | Running | Killed) {
                 same(Facts {
                     main_alive: !facts.main_alive,
@@ -480,8 +536,19 @@ mod tests {
                 state == Starting && facts.goal == Respawn && facts.respawn_delay
             );
             assert_eq!(got.effects.contains(&Effect::Retire), state == Waiting);
+            // Only `queued` lets a start pass without entering it, and only it admits.
+            assert_eq!(
+                got.then == Then::Pass,
+                state == Queued && facts.admission != Admission::Later
+            );
+            assert_eq!(
+                got.effects
+                    .iter()
+                    .any(|effect| matches!(effect, Effect::Admit | Effect::Queue | Effect::Refuse)),
+                state == Queued
+            );
         }
-        assert_eq!(cases, 10 * 10 * 3 * 512);
+        assert_eq!(cases, 11 * 11 * 3 * 512 * 3);
     }
 
     /// A toy runtime driven by `enter` and `next_state` alone: spawns always work, processes
@@ -519,9 +586,12 @@ mod tests {
                     defines: self.defines,
                     awaits_readiness: false,
                     respawn_delay: false,
+                    admission: Admission::Now,
                 };
                 let entry = enter(state, facts);
-                self.state = state;
+                if entry.then != Then::Pass {
+                    self.state = state;
+                }
                 for effect in entry.effects {
                     match effect {
                         Effect::BeginRun => {}
@@ -536,6 +606,7 @@ mod tests {
                 }
                 match entry.then {
                     Then::Hold => return,
+                    Then::Pass => {}
                     Then::Rest => match entry.effects.last() {
                         // The blocking events finish at once; a killed main process dies.
                         Some(Effect::EmitBlocking(_)) => {}
@@ -619,13 +690,19 @@ mod tests {
     /// The whole table, row by row: (state, goal, main alive) -> next.
     #[test]
     fn transition_table_is_exhaustive() {
-        let table: [(State, Goal, bool, State); 60] = [
-            (Waiting, Start, false, Starting),
-            (Waiting, Start, true, Starting),
+        let table: [(State, Goal, bool, State); 66] = [
+            (Waiting, Start, false, Queued),
+            (Waiting, Start, true, Queued),
             (Waiting, Stop, false, Waiting),
             (Waiting, Stop, true, Waiting),
-            (Waiting, Respawn, false, Starting),
-            (Waiting, Respawn, true, Starting),
+            (Waiting, Respawn, false, Queued),
+            (Waiting, Respawn, true, Queued),
+            (Queued, Start, false, Starting),
+            (Queued, Start, true, Starting),
+            (Queued, Stop, false, Waiting),
+            (Queued, Stop, true, Waiting),
+            (Queued, Respawn, false, Starting),
+            (Queued, Respawn, true, Starting),
             (Starting, Start, false, PreStart),
             (Starting, Start, true, PreStart),
             (Starting, Stop, false, Stopping),
@@ -710,7 +787,7 @@ mod tests {
             state = next_state(state, Start, true);
             seen.push(state);
         }
-        assert_eq!(seen, [Waiting, Starting, PreStart, Spawned, PostStart, Running]);
+        assert_eq!(seen, [Waiting, Queued, Starting, PreStart, Spawned, PostStart, Running]);
     }
 
     #[test]

@@ -19,7 +19,6 @@ fn is_lua(command: &Command) -> bool {
 pub fn of(stanza: &Stanza) -> Option<Enforcement> {
     let feature = match stanza {
         Stanza::Process(_, command) if is_lua(command) => "`script lua`",
-        Stanza::Watershed => "`watershed`",
         Stanza::ApparmorLoad(_) | Stanza::ApparmorSwitch(_) => "`apparmor`",
         Stanza::Cgroup(_) => "`cgroup`",
         Stanza::Debug => "`debug`",
@@ -27,11 +26,7 @@ pub fn of(stanza: &Stanza) -> Option<Enforcement> {
         Stanza::Reload(_) => "`reload exec|script`",
         Stanza::StopAction(_) => "`stop exec|script`",
         Stanza::Action(..) => "`action`",
-        Stanza::Gate(_) | Stanza::GateLua(_) | Stanza::GateHold(_) | Stanza::GateWait(_) | Stanza::GateExpire(_) => {
-            "`gate`"
-        }
-        Stanza::Uses(..) => "`uses`",
-        Stanza::Requires(..) => "`requires`",
+        Stanza::GateLua(_) => "`gate lua`",
         Stanza::Hook(..) => "`hook`",
         _ => return None,
     };

@@ -20,8 +20,12 @@ use crate::model::Job;
 pub const FORMAT: &str = "uprise-state";
 
 /// The newest version this build writes and reads. Version 3 added the timers (`timers`,
-/// `firings`, `EventSnapshot::target`).
-pub const VERSION: u32 = 3;
+/// `firings`, `EventSnapshot::target`); version 4 the `queued` state and admission
+/// (`InstanceSnapshot::queued`, `holds`, `watershed`, `Snapshot::next_ticket`).
+pub const VERSION: u32 = 4;
+
+/// The first version that may name the `queued` state.
+const QUEUED_SINCE: u32 = 4;
 
 /// Everything the new image needs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -53,6 +57,13 @@ pub struct Snapshot {
     pub next_event: u64,
     #[serde(default)]
     pub next_seq: u64,
+    /// The admission queue's next ticket, so that tickets keep growing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_ticket: u64,
+    /// The pools the daemon files declare, with their maxima: in force until the job dirs
+    /// are read again after the re-exec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<(String, f64)>,
     #[serde(default)]
     pub next_client: u64,
     #[serde(default)]
@@ -260,6 +271,48 @@ pub struct InstanceSnapshot {
     /// Stage timeouts under way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stage_timeouts: Vec<StageTimeoutSnapshot>,
+    /// A start waiting in `queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<QueuedSnapshot>,
+    /// What the instance holds of each pool, by pool name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<(String, f64)>,
+    /// `watershed`: one more run is marked, with this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watershed: Option<Vec<String>>,
+}
+
+/// A queued start: its place in the queue, what it asks of each pool, and its gate's
+/// clocks. What it requires is expanded again from its start environment.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueuedSnapshot {
+    pub ticket: u64,
+    /// When it was queued (RFC 3339).
+    pub since: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amounts: Vec<(String, f64)>,
+    /// `start --now` was asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub now: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateSnapshot>,
+}
+
+/// A queued start's gate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateSnapshot {
+    /// How long it has been open without a break (for `gate hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_for_ms: Option<u64>,
+    /// Time left of `gate wait`, and when it runs out by the wall clock (RFC 3339), as
+    /// `status -v` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// `gate expire start` ran out the wait.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub waived: bool,
 }
 
 /// A `pre-start timeout` (or another stage's) still running.
@@ -484,7 +537,9 @@ impl Snapshot {
         }
         for class in &header.classes {
             for instance in &class.instances {
-                let unknown = if State::from_name(&instance.state).is_none() {
+                let state = State::from_name(&instance.state);
+                let too_early = state == Some(State::Queued) && header.version < QUEUED_SINCE;
+                let unknown = if state.is_none() || too_early {
                     Some(("state", &instance.state))
                 } else if Goal::from_name(&instance.goal).is_none() {
                     Some(("goal", &instance.goal))
@@ -553,7 +608,7 @@ mod tests {
             instances: vec![InstanceSnapshot {
                 name: "7".into(),
                 goal: "start".into(),
-                state: "queued".into(),
+                state: "admitting".into(),
                 ..InstanceSnapshot::default()
             }],
             source: None,
@@ -563,7 +618,7 @@ mod tests {
         });
         let bytes = snapshot.to_bytes();
         let expected = Err(SnapshotError::Corrupt(
-            "instance '7' of batch has a state this uprise does not know: 'queued'".into(),
+            "instance '7' of batch has a state this uprise does not know: 'admitting'".into(),
         ));
         assert_eq!(Snapshot::check(&bytes), expected);
         assert_eq!(Snapshot::from_bytes(&bytes).map(|_| ()), expected);
@@ -575,6 +630,15 @@ mod tests {
         ));
         snapshot.classes[0].instances[0].goal = "start".into();
         assert_eq!(Snapshot::check(&snapshot.to_bytes()), Ok(()));
+        // `queued` is known from version 4: an older snapshot that names it is not one
+        // this build wrote.
+        snapshot.classes[0].instances[0].state = "queued".into();
+        assert_eq!(Snapshot::check(&snapshot.to_bytes()), Ok(()));
+        snapshot.version = 3;
+        assert!(matches!(
+            Snapshot::check(&snapshot.to_bytes()),
+            Err(SnapshotError::Corrupt(_))
+        ));
     }
 
     #[test]

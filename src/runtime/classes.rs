@@ -16,6 +16,7 @@ impl Daemon {
     /// Installs the loaded jobs. A class whose instances are busy keeps its old definition
     /// until they are idle, as in Upstart.
     pub fn install(&mut self, config: Config) {
+        self.declare_pools(&config.pools);
         // The tables that grow with the job count get their size at once: growing them by
         // doubling left each smaller copy behind as a hole in the heap, among the jobs. (Not
         // the pid table: how many jobs will run is not known here.)

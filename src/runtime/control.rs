@@ -198,6 +198,7 @@ fn privileged(request: &Request) -> bool {
             | Request::CheckConfig { .. }
             | Request::LogPath { .. }
             | Request::Timers { .. }
+            | Request::Pools
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -629,7 +630,8 @@ impl Daemon {
                 env,
                 instance,
                 wait,
-            } => self.request_start(id, &job, env, instance, wait),
+                now,
+            } => self.request_start(id, &job, env, instance, wait, now),
             Request::Stop {
                 job,
                 env,
@@ -672,6 +674,15 @@ impl Daemon {
                 let replies = timers
                     .chunks(STATUSES_PER_LINE)
                     .map(|chunk| Reply::Timers { timers: chunk.to_vec() })
+                    .collect();
+                done(self, replies);
+                Ok(())
+            }
+            Request::Pools => {
+                let pools = self.pool_statuses();
+                let replies = pools
+                    .chunks(STATUSES_PER_LINE)
+                    .map(|chunk| Reply::Pools { pools: chunk.to_vec() })
                     .collect();
                 done(self, replies);
                 Ok(())

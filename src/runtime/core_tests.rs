@@ -243,7 +243,9 @@ fn an_event_starts_a_chain_of_three_jobs_in_order() {
 #[test]
 fn a_stop_during_pre_start_runs_no_main_process() {
     let mut core = Core::new(&[("web", "pre-start exec warm\nexec serve")]);
-    core.daemon.request_start(1, "web", Vec::new(), None, true).unwrap();
+    core.daemon
+        .request_start(1, "web", Vec::new(), None, true, false)
+        .unwrap();
     core.daemon.settle();
     let pre_start = core.pid("web", "pre-start");
     assert_eq!(core.status("web"), format!("web start/pre-start, process {pre_start}"));
@@ -265,7 +267,9 @@ fn a_stop_during_pre_start_runs_no_main_process() {
 #[test]
 fn a_pre_start_that_outlives_the_grace_is_killed() {
     let mut core = Core::new(&[("web", "pre-start exec warm\nexec serve\nkill timeout 2")]);
-    core.daemon.request_start(1, "web", Vec::new(), None, false).unwrap();
+    core.daemon
+        .request_start(1, "web", Vec::new(), None, false, false)
+        .unwrap();
     core.daemon.settle();
     let pre_start = core.pid("web", "pre-start");
     core.daemon.request_stop(2, "web", Vec::new(), None, false).unwrap();
@@ -279,7 +283,9 @@ fn a_pre_start_that_outlives_the_grace_is_killed() {
 #[test]
 fn a_respawn_limit_stops_the_job() {
     let mut core = Core::new(&[("flaky", "respawn\nrespawn limit 2 60\nexec flaky")]);
-    core.daemon.request_start(1, "flaky", Vec::new(), None, false).unwrap();
+    core.daemon
+        .request_start(1, "flaky", Vec::new(), None, false, false)
+        .unwrap();
     core.daemon.settle();
     for run in 0..2 {
         let pid = core.pid("flaky", "main");
@@ -307,7 +313,7 @@ fn a_respawn_limit_stops_the_job() {
 fn a_stop_escalates_to_sigkill_and_then_gives_up() {
     let mut core = Core::new(&[("stubborn", "exec stubborn\nkill timeout 3\nkill abandon 10")]);
     core.daemon
-        .request_start(1, "stubborn", Vec::new(), None, false)
+        .request_start(1, "stubborn", Vec::new(), None, false, false)
         .unwrap();
     core.daemon.settle();
     let pid = core.pid("stubborn", "main");
@@ -331,7 +337,9 @@ fn a_stop_escalates_to_sigkill_and_then_gives_up() {
 #[test]
 fn a_client_waiting_on_an_instance_that_goes_gets_an_answer() {
     let mut core = Core::new(&[("doomed", "pre-start exec check\nexec serve")]);
-    core.daemon.request_start(7, "doomed", Vec::new(), None, true).unwrap();
+    core.daemon
+        .request_start(7, "doomed", Vec::new(), None, true, false)
+        .unwrap();
     core.daemon.settle();
     assert!(core.replies(7).is_empty(), "the client waits");
     let pre_start = core.pid("doomed", "pre-start");
@@ -346,7 +354,9 @@ fn a_client_waiting_on_an_instance_that_goes_gets_an_answer() {
 #[test]
 fn a_deadline_outlives_its_instance_harmlessly() {
     let mut core = Core::new(&[("web", "pre-start exec warm\nexec serve\nkill timeout 2")]);
-    core.daemon.request_start(1, "web", Vec::new(), None, false).unwrap();
+    core.daemon
+        .request_start(1, "web", Vec::new(), None, false, false)
+        .unwrap();
     core.daemon.settle();
     let first = core.pid("web", "pre-start");
     core.daemon.request_stop(2, "web", Vec::new(), None, false).unwrap();
@@ -356,7 +366,9 @@ fn a_deadline_outlives_its_instance_harmlessly() {
     // Started again, and stopped again while its new pre-start runs: the first run's grace
     // (due in 2 s) must not kill the second run's script early.
     core.advance(Duration::from_secs(1));
-    core.daemon.request_start(3, "web", Vec::new(), None, false).unwrap();
+    core.daemon
+        .request_start(3, "web", Vec::new(), None, false, false)
+        .unwrap();
     core.daemon.settle();
     let second = core.pid("web", "pre-start");
     core.daemon.request_stop(4, "web", Vec::new(), None, false).unwrap();
@@ -376,7 +388,9 @@ fn the_respawn_back_off_grows_until_a_run_stays_up() {
         "ticker",
         "respawn\nrespawn delay 1s max 8s\nrespawn limit 100 30\nexec tick",
     )]);
-    core.daemon.request_start(1, "ticker", Vec::new(), None, false).unwrap();
+    core.daemon
+        .request_start(1, "ticker", Vec::new(), None, false, false)
+        .unwrap();
     core.daemon.settle();
     let key = (core.daemon.lookup("ticker").unwrap(), String::new());
     let mut waits = Vec::new();

@@ -90,6 +90,7 @@ pub struct Daemon {
     pub(super) host: Box<dyn Host>,
     /// The temporal operands' timers (see `timers/`).
     pub timers: Timers,
+    pub admission: super::admission::Admission,
     /// Main processes to send their kill signal once `settle` has nothing else to do (see
     /// [`Daemon::send_kills`]).
     pub(super) pending_kills: Vec<PendingKill>,
@@ -187,6 +188,7 @@ impl Daemon {
             deadlines: Deadlines::default(),
             host,
             timers: Timers::default(),
+            admission: Default::default(),
             pending_kills: Vec::new(),
             shutdown_cursor: 0,
             next_event: 1,
@@ -256,6 +258,10 @@ impl Daemon {
             if let Some(spawned) = self.spawning.pop_front() {
                 self.follow_up_spawn(spawned);
                 followed_up = true;
+                continue;
+            }
+            if self.admission.has_work() {
+                self.admission_step();
                 continue;
             }
             break;

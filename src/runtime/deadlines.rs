@@ -89,6 +89,10 @@ pub enum Deadline {
         env: Vec<String>,
         jittered: bool,
     },
+    /// The gates of queued starts are weighed again (see `admission/gates.rs`).
+    GateTick,
+    /// `gate wait` ran out for a start still queued.
+    GateExpired { key: Key, serial: u64 },
 }
 
 /// The queue, and the loop timer set for its soonest deadline.
@@ -292,6 +296,8 @@ impl Daemon {
                     self.fire_timer(target, scheduled, env);
                 }
             }
+            Deadline::GateTick => self.gate_tick(),
+            Deadline::GateExpired { key, serial } => self.gate_expired(&key, serial),
         }
     }
 

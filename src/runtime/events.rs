@@ -381,6 +381,7 @@ impl Daemon {
             .instances
             .get_or_insert_with(instance_name.clone(), || Box::new(Instance::new(instance_name)));
         if instance.goal == Goal::Start {
+            self.watershed_start(&key, &start_env);
             for event in fired {
                 self.release(event, false);
             }

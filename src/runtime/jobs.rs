@@ -245,6 +245,10 @@ pub struct Instance {
     pub started_seq: u64,
     /// When the instance last reached `running` (a long run resets the respawn back-off).
     pub running_since: Option<Instant>,
+    /// What a start waits for in `queued`, from the moment it is weighed until it is
+    /// admitted or refused (see `admission/`). Not in [`Rare`]: a queued start would make
+    /// that whole group for this one pointer.
+    pub queued: Option<Box<super::admission::Queued>>,
     rare: Sparse<Rare>,
 }
 
@@ -275,6 +279,11 @@ pub struct Rare {
     pub kill_deadline: Option<(DeadlineId, Vec<i32>)>,
     /// Stage timeouts under way.
     pub stage_deadlines: Vec<StageDeadline>,
+    /// `uprisectl start --now`: the next start goes past its gate and pools.
+    pub admit_now: bool,
+    /// `watershed`: starts came while the task ran; one more run follows it, with the
+    /// environment of the last of them.
+    pub watershed: Option<Vec<String>>,
 }
 
 empty! {
@@ -292,6 +301,8 @@ empty! {
         log_error: None,
         kill_deadline: None,
         stage_deadlines: Vec::new(),
+        admit_now: false,
+        watershed: None,
     },
 }
 
@@ -366,6 +377,7 @@ impl Instance {
             pending_delay: None,
             started_seq: 0,
             running_since: None,
+            queued: None,
             rare: Sparse::default(),
         }
     }

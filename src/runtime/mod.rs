@@ -2,6 +2,9 @@
 //! job output pipes. Callbacks stay thin; the daemon core (`daemon.rs`) decides with the
 //! pure `machine` and acts through `sys`.
 
+pub mod admission;
+#[cfg(test)]
+mod admission_tests;
 mod classes;
 pub mod control;
 #[cfg(test)]
@@ -54,6 +57,8 @@ pub struct Options {
     pub logdir: PathBuf,
     /// What outlives the daemon: `catch up`'s record of when timers fired (`timers/record.rs`).
     pub statedir: PathBuf,
+    /// Where the figures gates weigh are read (`--procfs`, default `/proc`).
+    pub procfs: PathBuf,
     pub socket: PathBuf,
     /// `None` with `--no-startup-event`.
     pub startup_event: Option<String>,
@@ -214,6 +219,7 @@ pub fn run(options: Options) -> io::Result<()> {
     daemon.job_nofile = job_nofile;
     daemon.global_env = initial_environment(options.user_mode).into();
     daemon.load_timer_state(&options.statedir);
+    daemon.admission.set_procfs(options.procfs.clone());
 
     event_loop
         .handle()

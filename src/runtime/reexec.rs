@@ -215,13 +215,15 @@ impl Daemon {
         // Instances that share a base table and add the same entries have the same
         // environment: found by pointer and the few own entries, without reading the rest.
         let mut by_layers: InternMap<(usize, &[String]), u32> = InternMap::default();
-        for (_, class) in self.classes.iter() {
+        self.capture_pools(&mut snapshot);
+        for (class_id, class) in self.classes.iter() {
             let start_on_holds = class.start_on.as_ref().map(Matcher::leaf_holds).unwrap_or_default();
             let instances = class
                 .instances
                 .values()
                 .map(|instance| {
                     let mut captured = self.capture_instance(instance);
+                    self.capture_admission(&(class_id, instance.name.clone()), instance, &mut captured);
                     let layers = (Rc::as_ptr(instance.env.base()) as usize, instance.env.own());
                     let set = match by_layers.get(&layers) {
                         Some(set) => *set,
@@ -363,11 +365,16 @@ impl Daemon {
                     timeout_ms: deadline.timeout.as_millis() as u64,
                 })
                 .collect(),
+            // Filled in by `capture_admission`, which knows the instance's key.
+            queued: None,
+            holds: Vec::new(),
+            watershed: None,
         }
     }
 
     /// Rebuilds the daemon from a snapshot; the job dirs have been loaded already.
     pub fn restore(&mut self, mut snapshot: Snapshot) {
+        self.restore_pools(&snapshot);
         if let Some(fd) = snapshot.notify_fd {
             // SAFETY: the previous image handed this fd over for this process to own.
             let socket = unsafe { UnixDatagram::from_raw_fd(fd) };
@@ -563,9 +570,15 @@ impl Daemon {
         id
     }
 
-    fn restore_instance(&mut self, class_id: ClassId, snapshot: InstanceSnapshot, env: Environment) {
+    fn restore_instance(&mut self, class_id: ClassId, mut snapshot: InstanceSnapshot, env: Environment) {
         let job = self.class(class_id).job.clone();
         let key = (class_id, snapshot.name.clone());
+        let mut admission = InstanceSnapshot {
+            queued: snapshot.queued.take(),
+            holds: std::mem::take(&mut snapshot.holds),
+            watershed: snapshot.watershed.take(),
+            ..InstanceSnapshot::default()
+        };
         // `Snapshot::check` refused a goal or state this build does not know; should one
         // come here all the same, the instance is not made up.
         let (Some(goal), Some(state)) = (Goal::from_name(&snapshot.goal), State::from_name(&snapshot.state)) else {
@@ -649,6 +662,7 @@ impl Daemon {
         if let Some(class) = self.classes.get_mut(class_id) {
             class.instances.insert(snapshot.name.clone(), Box::new(instance));
         }
+        self.restore_admission(&key, &mut admission);
         if let Some(log) = log {
             self.restore_log(&key, &job, log);
         }

@@ -3,7 +3,7 @@
 //! and `views.rs`); and forgetting a client that went away.
 
 use crate::control::proto::{InstanceStatus, Reply};
-use crate::machine::{self, Goal, Stage};
+use crate::machine::{self, Goal, Stage, State};
 
 use super::daemon::{Daemon, Key, Outgoing, WaitKind, Waiter};
 use super::jobs::{Blocked, ClientId, Instance};
@@ -29,6 +29,7 @@ impl Daemon {
         env: Vec<String>,
         instance: Option<String>,
         wait: bool,
+        now: bool,
     ) -> Result<(), String> {
         Self::check_env(&env)?;
         if self.shutting_down {
@@ -45,9 +46,48 @@ impl Daemon {
             .instances
             .get_or_insert_with(name.clone(), || Box::new(Instance::new(name)));
         if instance.goal == Goal::Start {
+            if now && instance.state == State::Queued {
+                // The operator insists: the queued start goes past its gate and pools.
+                self.say_admitted_now(client, &display);
+                self.wait_for(client, &key, wait);
+                self.admit_queued_now(&key);
+                if !wait {
+                    self.reply_status(client, &key);
+                }
+                return Ok(());
+            }
+            if self.watershed_start(&key, &start_env) {
+                self.reply_status(client, &key);
+                return Ok(());
+            }
             return Err(format!("Job is already running: {display}"));
         }
         instance.start_env = Some(start_env);
+        if now && super::admission::needs_admission(&class.job) {
+            instance.rare_mut().admit_now = true;
+            self.say_admitted_now(client, &display);
+        }
+        self.wait_for(client, &key, wait);
+        self.change_goal(&key, Goal::Start);
+        if !wait {
+            self.reply_status(client, &key);
+        }
+        Ok(())
+    }
+
+    /// `start --now` says that it went past the job's gate and pools.
+    fn say_admitted_now(&mut self, client: ClientId, display: &str) {
+        self.outgoing.push(Outgoing::Reply(
+            client,
+            Reply::Text {
+                text: format!("{display}: started past its gate and pools (--now)"),
+            },
+        ));
+    }
+
+    /// A client that waits for an instance to reach its goal is answered when it does.
+    fn wait_for(&mut self, client: ClientId, key: &Key, wait: bool) {
+        let Some(instance) = self.instance_mut(key) else { return };
         if wait {
             instance.blocking.push(Blocked::Client(client));
             self.client_waits.insert(
@@ -58,11 +98,6 @@ impl Daemon {
                 },
             );
         }
-        self.change_goal(&key, Goal::Start);
-        if !wait {
-            self.reply_status(client, &key);
-        }
-        Ok(())
     }
 
     /// What a command addresses: the class and instance, and how to name it in messages.

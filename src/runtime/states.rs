@@ -8,7 +8,9 @@ use log::debug;
 
 use crate::control::proto::Reply;
 use crate::machine::exit::ExitStatus;
-use crate::machine::{self, Effect, Facts, Goal, GoalChange, GoalFacts, JobEvent, Matcher, State, Then, next_state};
+use crate::machine::{
+    self, Admission, Effect, Facts, Goal, GoalChange, GoalFacts, JobEvent, Matcher, State, Then, next_state,
+};
 use crate::model::Job;
 
 use super::daemon::{Daemon, Key, Outgoing, PendingKill, WaitKind, Waiter};
@@ -78,9 +80,18 @@ impl Daemon {
                 defines,
                 awaits_readiness,
                 respawn_delay: instance.pending_delay.is_some_and(|delay| delay > 0),
+                admission: Admission::Now,
+            };
+            let facts = if state == State::Queued {
+                Facts {
+                    admission: self.admission_of(key),
+                    ..facts
+                }
+            } else {
+                facts
             };
             let entry = machine::enter(state, facts);
-            if entry.then != Then::Hold {
+            if !matches!(entry.then, Then::Hold | Then::Pass) {
                 self.enter_state(key, &job, state);
             }
             for &effect in entry.effects {
@@ -88,7 +99,7 @@ impl Daemon {
             }
             let go_on = match entry.then {
                 Then::Hold | Then::Rest => false,
-                Then::Next => true,
+                Then::Next | Then::Pass => true,
                 Then::Run {
                     stage,
                     after,
@@ -222,6 +233,9 @@ impl Daemon {
                 self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
             }
             Effect::Retire => self.enter_waiting(key, job),
+            Effect::Admit => self.admit(key),
+            Effect::Queue => self.queue(key),
+            Effect::Refuse => self.refuse_start(key),
         }
     }
 
@@ -237,13 +251,16 @@ impl Daemon {
         if let Some(class) = self.classes.get_mut(key.0) {
             class.last_result = Some(Box::new((Instant::now(), result)));
         }
+        self.leave_admission(key);
         self.emit("stopped", env);
         self.job_finished(key, failed);
         // Instances do not persist in `waiting`.
         let Some(class) = self.classes.get_mut(key.0) else {
             return;
         };
+        let mut rerun = None;
         if let Some(mut instance) = class.instances.remove(&key.1) {
+            rerun = instance.rare_if_any().and_then(|rare| rare.watershed.take());
             let held = instance.stop_on.as_mut().map(Matcher::reset).unwrap_or_default();
             if let Some((id, _)) = instance.rare_if_any().and_then(|rare| rare.kill_deadline.take()) {
                 self.disarm(id);
@@ -264,6 +281,9 @@ impl Daemon {
             }
         }
         self.consider_replacement(key.0);
+        if let Some(env) = rerun {
+            self.watershed_rerun(key.0, key.1.clone(), env);
+        }
     }
 
     /// Marks an instance failed (the first failure wins) and sets its goal to stop.

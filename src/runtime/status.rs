@@ -26,6 +26,7 @@ impl Daemon {
                 state: "waiting".into(),
                 processes: Vec::new(),
                 detail: Vec::new(),
+                queue: None,
             };
         };
         let job = &class.job;
@@ -44,6 +45,10 @@ impl Daemon {
                     })
                     .collect();
                 let mut detail = Vec::new();
+                let queue = self.queue_status(key).map(|(queue, lines)| {
+                    detail.extend(lines);
+                    queue
+                });
                 if let Some(event) = instance.blocker.and_then(|id| self.events.get(&id)) {
                     detail.push(format!("waiting for its `{}` event to finish", event.name));
                 }
@@ -86,6 +91,7 @@ impl Daemon {
                     state: instance.state.name().to_string(),
                     processes,
                     detail,
+                    queue,
                 }
             }
             None => InstanceStatus {
@@ -95,6 +101,7 @@ impl Daemon {
                 state: "waiting".into(),
                 processes: Vec::new(),
                 detail: self.class_detail(key.0),
+                queue: None,
             },
         }
     }

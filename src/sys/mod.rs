@@ -17,12 +17,15 @@
 //!   the child-subreaper bit, signal names.
 //! - `procfs.rs`: `/proc/PID/stat` (parent, group, session), the effective user, one
 //!   variable of a process's environment, the daemon's own children.
+//! - `metrics.rs`: the figures gates weigh (load averages, pressure, network counters),
+//!   read under a procfs root.
 //! - `exec.rs`: the re-exec: the memfd that carries the state, close-on-exec toggling, the
 //!   probe run of the new binary, and `execv`.
 //! - `raw.rs`: system calls made directly, with no `errno`: for the cloned child and for
 //!   `uprisectl`'s status path before glibc starts.
 
 pub mod exec;
+pub mod metrics;
 pub mod process;
 pub mod procfs;
 pub mod raw;

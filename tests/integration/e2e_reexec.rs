@@ -351,16 +351,40 @@ fn every_past_state_format_still_loads() {
             assert!(jobs.contains(&firing.operand.job.as_str()), "{}", path.display());
             firing.scheduled.parse::<jiff::Timestamp>().unwrap();
         }
-        if snapshot.version >= 3 {
+        if snapshot.version == 3 {
             assert!(
                 !snapshot.timers.is_empty() && !snapshot.firings.is_empty(),
                 "{}",
                 path.display()
             );
         }
+        // Version 4: queued starts have tickets below the next one and readable times, a
+        // holder's pools are known, and a watershed run is marked.
+        if snapshot.version >= 4 {
+            let instances = || snapshot.classes.iter().flat_map(|class| &class.instances);
+            let queued: Vec<_> = instances().filter_map(|instance| instance.queued.as_ref()).collect();
+            assert!(queued.len() >= 3, "{}", path.display());
+            for start in &queued {
+                assert!(
+                    start.ticket >= 1 && start.ticket <= snapshot.next_ticket,
+                    "{}",
+                    path.display()
+                );
+                start.since.parse::<jiff::Timestamp>().unwrap();
+            }
+            assert!(queued.iter().any(|start| start.gate.is_some()));
+            let declared: Vec<&str> = snapshot.pools.iter().map(|(name, _)| name.as_str()).collect();
+            assert!(
+                instances()
+                    .flat_map(|instance| &instance.holds)
+                    .all(|(pool, _)| declared.contains(&pool.as_str()))
+            );
+            assert!(instances().any(|instance| !instance.holds.is_empty()));
+            assert!(instances().any(|instance| instance.watershed.is_some()));
+        }
         checked += 1;
     }
-    assert!(checked >= 4);
+    assert!(checked >= 5);
 }
 
 #[test]

@@ -57,7 +57,12 @@ fn monitor_line(reply: &Reply) -> Option<String> {
             line.push_str(&format!(" {goal}/{state}"));
             Some(line)
         }
-        Reply::Status { .. } | Reply::Text { .. } | Reply::Done | Reply::Error { .. } | Reply::Timers { .. } => None,
+        Reply::Status { .. }
+        | Reply::Text { .. }
+        | Reply::Done
+        | Reply::Error { .. }
+        | Reply::Timers { .. }
+        | Reply::Pools { .. } => None,
     }
 }
 

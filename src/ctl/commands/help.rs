@@ -78,7 +78,13 @@ const COMMANDS: &[CommandHelp] = &[
         args: "JOB [KEY=VALUE...]",
         summary: "start a job, wait until it is running",
         group: Group::Job,
-        options: &[NO_WAIT],
+        options: &[
+            NO_WAIT,
+            (
+                "--now",
+                "go past the job's gate and pools (also for a start already queued)",
+            ),
+        ],
     },
     CommandHelp {
         name: "stop",
@@ -175,6 +181,13 @@ const COMMANDS: &[CommandHelp] = &[
         summary: "print the armed timers, soonest first",
         group: Group::Job,
         options: &[("--json", "print the timers as JSON")],
+    },
+    CommandHelp {
+        name: "pools",
+        args: "[--json]",
+        summary: "print each resource pool: maximum, use, holders and queue",
+        group: Group::Job,
+        options: &[("--json", "print the pools as JSON")],
     },
     CommandHelp {
         name: "emit",
@@ -343,6 +356,7 @@ mod tests {
             "monitor",
             "log",
             "timers",
+            "pools",
             "--socket",
         ] {
             assert!(outcome.out.contains(command), "{command} in help");

@@ -17,6 +17,7 @@ pub(super) fn start_stop_restart(
     command: &str,
     args: &[String],
     wait: bool,
+    now: bool,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Request, Show), Failure> {
     let Target {
@@ -32,6 +33,7 @@ pub(super) fn start_stop_restart(
             env,
             instance,
             wait,
+            now,
         },
         "stop" => Request::Stop {
             job,
@@ -183,6 +185,7 @@ mod tests {
                 env: vec!["PORT=80".into(), "A=b=c".into()],
                 instance: None,
                 wait: false,
+                now: false,
             }
         );
     }
@@ -306,7 +309,8 @@ mod tests {
                 job: "web".into(),
                 env: vec![],
                 instance: Some(String::new()),
-                wait: false
+                wait: false,
+                now: false,
             }
         );
         let daemon = Daemon::start(&[DONE]);

@@ -12,7 +12,8 @@
 //! its subject, and the request-and-print round trip most commands share. `help` holds the
 //! help texts; `args` the option parsing; `jobs`, `events`, `env` and `daemon` the commands
 //! of those groups of the help (what each sends, and how its replies are shown); `log` the
-//! `log` command, which reads the log file itself; `timers` the table of armed timers.
+//! `log` command, which reads the log file itself; `timers` the table of armed timers;
+//! `pools` the resource pools.
 
 mod args;
 mod daemon;
@@ -21,6 +22,7 @@ mod events;
 mod help;
 mod jobs;
 mod log;
+mod pools;
 #[cfg(test)]
 mod tests;
 mod timers;
@@ -157,7 +159,7 @@ fn execute(
     };
     let wait = !parsed.no_wait;
     let (request, show) = match command.as_str() {
-        "start" | "stop" | "restart" => jobs::start_stop_restart(command, args, wait, env)?,
+        "start" | "stop" | "restart" => jobs::start_stop_restart(command, args, wait, parsed.now, env)?,
         "reload" => jobs::reload(args, env)?,
         "status" => jobs::status(args, parsed, env)?,
         "list" => jobs::list(args, parsed)?,
@@ -179,6 +181,7 @@ fn execute(
         "monitor" => return events::run_monitor(args, parsed, env, out),
         "log" => return log::run_log(args, parsed, env, out),
         "timers" => return timers::run_timers(args, parsed, env, out),
+        "pools" => return pools::run_pools(args, parsed, env, out),
         "help" => {
             let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
             return Ok(());
@@ -227,7 +230,8 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
             | Reply::Error { .. }
             | Reply::Event { .. }
             | Reply::Change { .. }
-            | Reply::Timers { .. } => {}
+            | Reply::Timers { .. }
+            | Reply::Pools { .. } => {}
         })
         .map_err(failure)?;
     if show == Show::Json {
