@@ -334,6 +334,17 @@ mod tests {
         assert_eq!(pools.get(cpu).used, 0.0);
     }
 
+    /// `holder` ends, and each start its room lets go holds in its turn.
+    fn release(pools: &mut Pools<u64>, holder: u64, holding: &mut Vec<u64>, admitted: &mut Vec<u64>) {
+        let mut touched = pools.release(&holder);
+        while let Some((next, amounts)) = pools.next_admitted(&touched) {
+            pools.take(&next, &amounts);
+            holding.push(next);
+            admitted.push(next);
+            touched.extend(amounts.iter().map(|(id, _)| *id));
+        }
+    }
+
     /// Over random arrivals, amounts and releases: the pools never hold more than their
     /// maximum, starts are admitted in ticket order within each pool, and every start is
     /// admitted in the end.
@@ -373,13 +384,7 @@ mod tests {
                 // Sometimes a holder ends.
                 while !holding.is_empty() && random(2) == 0 {
                     let holder = holding.remove(random(holding.len() as u64) as usize);
-                    let mut touched = pools.release(&holder);
-                    while let Some((next, amounts)) = pools.next_admitted(&touched) {
-                        pools.take(&next, &amounts);
-                        holding.push(next);
-                        admitted.push(next);
-                        touched.extend(amounts.iter().map(|(id, _)| *id));
-                    }
+                    release(&mut pools, holder, &mut holding, &mut admitted);
                 }
                 for id in [a, b] {
                     let pool = pools.get(id);
@@ -388,13 +393,7 @@ mod tests {
             }
             // Every holder ends: everything waiting goes.
             while let Some(holder) = holding.pop() {
-                let mut touched = pools.release(&holder);
-                while let Some((next, amounts)) = pools.next_admitted(&touched) {
-                    pools.take(&next, &amounts);
-                    holding.push(next);
-                    admitted.push(next);
-                    touched.extend(amounts.iter().map(|(id, _)| *id));
-                }
+                release(&mut pools, holder, &mut holding, &mut admitted);
             }
             assert_eq!(admitted.len(), 200);
             // Within each pool, tickets were admitted in order.

@@ -35,6 +35,11 @@ fn detail_of(core: &Core, job: &str, instance: &str) -> Vec<String> {
     core.daemon.instance_status(&(class, instance.to_string())).detail
 }
 
+/// What all pools hold together.
+fn in_use(core: &Core) -> f64 {
+    core.daemon.admission.pools.iter().map(|(_, pool)| pool.used).sum()
+}
+
 fn start(core: &mut Core, job: &str, env: &[&str]) {
     let env = env.iter().map(|entry| entry.to_string()).collect();
     core.daemon.request_start(1, job, env, None, false, false).unwrap();
@@ -64,24 +69,10 @@ fn a_pool_admits_in_order_and_never_more_than_its_maximum() {
             format!("batch ({n}) start/running, process {}", 100 + n)
         );
     }
-    let used = core
-        .daemon
-        .admission
-        .pools
-        .iter()
-        .map(|(_, pool)| pool.used)
-        .sum::<f64>();
-    assert_eq!(used, 2.0);
+    assert_eq!(in_use(&core), 2.0);
     core.exit(104, 0);
     core.exit(105, 0);
-    let used = core
-        .daemon
-        .admission
-        .pools
-        .iter()
-        .map(|(_, pool)| pool.used)
-        .sum::<f64>();
-    assert_eq!(used, 0.0);
+    assert_eq!(in_use(&core), 0.0);
     assert!(core.daemon.admission.is_empty());
 }
 

@@ -26,7 +26,7 @@ use std::time::Duration;
 use calloop::generic::Generic;
 use calloop::{Interest, Mode, PostAction};
 use log::{debug, info, warn};
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::inotify::{AddWatchFlags, Inotify, WatchDescriptor};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, UnixAddr, recvmsg, setsockopt, sockopt};
 
 use crate::machine::exit::ExitStatus;
@@ -407,24 +407,7 @@ impl Daemon {
     /// The pid-file inotify instance, created and registered with the loop the first time.
     fn pid_file_inotify(&mut self) -> Option<&Inotify> {
         if self.pid_files.inotify.is_none() {
-            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-            let fd = std::os::fd::AsFd::as_fd(&inotify).try_clone_to_owned().ok()?;
-            // SAFETY: `fd` is a duplicate of a live inotify descriptor.
-            let ours = unsafe { Inotify::from_owned_fd(fd) };
-            self.handle
-                .insert_source(
-                    Generic::new(inotify, Interest::READ, Mode::Level),
-                    |_, inotify, daemon| {
-                        // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
-                        let inotify: &mut Inotify = unsafe { inotify.get_mut() };
-                        daemon.pid_file_events(inotify);
-                        daemon.settle();
-                        daemon.flush_clients();
-                        Ok(PostAction::Continue)
-                    },
-                )
-                .ok()?;
-            self.pid_files.inotify = Some(ours);
+            self.pid_files.inotify = self.inotify_on_loop(Daemon::pid_file_events);
         }
         self.pid_files.inotify.as_ref()
     }

@@ -219,6 +219,32 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// A new inotify instance, read on the loop by `read` (then `settle` and the clients'
+    /// replies, as every callback ends); returns a second descriptor of it, for adding and
+    /// removing watches. Pid files and required paths each have one.
+    pub(super) fn inotify_on_loop(&self, read: fn(&mut Daemon, &Inotify)) -> Option<Inotify> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let fd = std::os::fd::AsFd::as_fd(&inotify).try_clone_to_owned().ok()?;
+        // SAFETY: `fd` is a duplicate of a live inotify descriptor.
+        let ours = unsafe { Inotify::from_owned_fd(fd) };
+        self.handle
+            .insert_source(
+                Generic::new(inotify, Interest::READ, Mode::Level),
+                move |_, inotify, daemon| {
+                    // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
+                    let inotify: &mut Inotify = unsafe { inotify.get_mut() };
+                    read(daemon, inotify);
+                    daemon.settle();
+                    daemon.flush_clients();
+                    Ok(PostAction::Continue)
+                },
+            )
+            .ok()?;
+        Some(ours)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use calloop::generic::Generic;
-use calloop::{Interest, Mode, PostAction};
 use log::warn;
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::inotify::{AddWatchFlags, Inotify, WatchDescriptor};
 
 use super::super::daemon::Daemon;
 
@@ -93,24 +91,7 @@ impl Daemon {
 
     fn required_inotify(&mut self) -> Option<&Inotify> {
         if self.admission.files.inotify.is_none() {
-            let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
-            let fd = std::os::fd::AsFd::as_fd(&inotify).try_clone_to_owned().ok()?;
-            // SAFETY: `fd` is a duplicate of a live inotify descriptor.
-            let ours = unsafe { Inotify::from_owned_fd(fd) };
-            self.handle
-                .insert_source(
-                    Generic::new(inotify, Interest::READ, Mode::Level),
-                    |_, inotify, daemon| {
-                        // SAFETY: the fd is only read here; NoIoDrop hands out a mutable reference.
-                        let inotify: &mut Inotify = unsafe { inotify.get_mut() };
-                        daemon.required_events(inotify);
-                        daemon.settle();
-                        daemon.flush_clients();
-                        Ok(PostAction::Continue)
-                    },
-                )
-                .ok()?;
-            self.admission.files.inotify = Some(ours);
+            self.admission.files.inotify = self.inotify_on_loop(Daemon::required_events);
         }
         self.admission.files.inotify.as_ref()
     }
