@@ -181,6 +181,15 @@ pub enum Request {
     },
     /// Every resource pool (`Reply::Pools`), by name.
     Pools,
+    /// Run a job's `action NAME`; answered with its exit status when it ends.
+    Action {
+        job: String,
+        name: String,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+    },
 }
 
 fn yes() -> bool {

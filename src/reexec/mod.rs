@@ -64,6 +64,9 @@ pub struct Snapshot {
     /// are read again after the re-exec.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<(String, f64)>,
+    /// Clients waiting for a reload or action process to end: (client, pid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side_waits: Vec<(u64, i32)>,
     #[serde(default)]
     pub next_client: u64,
     #[serde(default)]

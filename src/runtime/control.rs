@@ -645,10 +645,17 @@ impl Daemon {
                 wait,
             } => self.request_restart(id, &job, env, instance, wait),
             Request::Reload { job, env, instance } => {
-                self.request_reload(&job, env, instance)?;
-                done(self, Vec::new());
+                if !self.request_reload(id, &job, env, instance)? {
+                    done(self, Vec::new());
+                }
                 Ok(())
             }
+            Request::Action {
+                job,
+                name,
+                env,
+                instance,
+            } => self.request_action(id, &job, &name, env, instance),
             Request::Status {
                 job,
                 env,

@@ -105,6 +105,8 @@ pub struct Daemon {
     pub global_env: std::rc::Rc<Vec<String>>,
     /// Clients waiting on an instance, and what they asked for.
     pub client_waits: HashMap<ClientId, Waiter>,
+    /// Clients waiting for a reload or action process to end, by its pid (`actions.rs`).
+    pub side_waits: HashMap<i32, ClientId>,
     pub outgoing: Vec<Outgoing>,
     pub shutting_down: bool,
     /// The loop has been told to stop.
@@ -195,6 +197,7 @@ impl Daemon {
             pids: HashMap::new(),
             global_env: Default::default(),
             client_waits: HashMap::new(),
+            side_waits: HashMap::new(),
             outgoing: Vec::new(),
             shutting_down: false,
             exiting: false,

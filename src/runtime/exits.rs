@@ -39,6 +39,9 @@ impl Daemon {
         };
         let key = (class, instance_name);
         let Some(instance) = self.instance_mut(&key) else {
+            if role.stage().is_none() {
+                self.side_exited(pid, &key, &role, status);
+            }
             return true;
         };
         instance.pids.remove(&role);
@@ -63,6 +66,7 @@ impl Daemon {
         }
         let Some(stage) = role.stage() else {
             // A reload, stop or action process: the run goes on.
+            self.side_exited(pid, &key, &role, status);
             return true;
         };
         let instance = self.instance_mut(&key).expect("checked");

@@ -2,6 +2,7 @@
 //! job output pipes. Callbacks stay thin; the daemon core (`daemon.rs`) decides with the
 //! pure `machine` and acts through `sys`.
 
+mod actions;
 pub mod admission;
 #[cfg(test)]
 mod admission_tests;

@@ -274,6 +274,7 @@ impl Daemon {
             });
         }
         snapshot.clients = self.snapshot_clients();
+        snapshot.side_waits = self.side_waits.iter().map(|(pid, client)| (*client, *pid)).collect();
         (snapshot.timers, snapshot.firings) = self.capture_timers();
         snapshot
     }
@@ -504,6 +505,8 @@ impl Daemon {
                 self.client_waits.insert(client.id, Waiter { key, kind });
             }
         }
+        self.side_waits
+            .extend(snapshot.side_waits.iter().map(|(client, pid)| (*pid, *client)));
         let restored_classes_us = restore_started.elapsed().as_micros();
         if let Some(requester) = snapshot.requester {
             self.outgoing.push(Outgoing::Reply(requester, Reply::Done));

@@ -182,7 +182,14 @@ impl Daemon {
         Ok(())
     }
 
-    pub fn request_reload(&mut self, job: &str, env: Vec<String>, instance: Option<String>) -> Result<(), String> {
+    /// Returns true when the reply waits for a reload process to end.
+    pub fn request_reload(
+        &mut self,
+        client: ClientId,
+        job: &str,
+        env: Vec<String>,
+        instance: Option<String>,
+    ) -> Result<bool, String> {
         Self::check_env(&env)?;
         let class_id = self.lookup(job)?;
         let name = self.instance_name(class_id, &env, instance.as_deref())?;
@@ -202,9 +209,9 @@ impl Daemon {
                         .signal(pid, *signal, false)
                         .map_err(|error| format!("Cannot reload {display}: {error}"))?;
                 }
-                Ok(())
+                Ok(false)
             }
-            crate::model::job::Reload::Command { .. } => Err("`reload exec|script` is not yet enforced".into()),
+            crate::model::job::Reload::Command { .. } => self.reload_command(client, &key).map(|()| true),
         }
     }
 
@@ -242,6 +249,7 @@ impl Daemon {
     /// A client went away: forget what it waited for (the jobs carry on).
     pub fn forget_client(&mut self, client: ClientId) {
         self.monitors.retain(|monitor| *monitor != client);
+        self.side_waits.retain(|_, waiting| *waiting != client);
         if let Some(Waiter { key, .. }) = self.client_waits.remove(&client)
             && let Some(instance) = self.instance_mut(&key)
         {

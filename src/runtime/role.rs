@@ -106,7 +106,12 @@ pub fn stage_timeout(job: &Job, stage: Stage) -> Option<std::time::Duration> {
 pub fn command_for<'a>(job: &'a Job, role: &Role) -> Option<&'a Command> {
     match role {
         Role::Stage(stage) => job.processes.get(&kind_of(*stage)),
-        Role::Reload | Role::Stop | Role::Action(_) => None,
+        Role::Reload => match &job.lifecycle.reload {
+            crate::model::job::Reload::Command { command } => Some(command),
+            crate::model::job::Reload::Signal { .. } => None,
+        },
+        Role::Stop => job.lifecycle.stop_action.as_ref(),
+        Role::Action(name) => job.lifecycle.actions.get(&**name),
     }
 }
 

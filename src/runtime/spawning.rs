@@ -86,6 +86,12 @@ impl Daemon {
     /// follows up all of them before the loop sleeps: no process is left unaccounted for
     /// when a signal or a client is served.
     pub(super) fn spawn_process(&mut self, key: &Key, job: &Job, role: &Role) -> Started {
+        self.spawn_process_with(key, job, role, &[])
+    }
+
+    /// As [`Daemon::spawn_process`], with `extra` variables on top of the process's
+    /// environment (an action's `KEY=VALUE` arguments).
+    pub(super) fn spawn_process_with(&mut self, key: &Key, job: &Job, role: &Role, extra: &[String]) -> Started {
         let Some(command) = role::command_for(job, role) else {
             return Started::Now(Spawned::Nothing);
         };
@@ -96,7 +102,10 @@ impl Daemon {
         while self.in_flight() >= SPAWN_WINDOW {
             self.wait_oldest_spawn();
         }
-        let env = self.process_env(key, job, role);
+        let mut env = self.process_env(key, job, role);
+        if !extra.is_empty() {
+            environ::merge(&mut env, extra);
+        }
         let stdio = match job.console {
             Console::None => Stdio::Null,
             Console::Output | Console::Owner => Stdio::Console,

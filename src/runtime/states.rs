@@ -223,14 +223,20 @@ impl Daemon {
                 let Some(&pid) = self.instance(key).and_then(|instance| instance.pids.get(&Role::MAIN)) else {
                     return;
                 };
-                let signal = crate::sys::process::signal_name(job.kill_signal);
-                debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
-                self.pending_kills.push(PendingKill {
-                    pid,
-                    signal: job.kill_signal,
-                    spawned: self.spawned(pid),
-                });
-                self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
+                let mut pids = vec![pid];
+                pids.extend(self.signal_side_processes(key, job.kill_signal));
+                // `stop exec|script` stops it instead of the signal; the kill timer runs all
+                // the same.
+                if !self.stop_with_command(key) {
+                    let signal = crate::sys::process::signal_name(job.kill_signal);
+                    debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
+                    self.pending_kills.push(PendingKill {
+                        pid,
+                        signal: job.kill_signal,
+                        spawned: self.spawned(pid),
+                    });
+                }
+                self.arm_kill_timer(key, job.kill_timeout.millis, pids);
             }
             Effect::Retire => self.enter_waiting(key, job),
             Effect::Admit => self.admit(key),
@@ -252,6 +258,7 @@ impl Daemon {
             class.last_result = Some(Box::new((Instant::now(), result)));
         }
         self.leave_admission(key);
+        self.kill_side_processes(key);
         self.emit("stopped", env);
         self.job_finished(key, failed);
         // Instances do not persist in `waiting`.

@@ -84,6 +84,7 @@ impl Daemon {
                     detail.push(format!("status: {status}"));
                 }
                 detail.extend(self.timer_details(key.0, Some(&instance.name)));
+                detail.extend(actions_line(job));
                 InstanceStatus {
                     job: job.name.clone(),
                     instance: instance.name.clone(),
@@ -134,6 +135,7 @@ impl Daemon {
             (Some(_), None) => {}
         }
         detail.extend(self.timer_details(class_id, None));
+        detail.extend(actions_line(&class.job));
         detail
     }
 
@@ -165,4 +167,10 @@ impl Daemon {
         self.outgoing.push(Outgoing::Reply(client, Reply::Done));
         self.outgoing.push(Outgoing::Finish(client));
     }
+}
+
+/// `actions: rotate, flush`, for a job that has any (`uprisectl action JOB NAME`).
+fn actions_line(job: &Job) -> Option<String> {
+    let names: Vec<&str> = job.lifecycle.actions.keys().map(String::as_str).collect();
+    (!names.is_empty()).then(|| format!("actions: {}", names.join(", ")))
 }

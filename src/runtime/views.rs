@@ -94,7 +94,7 @@ impl Daemon {
 // ------------------------------------------------------------------ show-config
 
 /// Upstart's `show-config` block of one job: its name, then `  emits X`, `  start on EXPR`
-/// and `  stop on EXPR` lines; with `enumerate`, one `  start on NAME (job: J, env: E)` line
+/// and `  stop on EXPR` lines, then uprise's `  action NAME` lines; with `enumerate`, one `  start on NAME (job: J, env: E)` line
 /// per event of the expressions instead.
 pub fn show_job(job: &Job, enumerate: bool) -> String {
     let mut lines = vec![job.name.clone()];
@@ -112,6 +112,10 @@ pub fn show_job(job: &Job, enumerate: bool) -> String {
         } else {
             lines.push(format!("  {keyword} {}", render_expr(expr)));
         }
+    }
+    // uprise's own: the job's actions (`uprisectl action JOB NAME`).
+    for name in job.lifecycle.actions.keys() {
+        lines.push(format!("  action {name}"));
     }
     lines.join("\n")
 }

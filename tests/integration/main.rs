@@ -3,6 +3,7 @@
 mod cli;
 mod corpus;
 mod e2e;
+mod e2e_actions;
 mod e2e_admission;
 mod e2e_control;
 mod e2e_readiness;

@@ -103,7 +103,7 @@ const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "reload",
         args: "JOB [KEY=VALUE...]",
-        summary: "send a job its reload signal",
+        summary: "send a job its reload signal, or run its reload command and wait for it",
         group: Group::Job,
         options: &[],
     },
@@ -174,6 +174,13 @@ const COMMANDS: &[CommandHelp] = &[
             ("--status TEXT", "STATUS=TEXT, shown by status -v"),
             ("--pid PID", "MAINPID=PID"),
         ],
+    },
+    CommandHelp {
+        name: "action",
+        args: "JOB NAME [KEY=VALUE...]",
+        summary: "run a job's `action NAME`, wait for it, print how it ended",
+        group: Group::Job,
+        options: &[],
     },
     CommandHelp {
         name: "timers",
@@ -357,6 +364,7 @@ mod tests {
             "log",
             "timers",
             "pools",
+            "action",
             "--socket",
         ] {
             assert!(outcome.out.contains(command), "{command} in help");

@@ -57,6 +57,21 @@ pub(super) fn reload(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> R
     Ok((Request::Reload { job, env, instance }, Show::Text))
 }
 
+/// `action JOB NAME [KEY=VALUE...]`: runs a job's action; prints how it ended.
+pub(super) fn action(args: &[String]) -> Result<(Request, Show), Failure> {
+    let [job, name, pairs @ ..] = args else {
+        return Err(missing("missing job name and action name"));
+    };
+    let env = super::args::env_pairs(pairs)?;
+    let request = Request::Action {
+        job: job.clone(),
+        name: name.clone(),
+        env,
+        instance: None,
+    };
+    Ok((request, Show::Text))
+}
+
 /// `status`: status lines, with details under `-v`, or JSON under `--json`.
 pub(super) fn status(
     args: &[String],

@@ -161,6 +161,7 @@ fn execute(
     let (request, show) = match command.as_str() {
         "start" | "stop" | "restart" => jobs::start_stop_restart(command, args, wait, parsed.now, env)?,
         "reload" => jobs::reload(args, env)?,
+        "action" => jobs::action(args)?,
         "status" => jobs::status(args, parsed, env)?,
         "list" => jobs::list(args, parsed)?,
         "emit" => events::emit(args, wait)?,
