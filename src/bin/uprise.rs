@@ -8,7 +8,7 @@ use log::LevelFilter;
 use uprise::runtime::{self, Options, logger};
 
 const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--statedir DIR]
-              [--procfs DIR] [--socket PATH] [--startup-event NAME | --no-startup-event]
+              [--procfs DIR] [--lua-budget N] [--lua-memory SIZE] [--socket PATH] [--startup-event NAME | --no-startup-event]
               [--verbose | --debug | --quiet]
 
   --user                run as a session supervisor (not PID 1)
@@ -18,6 +18,9 @@ const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--log
   --statedir DIR        keep what must outlive the daemon (when `catch up` jobs last ran) in DIR
   --procfs DIR          read the figures gates weigh (loadavg, pressure/, net/dev) under DIR
                         (default: /proc)
+  --lua-budget N        VM instructions one run of a Lua hook or gate may execute
+                        (default: 1000000)
+  --lua-memory SIZE     bytes one run may allocate, with a K or M suffix (default: 1M)
   --socket PATH         the control socket
   --startup-event NAME  the first event (default: startup)
   --no-startup-event    emit no first event
@@ -97,6 +100,8 @@ fn main() -> ExitCode {
     let mut logdir = None;
     let mut statedir = None;
     let mut procfs = PathBuf::from("/proc");
+    let mut lua_budget = uprise::lua::sandbox::DEFAULT_BUDGET;
+    let mut lua_memory = uprise::lua::sandbox::DEFAULT_MEMORY;
     let mut socket = None;
     let mut startup_event = Some("startup".to_string());
     let mut log_level = logger::DEFAULT_PRIORITY;
@@ -129,7 +134,14 @@ fn main() -> ExitCode {
         let takes_value = inline.is_none()
             && matches!(
                 flag.as_str(),
-                "--confdir" | "--logdir" | "--statedir" | "--procfs" | "--socket" | "--startup-event"
+                "--confdir"
+                    | "--logdir"
+                    | "--statedir"
+                    | "--procfs"
+                    | "--lua-budget"
+                    | "--lua-memory"
+                    | "--socket"
+                    | "--startup-event"
             );
         let mut value = |name: &str| match inline.clone().or_else(|| args.next()) {
             Some(value) => {
@@ -153,6 +165,22 @@ fn main() -> ExitCode {
             "--logdir" => value("--logdir").map(|dir| logdir = Some(PathBuf::from(dir))),
             "--statedir" => value("--statedir").map(|dir| statedir = Some(PathBuf::from(dir))),
             "--procfs" => value("--procfs").map(|dir| procfs = PathBuf::from(dir)),
+            "--lua-budget" => value("--lua-budget").and_then(|text| match text.parse::<u64>() {
+                Ok(budget) if budget > 0 => {
+                    lua_budget = budget;
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "--lua-budget takes a positive number of instructions, not `{text}`"
+                )),
+            }),
+            "--lua-memory" => value("--lua-memory").and_then(|text| match parse_size(&text) {
+                Some(size) if size > 0 => {
+                    lua_memory = size;
+                    Ok(())
+                }
+                _ => Err(format!("--lua-memory takes a size such as 512K or 4M, not `{text}`")),
+            }),
             "--socket" => value("--socket").map(|path| socket = Some(PathBuf::from(path))),
             "--startup-event" => value("--startup-event").map(|name| startup_event = Some(name)),
             "--no-startup-event" => {
@@ -247,6 +275,8 @@ fn main() -> ExitCode {
         logdir,
         statedir,
         procfs,
+        lua_budget,
+        lua_memory,
         socket,
         startup_event,
         log_level,
@@ -265,4 +295,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `4096`, `512K`, `4M`: bytes.
+fn parse_size(text: &str) -> Option<usize> {
+    let (number, unit) = match text.strip_suffix(['K', 'k']) {
+        Some(number) => (number, 1024),
+        None => match text.strip_suffix(['M', 'm']) {
+            Some(number) => (number, 1024 * 1024),
+            None => (text, 1),
+        },
+    };
+    number.parse::<usize>().ok()?.checked_mul(unit)
 }

@@ -1,8 +1,9 @@
-//! lua: the embedded Lua 5.4 (vendored through mlua). This module owns building sandboxed
-//! states; today it offers the offline syntax check used by `uprisectl check`. It never runs
-//! job code during a check: chunks are compiled, not called.
+//! lua: the embedded Lua 5.4 (vendored through mlua): the offline syntax check used by
+//! `uprisectl check` (which never runs job code: chunks are compiled, not called), and the
+//! sandbox the daemon runs hooks and Lua gates in (`sandbox.rs`).
 
 pub mod math;
+pub mod sandbox;
 
 use mlua::{Lua, LuaOptions, StdLib};
 

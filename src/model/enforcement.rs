@@ -23,8 +23,6 @@ pub fn of(stanza: &Stanza) -> Option<Enforcement> {
         Stanza::Cgroup(_) => "`cgroup`",
         Stanza::Debug => "`debug`",
         Stanza::Console(Console::Owner) => "`console owner` (a controlling terminal)",
-        Stanza::GateLua(_) => "`gate lua`",
-        Stanza::Hook(..) => "`hook`",
         _ => return None,
     };
     Some(Enforcement::Planned(feature))

@@ -110,6 +110,7 @@ impl Daemon {
         if class.deleted {
             let held = class.start_on.as_mut().map(Matcher::reset).unwrap_or_default();
             let name = class.job.name.clone();
+            self.lua.forget(&name);
             self.forget_timers(id);
             self.classes.remove(id);
             self.class_by_name.remove(&name);
@@ -129,6 +130,8 @@ impl Daemon {
                 held
             };
             let old = class.set_job(std::rc::Rc::from(job));
+            // Its Lua globals start over with the new definition.
+            self.lua.forget(&old.name);
             // Timers whose operands did not change keep running (and keep their due times).
             if !super::timers::same_timers(&old, &class.job) {
                 self.arm_timers(id);

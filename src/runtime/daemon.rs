@@ -91,6 +91,7 @@ pub struct Daemon {
     /// The temporal operands' timers (see `timers/`).
     pub timers: Timers,
     pub admission: super::admission::Admission,
+    pub lua: super::hooks::LuaRoom,
     /// Main processes to send their kill signal once `settle` has nothing else to do (see
     /// [`Daemon::send_kills`]).
     pub(super) pending_kills: Vec<PendingKill>,
@@ -191,6 +192,7 @@ impl Daemon {
             host,
             timers: Timers::default(),
             admission: Default::default(),
+            lua: Default::default(),
             pending_kills: Vec::new(),
             shutdown_cursor: 0,
             next_event: 1,

@@ -134,5 +134,12 @@ impl Daemon {
             }
             None => info!("{name} main process ended, respawning"),
         }
+        if !job.ext.hooks.is_empty() {
+            let env = self
+                .instance(key)
+                .map(|instance| instance.env.to_vec())
+                .unwrap_or_default();
+            self.run_hooks(key, crate::syntax::ast::HookEvent::Respawn, &env);
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod deadlines;
 mod environment;
 mod events;
 mod exits;
+mod hooks;
 pub mod host;
 pub mod jobs;
 pub mod logger;
@@ -60,6 +61,9 @@ pub struct Options {
     pub statedir: PathBuf,
     /// Where the figures gates weigh are read (`--procfs`, default `/proc`).
     pub procfs: PathBuf,
+    /// Lua's budgets: instructions and bytes one run may use (`--lua-budget`, `--lua-memory`).
+    pub lua_budget: u64,
+    pub lua_memory: usize,
     pub socket: PathBuf,
     /// `None` with `--no-startup-event`.
     pub startup_event: Option<String>,
@@ -221,6 +225,8 @@ pub fn run(options: Options) -> io::Result<()> {
     daemon.global_env = initial_environment(options.user_mode).into();
     daemon.load_timer_state(&options.statedir);
     daemon.admission.set_procfs(options.procfs.clone());
+    daemon.lua.set_procfs(options.procfs.clone());
+    daemon.set_lua_budgets(options.lua_budget, options.lua_memory);
 
     event_loop
         .handle()

@@ -12,6 +12,7 @@ use crate::machine::{
     self, Admission, Effect, Facts, Goal, GoalChange, GoalFacts, JobEvent, Matcher, State, Then, next_state,
 };
 use crate::model::Job;
+use crate::syntax::ast::HookEvent;
 
 use super::daemon::{Daemon, Key, Outgoing, PendingKill, WaitKind, Waiter};
 use super::events::job_event_env;
@@ -193,6 +194,13 @@ impl Daemon {
                     JobEvent::Stopping => ("stopping", result_env(instance.rare().failed.as_ref())),
                 };
                 let env = job_event_env(job, instance, &extra);
+                if !job.ext.hooks.is_empty() {
+                    let hook = match which {
+                        JobEvent::Starting => HookEvent::Starting,
+                        JobEvent::Stopping => HookEvent::Stopping,
+                    };
+                    self.run_hooks(key, hook, &env);
+                }
                 let event = self.emit(name, env);
                 if let Some(instance) = self.instance_mut(key) {
                     instance.blocker = Some(event);
@@ -202,6 +210,9 @@ impl Daemon {
             Effect::Started => {
                 let Some(instance) = self.instance(key) else { return };
                 let env = job_event_env(job, instance, &[]);
+                if !job.ext.hooks.is_empty() {
+                    self.run_hooks(key, HookEvent::Started, &env);
+                }
                 self.emit("started", env);
                 self.next_seq += 1;
                 let seq = self.next_seq;
@@ -259,6 +270,12 @@ impl Daemon {
         }
         self.leave_admission(key);
         self.kill_side_processes(key);
+        if !job.ext.hooks.is_empty() {
+            self.run_hooks(key, HookEvent::Stopped, &env);
+            if failed {
+                self.run_hooks(key, HookEvent::Failed, &env);
+            }
+        }
         self.emit("stopped", env);
         self.job_finished(key, failed);
         // Instances do not persist in `waiting`.

@@ -13,6 +13,7 @@ use log::{info, warn};
 
 use crate::machine::State;
 use crate::machine::gate::{self, Figures, Verdict};
+use crate::model::Job;
 use crate::syntax::ast::{GateExpire, GateExpr, Metric, PressureResource};
 use crate::sys::metrics::{self, Pressure};
 
@@ -217,6 +218,32 @@ impl Daemon {
         gate::weigh(condition, &self.admission.figures)
     }
 
+    /// Weighs a start's gate now: its condition, then (when that admits it) its Lua gate,
+    /// which reads the start's own variables over the job environment as it is now (so
+    /// `set-env` can open it).
+    pub(super) fn weigh_gate(&mut self, key: &Key, job: &Job) -> Verdict {
+        let verdict = match &job.ext.gate.condition {
+            Some(condition) => self.weigh_now(condition),
+            None => Verdict::Open,
+        };
+        let Some(code) = &job.ext.gate.lua else {
+            return verdict;
+        };
+        if verdict != Verdict::Open {
+            return verdict;
+        }
+        let mut env = self.job_env(key.0).to_vec();
+        if let Some(start) = self.instance(key).and_then(|instance| instance.start_env.as_ref()) {
+            crate::machine::environ::merge(&mut env, start.own());
+        }
+        match self.run_lua(key, "gate", code, &env, false) {
+            Ok(Some(true)) => Verdict::Open,
+            Ok(Some(false)) => Verdict::Shut("gate lua returned false".into()),
+            Ok(None) => Verdict::Shut("gate lua returned nothing".into()),
+            Err(why) => Verdict::Unknown(format!("gate lua: {why}")),
+        }
+    }
+
     /// Arms the tick, unless it is armed or no start waits on a gate.
     pub(super) fn schedule_gate_tick(&mut self) {
         if self.admission.tick.is_none() && !self.admission.gated.is_empty() {
@@ -244,10 +271,7 @@ impl Daemon {
         self.admission.figures.refresh(&needed, now);
         for (ticket, key) in waiting {
             let job = self.class(key.0).job.clone();
-            let Some(condition) = &job.ext.gate.condition else {
-                continue;
-            };
-            let verdict = gate::weigh(condition, &self.admission.figures);
+            let verdict = self.weigh_gate(&key, &job);
             let Some(queued) = self.queued_mut(&key) else { continue };
             let Some(gate) = queued.gate.as_mut() else { continue };
             let newly_unknown =

@@ -115,8 +115,8 @@ impl Daemon {
             Vec::new()
         });
         let mut gate = None;
-        if let (Some(condition), Some(saved)) = (&job.ext.gate.condition, &saved.gate) {
-            let verdict = self.weigh_now(condition);
+        if let (true, Some(saved)) = (super::has_gate(&job), &saved.gate) {
+            let verdict = self.weigh_gate(key, &job);
             let open_since = match (&verdict, saved.open_for_ms) {
                 (Verdict::Open, Some(open)) => {
                     let open = Duration::from_millis(open);

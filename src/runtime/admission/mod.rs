@@ -112,7 +112,12 @@ pub struct GateWait {
 
 /// Whether a job's starts go through admission at all.
 pub fn needs_admission(job: &Job) -> bool {
-    job.ext.gate.condition.is_some() || !job.ext.uses.is_empty() || !job.ext.requires.is_empty()
+    has_gate(job) || !job.ext.uses.is_empty() || !job.ext.requires.is_empty()
+}
+
+/// Whether a job has a gate: a condition, a Lua gate, or both.
+pub fn has_gate(job: &Job) -> bool {
+    job.ext.gate.condition.is_some() || job.ext.gate.lua.is_some()
 }
 
 /// Whether a path is there as its kind asks.
@@ -238,8 +243,8 @@ impl Daemon {
             Decision::Now
         } else {
             queued.missing = first_missing(&queued.requires).map(Into::into);
-            if let Some(condition) = &job.ext.gate.condition {
-                let verdict = self.weigh_now(condition);
+            if has_gate(&job) {
+                let verdict = self.weigh_gate(key, &job);
                 let wall = self.host.wall_now();
                 let open_since = (verdict == Verdict::Open).then(|| (self.host.now(), wall));
                 queued.gate = Some(Box::new(GateWait {
@@ -381,7 +386,7 @@ impl Daemon {
         self.admission.queue.insert(ticket, key.clone());
         let wait = job.ext.gate.wait.map(|wait| Duration::from_millis(wait.millis));
         let serial = self.instance(key).map_or(0, |instance| instance.serial);
-        let expires = match (wait, job.ext.gate.condition.is_some()) {
+        let expires = match (wait, has_gate(&job)) {
             (Some(wait), true) => {
                 let id = self.arm(
                     wait,
