@@ -929,11 +929,7 @@ impl Daemon {
             return;
         }
         self.clients.trimmed = Some(Instant::now());
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: malloc_trim only returns free memory to the system.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        trim_now();
     }
 
     /// Forgets a client. Its read source is not removed here (this may run inside that
@@ -965,5 +961,14 @@ impl Daemon {
             self.trim_memory();
         }
         self.forget_client(id);
+    }
+}
+
+/// Asks the C allocator to give the free memory it holds back to the system.
+pub(super) fn trim_now() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
