@@ -49,6 +49,39 @@ pub unsafe extern "C" fn frexp(x: f64, exponent: *mut std::ffi::c_int) -> f64 {
     fraction
 }
 
+/// The functions of one `double` that Lua's `math` library calls, for the tuned daemon:
+/// libm's own, found on first use (see `uprise::lua::math`).
+macro_rules! libm_unary {
+    ($($name:ident),+) => {
+        $(
+            #[cfg(all(feature = "tuned", target_os = "linux", target_env = "gnu"))]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn $name(x: f64) -> f64 {
+                static SLOT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let name = concat!(stringify!($name), "\0");
+                let name = std::ffi::CStr::from_bytes_with_nul(name.as_bytes()).expect("a C name");
+                uprise::lua::math::unary(&SLOT, name, x)
+            }
+        )+
+    };
+}
+
+libm_unary!(sin, cos, tan, asin, acos, exp, log, log2, log10, sinh, cosh, tanh);
+
+/// C's `atan2` for Lua's `math.atan`: see `uprise::lua::math`.
+#[cfg(all(feature = "tuned", target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+pub extern "C" fn atan2(y: f64, x: f64) -> f64 {
+    uprise::lua::math::atan2(y, x)
+}
+
+/// C's `ldexp` for Lua's string formatting and `math.ldexp`: see `uprise::lua::math`.
+#[cfg(all(feature = "tuned", target_os = "linux", target_env = "gnu"))]
+#[unsafe(no_mangle)]
+pub extern "C" fn ldexp(x: f64, exponent: std::ffi::c_int) -> f64 {
+    uprise::lua::math::ldexp(x, exponent)
+}
+
 fn user_runtime_dir() -> PathBuf {
     std::env::var_os("XDG_RUNTIME_DIR")
         .filter(|dir| !dir.is_empty())

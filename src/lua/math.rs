@@ -1,9 +1,10 @@
-//! The two C math functions the embedded Lua calls, for the tuned daemon (the `tuned`
-//! feature, `tools/build-tuned`) to define itself so that it does not map libm at every
-//! start.
+//! The C math functions the embedded Lua calls, for the tuned daemon (the `tuned` feature,
+//! `tools/build-tuned`) to define itself so that it does not map libm at every start.
 //!
-//! Lua's `^` is C's `pow` and its float hashing uses `frexp`; nothing else in uprise needs
-//! libm. Linked normally, the daemon maps libm (glibc's `libm.so.6`) from its first
+//! Lua's `^` is C's `pow` and its float hashing uses `frexp`; the `math` library that hooks
+//! and gates see calls `sin`, `cos`, `tan`, `asin`, `acos`, `atan2`, `exp`, `log`, `log2`,
+//! `log10`, `ldexp` and (Lua 5.2's, kept) `sinh`, `cosh`, `tanh`; nothing else in uprise
+//! needs libm. Linked normally, the daemon maps libm (glibc's `libm.so.6`) from its first
 //! instruction, which costs every system about 170 KiB of its init's resident memory
 //! (measured with 1,000 services: libm's text is mapped in 64 KiB blocks around the few
 //! pages the loader touches). `src/bin/uprise.rs` exports `pow` and `frexp` as C symbols
@@ -14,6 +15,8 @@
 //!   `pow` is a large piece of numerical code and not worth a copy. Should libm not load,
 //!   an integral exponent is still computed (by repeated squaring) and anything else gives
 //!   NaN.
+//! - the `math` library's functions are libm's own too, each found on first use
+//!   ([`unary`], [`atan2`], [`ldexp`]); should libm not load, they give NaN.
 //!
 //! A plain build of the daemon, and every other binary (`uprisectl`, the tests), links
 //! libm's own functions as usual.
@@ -51,40 +54,75 @@ type PowFn = extern "C" fn(f64, f64) -> f64;
 
 /// libm's `pow`, or `None` when libm cannot be loaded. Looked up once.
 fn libm_pow() -> Option<PowFn> {
-    const UNTRIED: usize = 0;
-    const MISSING: usize = 1;
-    static POW: AtomicUsize = AtomicUsize::new(UNTRIED);
-    let mut address = POW.load(Ordering::Acquire);
-    if address == UNTRIED {
-        address = load_pow().unwrap_or(MISSING);
-        // two threads may both look it up; both find the same address
-        POW.store(address, Ordering::Release);
-    }
-    if address == MISSING {
-        return None;
-    }
+    static POW: AtomicUsize = AtomicUsize::new(0);
+    let address = cached(&POW, c"pow")?;
     // SAFETY: the address is libm's `pow`, whose C type is `double pow(double, double)`;
     // libm stays loaded (its handle is never closed).
     Some(unsafe { std::mem::transmute::<usize, PowFn>(address) })
 }
 
+/// A function of libm by name, loading libm the first time (its handle is kept for the
+/// life of the process).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn load_pow() -> Option<usize> {
+fn libm_symbol(name: &std::ffi::CStr) -> Option<usize> {
     // SAFETY: dlopen and dlsym with NUL-terminated names; libm has no initialisers with
-    // preconditions. The handle is kept for the life of the process.
+    // preconditions. Opening it again only counts a reference.
     unsafe {
         let handle = libc::dlopen(c"libm.so.6".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
         if handle.is_null() {
             return None;
         }
-        let symbol = libc::dlsym(handle, c"pow".as_ptr());
+        let symbol = libc::dlsym(handle, name.as_ptr());
         (!symbol.is_null()).then_some(symbol as usize)
     }
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn load_pow() -> Option<usize> {
+fn libm_symbol(_name: &std::ffi::CStr) -> Option<usize> {
     None
+}
+
+/// The address of a libm function, looked up once into `slot`.
+fn cached(slot: &AtomicUsize, name: &std::ffi::CStr) -> Option<usize> {
+    const UNTRIED: usize = 0;
+    const MISSING: usize = 1;
+    let mut address = slot.load(Ordering::Acquire);
+    if address == UNTRIED {
+        address = libm_symbol(name).unwrap_or(MISSING);
+        slot.store(address, Ordering::Release);
+    }
+    (address != MISSING).then_some(address)
+}
+
+/// A libm function of one `double`, by name: `sin`, `log`, … NaN when libm cannot load.
+pub fn unary(slot: &AtomicUsize, name: &std::ffi::CStr, x: f64) -> f64 {
+    match cached(slot, name) {
+        // SAFETY: the address is the named libm function, of C type `double f(double)`.
+        Some(address) => unsafe { std::mem::transmute::<usize, extern "C" fn(f64) -> f64>(address)(x) },
+        None => f64::NAN,
+    }
+}
+
+/// libm's `atan2`; NaN when libm cannot load.
+pub fn atan2(y: f64, x: f64) -> f64 {
+    static ATAN2: AtomicUsize = AtomicUsize::new(0);
+    match cached(&ATAN2, c"atan2") {
+        // SAFETY: libm's `double atan2(double, double)`.
+        Some(address) => unsafe { std::mem::transmute::<usize, extern "C" fn(f64, f64) -> f64>(address)(y, x) },
+        None => f64::NAN,
+    }
+}
+
+/// libm's `ldexp`; NaN when libm cannot load.
+pub fn ldexp(x: f64, exponent: i32) -> f64 {
+    static LDEXP: AtomicUsize = AtomicUsize::new(0);
+    match cached(&LDEXP, c"ldexp") {
+        // SAFETY: libm's `double ldexp(double, int)`.
+        Some(address) => unsafe {
+            std::mem::transmute::<usize, extern "C" fn(f64, std::ffi::c_int) -> f64>(address)(x, exponent)
+        },
+        None => f64::NAN,
+    }
 }
 
 /// `pow` for an integral exponent, by repeated squaring; NaN for any other.
@@ -155,6 +193,20 @@ mod tests {
         if cfg!(target_env = "gnu") {
             assert!(libm_pow().is_some(), "libm.so.6 loads");
         }
+    }
+
+    #[test]
+    fn the_math_library_is_libms() {
+        static SIN: AtomicUsize = AtomicUsize::new(0);
+        static LOG2: AtomicUsize = AtomicUsize::new(0);
+        if !cfg!(target_env = "gnu") {
+            return;
+        }
+        assert_eq!(unary(&SIN, c"sin", 0.0), 0.0);
+        assert_eq!(unary(&LOG2, c"log2", 8.0), 3.0);
+        assert_eq!(atan2(1.0, 1.0), std::f64::consts::FRAC_PI_4);
+        assert_eq!(ldexp(0.75, 4), 12.0);
+        assert_eq!(ldexp(1.0, -1074), 5e-324);
     }
 
     #[test]

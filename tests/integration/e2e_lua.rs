@@ -23,11 +23,11 @@ fn a_hook_emits_an_event_that_starts_another_job() {
     let h = Harness::start(&[
         (
             "db",
-            "exec sleep 600\nhook started lua emit('db-ready', {PORT = 5432, NAME = job.name})\n",
+            "exec sleep 600\nhook started lua emit('db-ready', {PORT = 5432, NAME = job.name, LOG = math.log(8, 2) + math.sin(0)})\n",
         ),
         (
             "app",
-            "start on db-ready PORT=5432\nexec sh -c 'echo $NAME > $WORK/app; exec sleep 600'\n",
+            "start on db-ready PORT=5432 LOG=3\nexec sh -c 'echo $NAME > $WORK/app; exec sleep 600'\n",
         ),
     ]);
     assert_eq!(h.ctl(&["start", "db"]).code, Some(0));
