@@ -15,7 +15,7 @@
 //! - Gates are weighed at a tick of a second while any start waits on one (`gates.rs`),
 //!   and not at all otherwise; the figures are read once a tick for all of them.
 //! - Required paths are watched with inotify on their nearest existing parent (`files.rs`).
-//! - What a start waits for is kept on its instance (`Rare::queued`), and goes with it.
+//! - What a start waits for is kept on its instance (`Instance::queued`), and goes with it.
 //!
 //! Invariants: an instance holds amounts of its pools from its admission until it is back
 //! in `waiting` (`enter_waiting` gives them back, whichever way the run ended); a ticket is
