@@ -356,9 +356,8 @@ impl Config {
         for error in &errors {
             self.diagnostics.push(Diagnostic::from_parse(&file, error));
         }
-        if !errors.is_empty() {
-            return;
-        }
+        // The lines that are right apply, whatever is wrong with the others: one bad line
+        // must not leave every pool at its default maximum.
         for stanza in stanzas {
             let DaemonStanza::Resource { name, max } = stanza.node;
             if let Some(previous) = self.pools.get(&name)

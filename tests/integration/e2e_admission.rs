@@ -348,3 +348,35 @@ fn the_queue_and_the_pools_cross_a_reexec() {
     set_load(&h, "0.20");
     h.wait_until("the gated run", || h.path("work/gated").exists());
 }
+
+#[test]
+fn the_daemon_file_declares_pools_its_errors_are_logged_and_a_reload_changes_them() {
+    let h = start_with(
+        &[
+            ("work", "uses cpu 2\nexec sleep 600\n"),
+            ("more", "uses cpu 1\nexec sleep 600\n"),
+        ],
+        "resource cpu 3\nresource gpu -1\nbogus 3\n",
+        "0.00",
+    );
+    h.wait_until("the daemon file's errors", || h.daemon_log().contains("init.conf:2:"));
+    let log = h.daemon_log();
+    assert!(log.contains("init.conf:3:1: error: Unknown stanza"), "{log}");
+    // The good line applies all the same.
+    assert_eq!(h.ctl(&["pools"]).stdout, "cpu 0/3\n");
+    assert_eq!(h.ctl(&["start", "work"]).code, Some(0));
+    assert_eq!(h.ctl(&["start", "more"]).code, Some(0));
+    assert_eq!(h.ctl(&["pools"]).stdout, "cpu 3/3: more 1, work 2\n");
+    // A lower maximum stops no one; it admits nothing until there is room.
+    std::fs::write(h.path("init.conf"), "resource cpu 2\n").unwrap();
+    assert_eq!(h.ctl(&["reload-configuration"]).code, Some(0));
+    assert_eq!(h.ctl(&["pools"]).stdout, "cpu 3/2: more 1, work 2\n");
+    assert!(h.status("work").starts_with("work start/running"));
+    assert_eq!(h.ctl(&["stop", "more"]).code, Some(0));
+    assert_eq!(h.ctl(&["start", "-n", "more"]).code, Some(0));
+    assert_eq!(h.status("more"), "more start/queued");
+    // A higher one admits at once what fits.
+    std::fs::write(h.path("init.conf"), "resource cpu 4\n").unwrap();
+    assert_eq!(h.ctl(&["reload-configuration"]).code, Some(0));
+    h.wait_status("more", "more start/running");
+}
