@@ -36,6 +36,12 @@ pub const DEFAULT_MEMORY: usize = 1 << 20;
 /// The most the whole state may hold, all jobs together.
 pub const STATE_LIMIT: usize = 256 << 20;
 
+/// The most `emit` calls one run may make, and `log` lines it may write (each line cut at
+/// [`MAX_LOG_LINE`] bytes): what a run leaves outside Lua's heap is bounded too.
+pub const MAX_EMITS: usize = 100;
+pub const MAX_LOGS: usize = 100;
+pub const MAX_LOG_LINE: usize = 1024;
+
 /// How often the instruction hook counts.
 const COUNT_EVERY: u32 = 1_000;
 
@@ -206,15 +212,35 @@ impl Sandbox {
                     }
                 }
                 list.sort();
-                into.borrow_mut().emits.push((name, list));
+                let mut into = into.borrow_mut();
+                if into.emits.len() >= MAX_EMITS {
+                    return Err(mlua::Error::runtime(format!(
+                        "emit: more than {MAX_EMITS} events in one run"
+                    )));
+                }
+                into.emits.push((name, list));
                 Ok(())
             })?,
         )?;
         let into = collected.clone();
         base.raw_set(
             "log",
-            lua.create_function(move |_, message: String| {
-                into.borrow_mut().logs.push(message);
+            lua.create_function(move |_, mut message: String| {
+                let mut into = into.borrow_mut();
+                if into.logs.len() >= MAX_LOGS {
+                    return Err(mlua::Error::runtime(format!(
+                        "log: more than {MAX_LOGS} lines in one run"
+                    )));
+                }
+                if message.len() > MAX_LOG_LINE {
+                    let mut end = MAX_LOG_LINE;
+                    while !message.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    message.truncate(end);
+                    message.push('…');
+                }
+                into.logs.push(message);
                 Ok(())
             })?,
         )?;
@@ -556,6 +582,22 @@ mod tests {
         assert_eq!(
             outcome.result,
             Err(format!("cut off at its memory limit of {} bytes", 256 << 10))
+        );
+        // What a run leaves outside Lua's heap is bounded: events, log lines, their length.
+        let outcome = run(&sandbox, "web", "for i = 1, 1000 do emit('e' .. i) end");
+        assert_eq!(outcome.emits.len(), MAX_EMITS);
+        assert!(
+            matches!(&outcome.result, Err(error) if error.contains("more than 100 events")),
+            "{:?}",
+            outcome.result
+        );
+        let outcome = run(&sandbox, "web", "for i = 1, 1000 do log(string.rep('x', 5000)) end");
+        assert_eq!(outcome.logs.len(), MAX_LOGS);
+        assert!(
+            outcome
+                .logs
+                .iter()
+                .all(|line| line.len() <= MAX_LOG_LINE + '…'.len_utf8())
         );
         // A pcall cannot catch the budget for long: the next count fails again.
         let outcome = run(

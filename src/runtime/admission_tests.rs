@@ -197,13 +197,13 @@ fn a_gate_opens_at_a_tick_and_reads_each_file_once_a_tick() {
         detail_of(&core, "g7", ""),
         ["waiting for gate: load1 is 5.00, needs < 2"]
     );
-    let reads = core.daemon.admission.figures.reads;
+    let reads = core.daemon.admission.figures.borrow().reads;
     assert_eq!(reads, 1, "twenty starts in one tick read loadavg once");
     for _ in 0..3 {
         core.advance(Duration::from_secs(1));
     }
     assert_eq!(
-        core.daemon.admission.figures.reads,
+        core.daemon.admission.figures.borrow().reads,
         reads + 3,
         "once a tick for all twenty"
     );
@@ -212,9 +212,9 @@ fn a_gate_opens_at_a_tick_and_reads_each_file_once_a_tick() {
     core.advance(Duration::from_secs(1));
     assert_eq!(core.spawned().len(), 20);
     // Nothing waits on a gate: no tick, nothing read.
-    let reads = core.daemon.admission.figures.reads;
+    let reads = core.daemon.admission.figures.borrow().reads;
     core.advance(Duration::from_secs(5));
-    assert_eq!(core.daemon.admission.figures.reads, reads);
+    assert_eq!(core.daemon.admission.figures.borrow().reads, reads);
     assert!(
         !core
             .daemon

@@ -8,25 +8,21 @@
 //! The sandbox is made when a job first needs it; a daemon whose jobs have no Lua never
 //! makes one.
 
-use std::cell::RefCell;
-
 use log::{error, info, warn};
 
 use crate::lua::sandbox::{Api, Outcome, Run, Sandbox};
 use crate::machine::gate::Figures;
 use crate::syntax::ast::{HookEvent, LuaCode, Metric};
 
-use super::admission::FigureCache;
 use super::daemon::{Daemon, Key};
 
-/// The daemon's Lua: the sandbox once made, its budgets, and the figures `metric()` reads.
+/// The daemon's Lua: the sandbox once made, and its budgets.
 pub struct LuaRoom {
     sandbox: Option<Sandbox>,
     /// The sandbox could not be made: said once.
     failed: bool,
     pub budget: u64,
     pub memory: usize,
-    figures: RefCell<FigureCache>,
 }
 
 impl Default for LuaRoom {
@@ -36,17 +32,11 @@ impl Default for LuaRoom {
             failed: false,
             budget: crate::lua::sandbox::DEFAULT_BUDGET,
             memory: crate::lua::sandbox::DEFAULT_MEMORY,
-            figures: RefCell::new(FigureCache::default()),
         }
     }
 }
 
 impl LuaRoom {
-    /// Where `metric()` reads its figures (`uprise --procfs`).
-    pub fn set_procfs(&mut self, root: std::path::PathBuf) {
-        self.figures = RefCell::new(FigureCache::new(root));
-    }
-
     /// A job went or changed: its globals and compiled chunks go.
     pub fn forget(&self, job: &str) {
         if let Some(sandbox) = &self.sandbox {
@@ -93,7 +83,8 @@ impl Api for DaemonView<'_> {
 
     fn metric(&self, name: &str) -> Result<f64, String> {
         let metric = parse_metric(name)?;
-        let mut figures = self.daemon.lua.figures.borrow_mut();
+        // The gates' figures: a file read for a gate this tick is not read again.
+        let mut figures = self.daemon.admission.figures.borrow_mut();
         figures.refresh(std::slice::from_ref(&metric), self.daemon.host.now());
         figures.value(&metric)
     }

@@ -225,7 +225,6 @@ pub fn run(options: Options) -> io::Result<()> {
     daemon.global_env = initial_environment(options.user_mode).into();
     daemon.load_timer_state(&options.statedir);
     daemon.admission.set_procfs(options.procfs.clone());
-    daemon.lua.set_procfs(options.procfs.clone());
     daemon.set_lua_budgets(options.lua_budget, options.lua_memory);
 
     event_loop

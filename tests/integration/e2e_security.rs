@@ -109,6 +109,36 @@ fn monitor_is_refused_to_other_users() {
     assert!(out.stderr.contains("Permission denied"), "{}", out.stderr);
 }
 
+/// What admission and actions add to the protocol: `pools` is open to every user (it says
+/// only what `list` does); `start --now`, `action` and `reload` of a job are the owner's and
+/// root's.
+#[test]
+fn other_users_may_read_pools_but_not_skip_the_queue_or_run_actions() {
+    if !root_or_skip("other_users_may_read_pools_but_not_skip_the_queue_or_run_actions") {
+        return;
+    }
+    let mut h = Harness::new(&[(
+        "web",
+        "uses lock 1\nexec sleep 600\nreload exec true\naction rotate exec touch /tmp/uprise-rotated-by-nobody\n",
+    )]);
+    h.share_with_others();
+    h.spawn_system();
+    assert_eq!(h.ctl(&["start", "web"]).code, Some(0));
+    let out = h.ctl_as(NOBODY, &["pools"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "lock 1/1 (undeclared): web 1\n");
+    for args in [
+        &["start", "--now", "web"][..],
+        &["action", "web", "rotate"],
+        &["reload", "web"],
+    ] {
+        let out = h.ctl_as(NOBODY, args);
+        assert_eq!(out.code, Some(1), "{args:?}: {}", out.stdout);
+        assert!(out.stderr.contains("Permission denied"), "{args:?}: {}", out.stderr);
+    }
+    assert!(!std::path::Path::new("/tmp/uprise-rotated-by-nobody").exists());
+}
+
 /// Under umask 000 the daemon still makes private files: it sets its own umask, and jobs
 /// get the `umask` stanza's (022 by default).
 #[test]

@@ -236,9 +236,33 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
         })
         .map_err(failure)?;
     if show == Show::Json {
-        let text = serde_json::to_string_pretty(&collected)
-            .map_err(|error| failure(format!("cannot encode JSON: {error}")))?;
-        let _ = writeln!(out, "{text}");
+        print_json(out, &collected)?;
     }
     Ok(())
+}
+
+/// Prints `items` as one pretty JSON array.
+fn print_json<T: serde::Serialize>(out: &mut dyn Write, items: &[T]) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(items).map_err(|error| failure(format!("cannot encode JSON: {error}")))?;
+    let _ = writeln!(out, "{text}");
+    Ok(())
+}
+
+/// Sends a request whose replies carry lists (`timers`, `pools`) and gathers them.
+fn gather<T: Clone>(
+    parsed: &Parsed,
+    env: &dyn Fn(&str) -> Option<String>,
+    request: &Request,
+    pick: impl Fn(&Reply) -> Option<&[T]>,
+) -> Result<Vec<T>, Failure> {
+    let mut items = Vec::new();
+    let mut client = Client::connect(socket_path(parsed, env)).map_err(failure)?;
+    client
+        .request(request, |reply| {
+            if let Some(some) = pick(reply) {
+                items.extend_from_slice(some);
+            }
+        })
+        .map_err(failure)?;
+    Ok(items)
 }

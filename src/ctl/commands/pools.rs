@@ -4,10 +4,9 @@
 use std::io::Write;
 
 use crate::control::proto::{PoolStatus, Reply, Request};
-use crate::ctl::client::Client;
 
 use super::args::{Parsed, no_more};
-use super::{Failure, failure, socket_path};
+use super::{Failure, gather, print_json};
 
 /// `pools`: asks for the pools and prints them (or JSON).
 pub(super) fn run_pools(
@@ -17,19 +16,12 @@ pub(super) fn run_pools(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     no_more(args)?;
-    let mut pools = Vec::new();
-    let mut client = Client::connect(socket_path(parsed, env)).map_err(failure)?;
-    client
-        .request(&Request::Pools, |reply| {
-            if let Reply::Pools { pools: some } = reply {
-                pools.extend(some.iter().cloned());
-            }
-        })
-        .map_err(failure)?;
+    let pools = gather(parsed, env, &Request::Pools, |reply| match reply {
+        Reply::Pools { pools } => Some(pools),
+        _ => None,
+    })?;
     if parsed.json {
-        let text =
-            serde_json::to_string_pretty(&pools).map_err(|error| failure(format!("cannot encode JSON: {error}")))?;
-        let _ = writeln!(out, "{text}");
+        print_json(out, &pools)?;
     } else {
         let _ = out.write_all(text(&pools).as_bytes());
     }

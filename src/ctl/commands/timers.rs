@@ -5,10 +5,9 @@
 use std::io::Write;
 
 use crate::control::proto::{Reply, Request, TimerStatus};
-use crate::ctl::client::Client;
 
 use super::args::{Parsed, optional_job};
-use super::{Failure, failure, socket_path};
+use super::{Failure, gather, print_json};
 
 /// `timers`: asks for the timers and prints them as a table (or JSON).
 pub(super) fn run_timers(
@@ -18,19 +17,12 @@ pub(super) fn run_timers(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let job = optional_job(args)?;
-    let mut timers = Vec::new();
-    let mut client = Client::connect(socket_path(parsed, env)).map_err(failure)?;
-    client
-        .request(&Request::Timers { job }, |reply| {
-            if let Reply::Timers { timers: some } = reply {
-                timers.extend(some.iter().cloned());
-            }
-        })
-        .map_err(failure)?;
+    let timers = gather(parsed, env, &Request::Timers { job }, |reply| match reply {
+        Reply::Timers { timers } => Some(timers),
+        _ => None,
+    })?;
     if parsed.json {
-        let text =
-            serde_json::to_string_pretty(&timers).map_err(|error| failure(format!("cannot encode JSON: {error}")))?;
-        let _ = writeln!(out, "{text}");
+        print_json(out, &timers)?;
     } else {
         let _ = out.write_all(table(&timers).as_bytes());
     }

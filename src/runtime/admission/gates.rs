@@ -214,8 +214,9 @@ impl Daemon {
         let mut needed = Vec::new();
         gate::metrics(condition, &mut needed);
         let now = self.host.now();
-        self.admission.figures.refresh(&needed, now);
-        gate::weigh(condition, &self.admission.figures)
+        let mut figures = self.admission.figures.borrow_mut();
+        figures.refresh(&needed, now);
+        gate::weigh(condition, &*figures)
     }
 
     /// Weighs a start's gate now: its condition, then (when that admits it) its Lua gate,
@@ -251,7 +252,8 @@ impl Daemon {
         }
     }
 
-    /// The tick: every gate waited on is weighed again, with the files read once for all.
+    /// The tick: every gate waited on is weighed again; each file is read by the first gate
+    /// that needs it this tick (`FigureCache::refresh`), and by none after it.
     pub(in crate::runtime) fn gate_tick(&mut self) {
         self.admission.tick = None;
         let waiting: Vec<(u64, Key)> = self
@@ -260,15 +262,8 @@ impl Daemon {
             .iter()
             .filter_map(|ticket| Some((*ticket, self.admission.queue.get(ticket)?.clone())))
             .collect();
-        let mut needed = Vec::new();
-        for (_, key) in &waiting {
-            if let Some(condition) = &self.class(key.0).job.ext.gate.condition {
-                gate::metrics(condition, &mut needed);
-            }
-        }
         let now = self.host.now();
         let wall = self.host.wall_now();
-        self.admission.figures.refresh(&needed, now);
         for (ticket, key) in waiting {
             let job = self.class(key.0).job.clone();
             let verdict = self.weigh_gate(&key, &job);

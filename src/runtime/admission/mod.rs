@@ -61,8 +61,9 @@ pub struct Admission {
     /// or another first in line: `settle` works them off.
     recheck: Vec<u64>,
     room: Vec<PoolId>,
-    /// The figures gates weigh, read at most once a tick.
-    pub figures: FigureCache,
+    /// The figures gates and Lua's `metric()` weigh, read at most once a tick for all of
+    /// them (a cell: a Lua chunk reads it through the daemon it only borrows).
+    pub figures: std::cell::RefCell<FigureCache>,
     /// The tick, while any gate is weighed.
     tick: Option<DeadlineId>,
     /// The inotify watches of required paths.
@@ -143,7 +144,7 @@ fn kind_name(kind: PathKind) -> &'static str {
 impl Admission {
     /// Sets where the gates' figures are read (`uprise --procfs DIR`).
     pub fn set_procfs(&mut self, root: PathBuf) {
-        self.figures = FigureCache::new(root);
+        self.figures = std::cell::RefCell::new(FigureCache::new(root));
     }
 
     /// Whether `settle` has admission work to do.
