@@ -159,7 +159,6 @@ impl Daemon {
             gate,
             missing: first_missing(&requires).map(Into::into),
             requires: requires.into(),
-            in_lines: false,
             granted: false,
             now: saved.now,
             refusal: None,

@@ -88,8 +88,6 @@ pub struct Queued {
     pub requires: Box<[(PathKind, String)]>,
     /// The first required path that is not there (or not of its kind), when one is not.
     pub missing: Option<Box<str>>,
-    /// It stands in its pools' lines (it is ready).
-    pub in_lines: bool,
     /// Its pools let it go: it is admitted when it enters `queued` again.
     pub granted: bool,
     /// The operator said `start --now`: it goes past gates and pools.
@@ -225,7 +223,6 @@ impl Daemon {
             gate: None,
             requires: Box::new([]),
             missing: None,
-            in_lines: false,
             granted: false,
             now: now_asked,
             refusal: None,
@@ -370,13 +367,11 @@ impl Daemon {
             return;
         };
         if ticket != 0 {
-            // Back from a grant whose file went: the room it was given goes to the next.
+            // Back from a grant whose file went (the grant took it out of its lines): the
+            // room it was given goes to the next.
             let pools: Vec<PoolId> = self
                 .queued_mut(key)
-                .map(|queued| {
-                    queued.in_lines = false;
-                    queued.amounts.iter().map(|(id, _)| *id).collect()
-                })
+                .map(|queued| queued.amounts.iter().map(|(id, _)| *id).collect())
                 .unwrap_or_default();
             self.admission.room.extend(pools);
             self.admission.recheck.push(ticket);
@@ -480,7 +475,6 @@ impl Daemon {
                 continue;
             };
             if let Some(queued) = self.queued_mut(&key) {
-                queued.in_lines = false;
                 queued.granted = true;
             }
             self.change_state(&key, State::Queued);
@@ -494,20 +488,19 @@ impl Daemon {
             return;
         };
         let ready = self.admissible(&key);
+        let in_lines = self.admission.pools.is_waiting(ticket);
         let Some(queued) = self.queued_mut(&key) else { return };
         if queued.granted {
             return;
         }
         queued.missing = first_missing(&queued.requires).map(Into::into);
         let missing = queued.missing.clone();
-        let in_lines = queued.in_lines;
         if ready {
             if queued.amounts.is_empty() {
                 self.change_state(&key, State::Queued);
                 return;
             }
             if !in_lines {
-                queued.in_lines = true;
                 let amounts = queued.amounts.clone();
                 self.admission.room.extend(amounts.iter().map(|(id, _)| *id));
                 self.admission.pools.wait(ticket, amounts);
@@ -516,7 +509,6 @@ impl Daemon {
             return;
         }
         if in_lines {
-            queued.in_lines = false;
             let changed = self.admission.pools.leave(ticket);
             self.admission.room.extend(changed);
         }

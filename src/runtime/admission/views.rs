@@ -74,7 +74,7 @@ impl Daemon {
             lines.push(format!("waiting for {missing}"));
             status.file = Some(missing.to_string());
         }
-        if queued.in_lines {
+        if self.admission.pools.is_waiting(queued.ticket) {
             for (id, needs) in queued.amounts.iter() {
                 let pool = self.admission.pools.get(*id);
                 let ahead = self.admission.pools.ahead(*id, queued.ticket);
