@@ -212,9 +212,21 @@ pub enum ShutdownAction {
 /// One process of an instance, as `status` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessStatus {
-    /// `main`, `pre-start`, `post-start`, `pre-stop` or `post-stop`.
+    /// `main`, `pre-start`, `post-start`, `pre-stop`, `post-stop`, `reload`, `stop` or
+    /// `action NAME`.
     pub kind: String,
-    pub pid: i32,
+    /// `None` for a `script lua` process, which runs in the daemon and has no pid.
+    pub pid: Option<i32>,
+}
+
+impl ProcessStatus {
+    /// `process PID`, or `lua process` for one that runs in the daemon.
+    fn shown(&self) -> String {
+        match self.pid {
+            Some(pid) => format!("process {pid}"),
+            None => "lua process".to_string(),
+        }
+    }
 }
 
 /// The status of one instance (or of a class with no instance: goal stop, state waiting).
@@ -313,7 +325,7 @@ impl InstanceStatus {
                 .iter()
                 .map(|(kind, pid)| ProcessStatus {
                     kind: kind.to_string(),
-                    pid: *pid,
+                    pid: Some(*pid),
                 })
                 .collect(),
             detail: Vec::new(),
@@ -378,7 +390,7 @@ pub enum Reply {
 
 /// Formats one status line exactly as Upstart's `initctl` does:
 /// `JOB[ (INSTANCE)] GOAL/STATE[, process PID]`, followed by tab-indented lines for further
-/// processes.
+/// processes. A `script lua` process, which has no pid, shows as `lua process`.
 pub fn status_line(status: &InstanceStatus) -> String {
     let mut out = status.job.clone();
     if !status.instance.is_empty() {
@@ -388,13 +400,13 @@ pub fn status_line(status: &InstanceStatus) -> String {
     let mut processes = status.processes.iter();
     if let Some(first) = processes.next() {
         if matches!(first.kind.as_str(), "main" | "pre-start" | "post-stop") {
-            out.push_str(&format!(", process {}", first.pid));
+            out.push_str(&format!(", {}", first.shown()));
         } else {
-            out.push_str(&format!(", ({}) process {}", first.kind, first.pid));
+            out.push_str(&format!(", ({}) {}", first.kind, first.shown()));
         }
     }
     for process in processes {
-        out.push_str(&format!("\n\t{} process {}", process.kind, process.pid));
+        out.push_str(&format!("\n\t{} {}", process.kind, process.shown()));
     }
     out
 }
@@ -426,6 +438,16 @@ mod tests {
             status_line(&status("", "start", "post-start", &[("post-start", 2137)])),
             "test start/post-start, (post-start) process 2137"
         );
+        // A `script lua` process has no pid.
+        let mut lua = status("", "start", "post-start", &[("main", 1), ("post-start", 2)]);
+        lua.processes[0].pid = None;
+        lua.processes[1].pid = None;
+        assert_eq!(
+            status_line(&lua),
+            "test start/post-start, lua process\n\tpost-start lua process"
+        );
+        lua.processes.remove(0);
+        assert_eq!(status_line(&lua), "test start/post-start, (post-start) lua process");
         assert_eq!(
             status_line(&status("", "start", "pre-start", &[("pre-start", 1014)])),
             "test start/pre-start, process 1014"

@@ -1,4 +1,5 @@
-//! The sandbox that runs job code in the daemon: hooks and Lua gates.
+//! The sandbox that runs job code in the daemon: hooks, Lua gates and `script lua`
+//! processes (coroutines the runtime resumes on its loop).
 //!
 //! **One state for every job.** A Lua 5.4 state costs some 20 KiB before it runs anything,
 //! so a state per job would cost 20 MiB for 1,000 jobs; the daemon keeps one state, and
@@ -13,7 +14,8 @@
 //! **The allow-list.** `string`, `table`, `math`, `utf8`, `pairs`, `ipairs`, `select`,
 //! `type`, `tostring`, `tonumber`, `pcall`, `error`, `assert`, `next`, `rawequal`, `rawget`,
 //! `rawlen`, `rawset`, `setmetatable`, `getmetatable`, and the API the runtime provides
-//! (`job`, `emit`, `log`, `status`, `metric`, `now`). Nothing else: no `io`, `os`,
+//! (`job`, `emit`, `log`, `status`, `metric`, `now`, and `sleep` for a `script lua`
+//! process). Nothing else: no `io`, `os`,
 //! `package`, `require`, `load`, `dofile`, `loadfile`, `string.dump`, `collectgarbage`,
 //! `debug`, `coroutine`, `print`.
 //!
@@ -22,12 +24,19 @@
 //! began; past either, the run stops with an error saying so, and the daemon carries on.
 //! The state as a whole is capped at [`STATE_LIMIT`]. A C function of the string library
 //! runs to its end between two counts; the memory cap bounds what it can build.
+//!
+//! **Coroutines.** A `script lua` process is a coroutine of its chunk ([`Coroutine`]): each
+//! slice between two `sleep` calls is a run, with the instruction budget of a run, and the
+//! memory the coroutine keeps across its slices counts against its memory cap. The API
+//! functions are the same for every run (they reach the daemon through the run under way),
+//! so a chunk may keep one in a local across a `sleep`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+use mlua::thread::ThreadStatus;
+use mlua::{Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Thread, Value, VmState};
 
 /// The default instruction budget of one run: a few milliseconds of CPU.
 pub const DEFAULT_BUDGET: u64 = 1_000_000;
@@ -118,6 +127,51 @@ impl Collected {
     }
 }
 
+/// A `script lua` process between two slices: its coroutine, and the memory it kept.
+pub struct Coroutine {
+    thread: Thread,
+    /// The bytes the state grew by across its slices so far (less what they freed).
+    kept: isize,
+}
+
+/// How a slice of a coroutine ended.
+#[derive(Debug, PartialEq)]
+pub enum Slice {
+    /// `sleep(DURATION)`: what it was given, for the runtime to read as a duration.
+    Sleep(SleepFor),
+    /// The chunk returned: the process "exits" 0.
+    Returned,
+    /// It failed (an error, its budget, its memory): the process "exits" 1.
+    Failed(String),
+}
+
+/// The argument of `sleep`: a number of seconds, or a duration as the job language
+/// writes one (`500ms`, `1m30s`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum SleepFor {
+    Seconds(f64),
+    Text(String),
+}
+
+/// How a coroutine is woken.
+pub enum Wake {
+    /// Its first slice.
+    Start,
+    /// Its sleep is over.
+    Slept,
+    /// Its `sleep` argument was refused: `sleep` raises this error where it was called.
+    Refused(String),
+}
+
+/// A slice of a coroutine: how it ended, and what it asked for on the way.
+#[derive(Debug)]
+pub struct Resumed {
+    pub slice: Slice,
+    pub emits: Vec<(String, Vec<String>)>,
+    pub logs: Vec<String>,
+    pub instructions: u64,
+}
+
 /// The daemon's Lua: one state, one environment per job, compiled chunks kept.
 pub struct Sandbox {
     lua: Lua,
@@ -134,12 +188,32 @@ pub struct Sandbox {
     memory: usize,
     counted: Rc<Cell<u64>>,
     limit: Rc<Cell<u64>>,
+    /// The daemon-facing functions of the run under way (`status`, `metric`, `now`,
+    /// `env`), set at each run; the API's functions call through it.
+    current: Table,
+    /// `job.env`, the same function in every job's `job` table.
+    job_env: Function,
+}
+
+/// The instruction hook: counts, and fails the run past its budget.
+fn counting_hook(
+    counted: &Rc<Cell<u64>>,
+    limit: &Rc<Cell<u64>>,
+) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result<VmState> + 'static {
+    let (count, cap) = (counted.clone(), limit.clone());
+    move |_, _| {
+        count.set(count.get() + u64::from(COUNT_EVERY));
+        if count.get() > cap.get() {
+            return Err(mlua::Error::runtime("instruction budget"));
+        }
+        Ok(VmState::Continue)
+    }
 }
 
 impl Sandbox {
     pub fn new(budget: u64, memory: usize) -> mlua::Result<Sandbox> {
         let lua = Lua::new_with(
-            StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8,
+            StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8 | StdLib::COROUTINE,
             LuaOptions::default(),
         )?;
         let globals = lua.globals();
@@ -154,14 +228,10 @@ impl Sandbox {
         lua.load("getmetatable('').__metatable = false").exec()?;
         let counted = Rc::new(Cell::new(0u64));
         let limit = Rc::new(Cell::new(u64::MAX));
-        let (count, cap) = (counted.clone(), limit.clone());
-        lua.set_hook(HookTriggers::new().every_nth_instruction(COUNT_EVERY), move |_, _| {
-            count.set(count.get() + u64::from(COUNT_EVERY));
-            if count.get() > cap.get() {
-                return Err(mlua::Error::runtime("instruction budget"));
-            }
-            Ok(VmState::Continue)
-        })?;
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(COUNT_EVERY),
+            counting_hook(&counted, &limit),
+        )?;
         // `pcall` catches the budget's error as any other; past the budget, ours raises it
         // again, so a chunk cannot run on by catching it.
         let (count, cap) = (counted.clone(), limit.clone());
@@ -244,6 +314,46 @@ impl Sandbox {
                 Ok(())
             })?,
         )?;
+        // The API's functions call the run's own through `current`, so they are made once
+        // and a chunk may keep them across a `sleep`.
+        let current = lua.create_table()?;
+        let through: Function = lua
+            .load(
+                "local current = ...\n\
+                 return function(name) return function(...) return current[name](...) end end",
+            )
+            .set_name("=api")
+            .into_function()?
+            .call(current.clone())?;
+        for name in ["status", "metric", "now"] {
+            base.raw_set(name, through.call::<Function>(name)?)?;
+        }
+        let job_env: Function = through.call("env")?;
+        // `sleep` yields the coroutine of a `script lua` process; the runtime wakes it with
+        // `true`, or with `false` and why the duration was refused.
+        let coroutine: Table = globals.raw_get("coroutine")?;
+        let sleep: Function = lua
+            .load(
+                "local yield, yieldable, type = ...\n\
+                 return function(duration)\n\
+                 if not yieldable() then error('sleep: only a `script lua` process may sleep', 2) end\n\
+                 local kind = type(duration)\n\
+                 if kind ~= 'number' and kind ~= 'string' then\n\
+                 error('sleep: a number of seconds or a duration such as \"1s\", not a ' .. kind, 2)\n\
+                 end\n\
+                 local ok, why = yield(duration)\n\
+                 if not ok then error(why, 2) end\n\
+                 end",
+            )
+            .set_name("=sleep")
+            .into_function()?
+            .call((
+                coroutine.raw_get::<Function>("yield")?,
+                coroutine.raw_get::<Function>("isyieldable")?,
+                globals.raw_get::<Function>("type")?,
+            ))?;
+        base.raw_set("sleep", sleep)?;
+        globals.raw_set("coroutine", Value::Nil)?;
         // A job's environment: the allowed globals through a shared, hidden metatable; a
         // library through a view of the job's own, made when the job first names it (most
         // chunks use one library or none), whose metatable is shared and hidden too.
@@ -285,6 +395,8 @@ impl Sandbox {
             memory,
             counted,
             limit,
+            current,
+            job_env,
         })
     }
 
@@ -309,7 +421,9 @@ impl Sandbox {
         let lua = &self.lua;
         let env = lua.create_table()?;
         env.set_metatable(Some(self.env_meta.clone()))?;
-        env.raw_set("job", lua.create_table()?)?;
+        let table = lua.create_table()?;
+        table.raw_set("env", self.job_env.clone())?;
+        env.raw_set("job", table)?;
         self.envs.borrow_mut().insert(job.to_string(), env.clone());
         Ok(env)
     }
@@ -339,20 +453,100 @@ impl Sandbox {
 
     /// Runs a chunk within the budgets. Never panics, whatever the chunk does.
     pub fn run(&self, run: &Run, api: &dyn Api) -> Outcome {
+        let (result, collected, instructions) = self.enter(run, api, 0, |env| {
+            let function = self.chunk(run, env)?;
+            let returned: MultiValue = function.call(())?;
+            Ok(match returned.into_iter().next() {
+                None | Some(Value::Nil) => None,
+                Some(Value::Boolean(flag)) => Some(flag),
+                Some(_) => Some(true),
+            })
+        });
+        Outcome {
+            result: result.map_err(|error| self.explain(error, instructions)),
+            emits: collected.emits,
+            logs: collected.logs,
+            instructions,
+        }
+    }
+
+    /// Makes the coroutine of a `script lua` process; it runs from its first resume.
+    pub fn coroutine(&self, run: &Run) -> Result<Coroutine, String> {
+        let made = (|| {
+            let env = self.env_of(run.job)?;
+            let thread = self.lua.create_thread(self.chunk(run, &env)?)?;
+            // A new thread need not inherit the main thread's hook: it gets its own.
+            thread.set_hook(
+                HookTriggers::new().every_nth_instruction(COUNT_EVERY),
+                counting_hook(&self.counted, &self.limit),
+            )?;
+            Ok::<_, mlua::Error>(thread)
+        })();
+        made.map(|thread| Coroutine { thread, kept: 0 })
+            .map_err(|error| first_message(&error))
+    }
+
+    /// Runs a coroutine's next slice, within the budgets: the instruction budget of a run,
+    /// and the memory cap less what it kept from its earlier slices.
+    pub fn resume(&self, coroutine: &mut Coroutine, run: &Run, api: &dyn Api, wake: Wake) -> Resumed {
+        let kept = usize::try_from(coroutine.kept).unwrap_or(0);
+        let thread = coroutine.thread.clone();
+        let before = self.lua.used_memory();
+        let (result, collected, instructions) = self.enter(run, api, kept, |_| {
+            let yielded: MultiValue = match wake {
+                Wake::Start => thread.resume(())?,
+                Wake::Slept => thread.resume(true)?,
+                Wake::Refused(why) => thread.resume((false, why))?,
+            };
+            Ok(yielded)
+        });
+        let grown = self.lua.used_memory() as isize - before as isize;
+        coroutine.kept = coroutine.kept.saturating_add(grown);
+        let slice = match result {
+            Err(error) => Slice::Failed(self.explain(error, instructions)),
+            Ok(_) if coroutine.thread.status() != ThreadStatus::Resumable => Slice::Returned,
+            Ok(yielded) => match yielded.into_iter().next() {
+                Some(Value::Integer(seconds)) => Slice::Sleep(SleepFor::Seconds(seconds as f64)),
+                Some(Value::Number(seconds)) => Slice::Sleep(SleepFor::Seconds(seconds)),
+                Some(Value::String(text)) => Slice::Sleep(SleepFor::Text(text.to_string_lossy())),
+                // `sleep` yields only numbers and strings; nothing else can yield.
+                _ => Slice::Failed("yielded without `sleep`".into()),
+            },
+        };
+        Resumed {
+            slice,
+            emits: collected.emits,
+            logs: collected.logs,
+            instructions,
+        }
+    }
+
+    /// Runs `body` as one run of `run`'s job: the budgets set (the memory cap less `kept`),
+    /// the job's `job` table and the API's functions pointing at this run. Returns what
+    /// `body` returned, what the run emitted and logged, and the instructions it took.
+    fn enter<R>(
+        &self,
+        run: &Run,
+        api: &dyn Api,
+        kept: usize,
+        body: impl FnOnce(&Table) -> mlua::Result<R>,
+    ) -> (mlua::Result<R>, Collected, u64) {
         self.collected.borrow_mut().clear();
         let before = self.lua.used_memory();
         self.counted.set(0);
         self.limit.set(self.budget);
+        let allowed = self.memory.saturating_sub(kept);
         let _ = self
             .lua
-            .set_memory_limit(before.saturating_add(self.memory).min(STATE_LIMIT));
+            .set_memory_limit(before.saturating_add(allowed).min(STATE_LIMIT));
+        let current = &self.current;
         let result = self.lua.scope(|scope| {
             let env = self.env_of(run.job)?;
             let job: Table = env.raw_get("job")?;
             job.raw_set("name", run.job)?;
             job.raw_set("instance", run.instance)?;
             let vars = run.env;
-            job.raw_set(
+            current.raw_set(
                 "env",
                 scope.create_function(move |_, key: String| {
                     Ok(vars
@@ -362,7 +556,7 @@ impl Sandbox {
                         .map(str::to_string))
                 })?,
             )?;
-            env.raw_set(
+            current.raw_set(
                 "status",
                 scope.create_function(|lua, (job, instance): (String, Option<String>)| {
                     match api.status(&job, instance.as_deref().unwrap_or("")) {
@@ -377,30 +571,18 @@ impl Sandbox {
                     }
                 })?,
             )?;
-            env.raw_set(
+            current.raw_set(
                 "metric",
                 scope.create_function(|_, name: String| api.metric(&name).map_err(mlua::Error::runtime))?,
             )?;
-            env.raw_set("now", scope.create_function(|_, ()| Ok(api.now()))?)?;
-            let function = self.chunk(run, &env)?;
-            let returned: MultiValue = function.call(())?;
-            Ok(match returned.into_iter().next() {
-                None | Some(Value::Nil) => None,
-                Some(Value::Boolean(flag)) => Some(flag),
-                Some(_) => Some(true),
-            })
+            current.raw_set("now", scope.create_function(|_, ()| Ok(api.now()))?)?;
+            body(&env)
         });
         let instructions = self.counted.get();
         self.limit.set(u64::MAX);
         let _ = self.lua.set_memory_limit(STATE_LIMIT);
-        let result = result.map_err(|error| self.explain(error, instructions));
         let collected = std::mem::take(&mut *self.collected.borrow_mut());
-        Outcome {
-            result,
-            emits: collected.emits,
-            logs: collected.logs,
-            instructions,
-        }
+        (result, collected, instructions)
     }
 
     /// An error as the log says it: the budget or memory that cut the run off, or Lua's
@@ -607,5 +789,110 @@ mod tests {
         );
         assert_eq!(outcome.result, Err("cut off after 100000 instructions".into()));
         assert_eq!(run(&sandbox, "web", "return 1 + 1 == 2").result, Ok(Some(true)));
+    }
+
+    fn slice(sandbox: &Sandbox, coroutine: &mut Coroutine, wake: Wake) -> Resumed {
+        let env = ["WHO=me".to_string()];
+        let run = Run {
+            job: "web",
+            instance: "",
+            what: "main process",
+            code: "",
+            first_line: 0,
+            env: &env,
+        };
+        sandbox.resume(coroutine, &run, &NoDaemon, wake)
+    }
+
+    fn coroutine(sandbox: &Sandbox, code: &str) -> Coroutine {
+        let env = Vec::new();
+        let run = Run {
+            job: "web",
+            instance: "",
+            what: "main process",
+            code,
+            first_line: 2,
+            env: &env,
+        };
+        sandbox.coroutine(&run).unwrap()
+    }
+
+    #[test]
+    fn a_coroutine_sleeps_between_slices_each_with_its_budget() {
+        let sandbox = Sandbox::new(100_000, 256 << 10).unwrap();
+        // The API's functions may be kept in locals across a sleep.
+        let mut lua = coroutine(
+            &sandbox,
+            "local env, st = job.env, status\n\
+             for i = 1, 3 do\n\
+             for _ = 1, 60000 do end\n\
+             log(env('WHO') .. i .. st('db').state)\n\
+             sleep(i == 3 and '1m30s' or i)\n\
+             end",
+        );
+        let mut results = Vec::new();
+        let mut wake = Wake::Start;
+        loop {
+            let resumed = slice(&sandbox, &mut lua, wake);
+            results.push((resumed.slice, resumed.logs));
+            if !matches!(results.last(), Some((Slice::Sleep(_), _))) {
+                break;
+            }
+            wake = Wake::Slept;
+        }
+        assert_eq!(
+            results,
+            [
+                (Slice::Sleep(SleepFor::Seconds(1.0)), vec!["me1running".to_string()]),
+                (Slice::Sleep(SleepFor::Seconds(2.0)), vec!["me2running".to_string()]),
+                (
+                    Slice::Sleep(SleepFor::Text("1m30s".into())),
+                    vec!["me3running".to_string()]
+                ),
+                (Slice::Returned, vec![]),
+            ]
+        );
+        // A refused duration is an error where `sleep` was called.
+        let mut lua = coroutine(&sandbox, "sleep('soon')");
+        assert!(matches!(slice(&sandbox, &mut lua, Wake::Start).slice, Slice::Sleep(_)));
+        let failed = slice(
+            &sandbox,
+            &mut lua,
+            Wake::Refused("sleep: `soon` is not a duration".into()),
+        );
+        assert_eq!(
+            failed.slice,
+            Slice::Failed("web main process:2: sleep: `soon` is not a duration".into())
+        );
+        // A runaway slice is cut off; so is one that keeps memory across its sleeps.
+        let mut lua = coroutine(&sandbox, "sleep(0) while true do end");
+        assert!(matches!(slice(&sandbox, &mut lua, Wake::Start).slice, Slice::Sleep(_)));
+        assert_eq!(
+            slice(&sandbox, &mut lua, Wake::Slept).slice,
+            Slice::Failed("cut off after 100000 instructions".into())
+        );
+        let mut lua = coroutine(
+            &sandbox,
+            "local kept = {} while true do kept[#kept + 1] = string.rep('x', 100000) .. #kept sleep(0) end",
+        );
+        let mut slices = 0;
+        let ended = loop {
+            slices += 1;
+            match slice(&sandbox, &mut lua, if slices == 1 { Wake::Start } else { Wake::Slept }).slice {
+                Slice::Sleep(_) => assert!(slices < 100, "never cut off"),
+                other => break other,
+            }
+        };
+        assert_eq!(
+            ended,
+            Slice::Failed(format!("cut off at its memory limit of {} bytes", 256 << 10))
+        );
+        assert!(slices > 1, "{slices}");
+        // A hook cannot sleep.
+        let outcome = run(&sandbox, "web", "sleep(1)");
+        assert_eq!(
+            outcome.result,
+            Err("web hook started:3: sleep: only a `script lua` process may sleep".into())
+        );
     }
 }

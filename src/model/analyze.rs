@@ -250,6 +250,21 @@ pub fn check_job(job: &Job, origins: &[Origin]) -> Vec<Diagnostic> {
             );
         }
     }
+    let lua_main = job.processes.get(&ProcessKind::Main).is_some_and(Command::is_lua);
+    if lua_main && (job.expect != Expect::None || job.lifecycle.pid_file.is_some()) {
+        let keyword = if job.expect != Expect::None {
+            "expect"
+        } else {
+            "pid file"
+        };
+        warn(
+            keyword,
+            format!(
+                "`{keyword}` has no effect on a `script lua` main process: it runs in the daemon and is ready when it starts"
+            ),
+            None,
+        );
+    }
     if job.expect == Expect::Notify && job.lifecycle.pid_file.is_some() {
         warn(
             "pid file",

@@ -2,7 +2,7 @@
 //! built yet is reported by `uprisectl check` and by the daemon as "parsed but not yet
 //! enforced", so nothing is ignored silently. Update this table when a feature lands.
 
-use crate::syntax::ast::{Command, Console, Stanza};
+use crate::syntax::ast::{Console, Stanza};
 
 /// Whether a stanza takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,14 +11,9 @@ pub enum Enforcement {
     Planned(&'static str),
 }
 
-fn is_lua(command: &Command) -> bool {
-    command.is_lua()
-}
-
 /// `None` when the daemon enforces the stanza.
 pub fn of(stanza: &Stanza) -> Option<Enforcement> {
     let feature = match stanza {
-        Stanza::Process(_, command) if is_lua(command) => "`script lua`",
         Stanza::ApparmorLoad(_) | Stanza::ApparmorSwitch(_) => "`apparmor`",
         Stanza::Cgroup(_) => "`cgroup`",
         Stanza::Debug => "`debug`",

@@ -30,7 +30,8 @@ impl Daemon {
             return Err(format!("{display} has no {role} process"));
         }
         if let Some(pid) = self.instance(key).and_then(|instance| instance.pids.get(role)) {
-            return Err(format!("{display} {role} process ({pid}) is still running"));
+            let shown_pid = super::lua_processes::shown(*pid);
+            return Err(format!("{display} {role} process ({shown_pid}) is still running"));
         }
         let spawned = match self.spawn_process_with(key, &job, role, extra) {
             Started::Now(spawned) => spawned,
@@ -41,7 +42,7 @@ impl Daemon {
                 .instance(key)
                 .and_then(|instance| instance.pids.get(role).copied())
                 .ok_or_else(|| format!("{display} {role} process ended at once")),
-            Spawned::Nothing => Err(format!("{display} {role} process: script lua is not yet enforced")),
+            Spawned::Nothing => Err(format!("{display} has no {role} process")),
             Spawned::Failed => Err(format!(
                 "{display} {role} process could not be started; see the daemon's log"
             )),
@@ -98,8 +99,9 @@ impl Daemon {
         }
         match self.start_side(key, &Role::Stop, &[]) {
             Ok(pid) => {
+                let shown_pid = super::lua_processes::shown(pid);
                 info!(
-                    "{} stop process ({pid}) runs instead of the kill signal",
+                    "{} stop process ({shown_pid}) runs instead of the kill signal",
                     self.display(key)
                 );
                 true
@@ -146,8 +148,9 @@ impl Daemon {
             .map(|(role, pid)| (role.clone(), *pid))
             .collect();
         for (role, pid) in left {
+            let shown_pid = super::lua_processes::shown(pid);
             warn!(
-                "{} {role} process ({pid}) outlived its job; killing it",
+                "{} {role} process ({shown_pid}) outlived its job; killing it",
                 self.display(key)
             );
             let spawned = self.spawned(pid);
@@ -158,7 +161,7 @@ impl Daemon {
             self.pids.remove(&pid);
             self.answer_side(
                 pid,
-                format!("{role} process ({pid}) was killed: its job stopped"),
+                format!("{role} process ({shown_pid}) was killed: its job stopped"),
                 false,
             );
         }
@@ -166,7 +169,12 @@ impl Daemon {
 
     /// A side process ended: the client that asked for it gets its exit status.
     pub(super) fn side_exited(&mut self, pid: i32, key: &Key, role: &Role, status: ExitStatus) {
-        let text = format!("{} {role} process ({pid}) {}", self.display(key), describe_exit(status));
+        let shown_pid = super::lua_processes::shown(pid);
+        let text = format!(
+            "{} {role} process ({shown_pid}) {}",
+            self.display(key),
+            describe_exit(status)
+        );
         self.answer_side(pid, text, status.is_success());
     }
 

@@ -412,3 +412,89 @@ fn the_respawn_back_off_grows_until_a_run_stays_up() {
     }
     assert_eq!(waits, ["1s", "2s", "4s", "8s", "8s", "1s", "2s"]);
 }
+
+#[test]
+fn lua_processes_run_on_the_clock_and_no_signal_reaches_the_host() {
+    let mut core = Core::new(&[
+        (
+            "lt",
+            "task\nscript lua\n  sleep('2s')\n  emit('slept', {BY = job.env('UPSTART_JOB')})\nend script",
+        ),
+        ("after", "start on slept BY=lt\nexec after"),
+        (
+            "svc",
+            "pre-start script lua\n  sleep(1)\nend script\nscript lua\n  while true do sleep(60) end\nend script\nkill timeout 3",
+        ),
+        (
+            "slow",
+            "pre-start timeout 2s\npre-start script lua\n  sleep(60)\nend script\nexec serve",
+        ),
+        (
+            "bad",
+            "task\nscript lua\n  local ok, why = pcall(sleep, 'soon')\n  assert(not ok and why:find('soon'))\n  error('x')\nend script",
+        ),
+    ]);
+    core.daemon
+        .request_start(1, "lt", Vec::new(), None, false, false)
+        .unwrap();
+    core.daemon.settle();
+    assert_eq!(core.status("lt"), "lt start/running, lua process");
+    // Its first slice runs on the loop's next turn, and sleeps on the daemon's clock.
+    core.advance(Duration::ZERO);
+    core.advance(Duration::from_millis(1999));
+    assert_eq!(core.status("lt"), "lt start/running, lua process");
+    assert!(core.spawned().is_empty());
+    core.advance(Duration::from_millis(1));
+    assert_eq!(core.status("lt"), "lt stop/waiting");
+    assert_eq!(core.spawned(), ["after main 100"]);
+
+    // A stage and a main process in Lua; the stop ends the coroutine.
+    core.daemon
+        .request_start(2, "svc", Vec::new(), None, false, false)
+        .unwrap();
+    core.daemon.settle();
+    assert_eq!(core.status("svc"), "svc start/pre-start, lua process");
+    core.advance(Duration::ZERO);
+    core.advance(Duration::from_secs(1));
+    core.advance(Duration::ZERO);
+    assert_eq!(core.status("svc"), "svc start/running, lua process");
+    core.daemon.request_stop(3, "svc", Vec::new(), None, false).unwrap();
+    core.daemon.settle();
+    assert_eq!(core.status("svc"), "svc stop/killed, lua process");
+    core.advance(Duration::ZERO);
+    assert_eq!(core.status("svc"), "svc stop/waiting");
+
+    // A stage timeout kills a Lua stage as any other; the job fails.
+    core.daemon
+        .request_start(4, "slow", Vec::new(), None, false, false)
+        .unwrap();
+    core.daemon.settle();
+    core.advance(Duration::ZERO);
+    core.advance(Duration::from_secs(2));
+    core.advance(Duration::ZERO);
+    assert_eq!(core.status("slow"), "slow stop/waiting");
+    let key = (core.daemon.lookup("slow").unwrap(), String::new());
+    let detail = core.daemon.instance_status(&key).detail;
+    assert!(
+        detail.iter().any(|line| line.contains("PROCESS=pre-start")),
+        "{detail:?}"
+    );
+
+    // An error "exits" 1: the task fails.
+    core.daemon
+        .request_start(5, "bad", Vec::new(), None, false, false)
+        .unwrap();
+    core.daemon.settle();
+    core.advance(Duration::ZERO);
+    assert_eq!(core.status("bad"), "bad stop/waiting");
+    let key = (core.daemon.lookup("bad").unwrap(), String::new());
+    let detail = core.daemon.instance_status(&key).detail;
+    assert!(
+        detail.iter().any(|line| line.contains("PROCESS=main EXIT_STATUS=1")),
+        "{detail:?}"
+    );
+
+    // Not one signal went to the host: a Lua process's id never reaches kill(2).
+    assert!(core.signals().is_empty(), "{:?}", core.signals());
+    assert!(core.daemon.lua.processes.is_empty());
+}

@@ -310,7 +310,18 @@ impl Daemon {
     /// found after a double fork leads no group). `spawned`: uprise started it and has not
     /// reaped it, so it leads its group without asking `/proc`.
     pub(super) fn signal_main(&mut self, pid: i32, signal: i32, spawned: bool) {
-        let group = spawned || self.host.leads_group(pid);
+        let group = spawned || (!super::lua_processes::is_lua_id(pid) && self.host.leads_group(pid));
+        self.signal_process(pid, signal, group);
+    }
+
+    /// Sends a signal to a job's process (`group`: to its process group). Every signal the
+    /// daemon sends a job goes through here, so the id of a `script lua` process never
+    /// reaches `kill(2)`: it ends or leaves the coroutine instead (`lua_processes.rs`).
+    pub(super) fn signal_process(&mut self, pid: i32, signal: i32, group: bool) {
+        if super::lua_processes::is_lua_id(pid) {
+            self.signal_lua_process(pid, signal);
+            return;
+        }
         // A process that is gone already needs no signal.
         let _ = self.host.signal(pid, signal, group);
     }

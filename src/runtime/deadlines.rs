@@ -93,6 +93,8 @@ pub enum Deadline {
     GateTick,
     /// `gate wait` ran out for a start still queued.
     GateExpired { key: Key, serial: u64 },
+    /// A `script lua` process's next slice, or its end (see `lua_processes.rs`).
+    LuaStep { id: i32 },
 }
 
 /// The queue, and the loop timer set for its soonest deadline.
@@ -216,8 +218,9 @@ impl Daemon {
                 }
                 for pid in pids {
                     if self.pids.contains_key(&pid) {
+                        let shown_pid = super::lua_processes::shown(pid);
                         warn!(
-                            "{} process ({pid}) survived SIGKILL for {}s; treating it as gone",
+                            "{} process ({shown_pid}) survived SIGKILL for {}s; treating it as gone",
                             self.display(&key),
                             after.as_secs()
                         );
@@ -298,6 +301,7 @@ impl Daemon {
             }
             Deadline::GateTick => self.gate_tick(),
             Deadline::GateExpired { key, serial } => self.gate_expired(&key, serial),
+            Deadline::LuaStep { id } => self.lua_step(id),
         }
     }
 
@@ -336,11 +340,12 @@ impl Daemon {
         instance.killing_scripts = true;
         let name = self.class(key.0).job.name.clone();
         for pid in &scripts {
+            let shown_pid = super::lua_processes::shown(*pid);
             warn!(
-                "{name} script process ({pid}) did not finish after the goal changed to stop; sending {}",
+                "{name} script process ({shown_pid}) did not finish after the goal changed to stop; sending {}",
                 crate::sys::process::signal_name(signal)
             );
-            let _ = self.host.signal(*pid, signal, true);
+            self.signal_process(*pid, signal, true);
         }
         self.arm_kill_timer(key, timeout.millis, scripts);
     }
@@ -385,8 +390,9 @@ impl Daemon {
             .filter(|pid| instance.pids.values().any(|known| known == pid))
             .collect();
         for pid in &killed {
+            let shown_pid = super::lua_processes::shown(*pid);
             warn!(
-                "{} process ({pid}) did not stop in time; sending KILL",
+                "{} process ({shown_pid}) did not stop in time; sending KILL",
                 name.as_deref().unwrap_or("?")
             );
             self.signal_main(*pid, libc::SIGKILL, false);
@@ -479,14 +485,15 @@ impl Daemon {
             return;
         }
         let job = self.class(key.0).job.clone();
+        let shown_pid = super::lua_processes::shown(pid);
         warn!(
-            "{} {stage} process ({pid}) timed out after {}; killing it",
+            "{} {stage} process ({shown_pid}) timed out after {}; killing it",
             self.display(key),
             crate::model::job::render_duration(crate::syntax::ast::Seconds {
                 millis: timeout.as_millis() as u64
             })
         );
-        let _ = self.host.signal(pid, job.kill_signal, true);
+        self.signal_process(pid, job.kill_signal, true);
         self.arm_kill_timer(key, job.kill_timeout.millis, vec![pid]);
     }
 }

@@ -49,17 +49,18 @@ impl Daemon {
         let job = self.class(class).job.clone();
         let name = self.display(&key);
         let described = describe_exit(status);
+        let shown_pid = super::lua_processes::shown(pid);
         if status.is_success() {
-            debug!("{name} {role} process ({pid}) {described}");
+            debug!("{name} {role} process ({shown_pid}) {described}");
         } else if expected {
             // uprise stopped it: worth a line, not a warning.
-            info!("{name} {role} process ({pid}) {described}");
+            info!("{name} {role} process ({shown_pid}) {described}");
         } else {
-            warn!("{name} {role} process ({pid}) {described}");
+            warn!("{name} {role} process ({shown_pid}) {described}");
         }
         let instance = self.instance_mut(&key).expect("checked");
         if role.is_main() {
-            instance.rare_mut().last_exit = Some((Instant::now(), format!("main process ({pid}) {described}")));
+            instance.rare_mut().last_exit = Some((Instant::now(), format!("main process ({shown_pid}) {described}")));
         }
         if instance.pids.is_empty() {
             self.cancel_kill_timer(&key);

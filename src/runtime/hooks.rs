@@ -18,11 +18,13 @@ use super::daemon::{Daemon, Key};
 
 /// The daemon's Lua: the sandbox once made, and its budgets.
 pub struct LuaRoom {
-    sandbox: Option<Sandbox>,
+    pub(super) sandbox: Option<Sandbox>,
     /// The sandbox could not be made: said once.
     failed: bool,
     pub budget: u64,
     pub memory: usize,
+    /// The running `script lua` processes (`lua_processes.rs`).
+    pub processes: super::lua_processes::LuaProcesses,
 }
 
 impl Default for LuaRoom {
@@ -32,6 +34,7 @@ impl Default for LuaRoom {
             failed: false,
             budget: crate::lua::sandbox::DEFAULT_BUDGET,
             memory: crate::lua::sandbox::DEFAULT_MEMORY,
+            processes: Default::default(),
         }
     }
 }
@@ -51,8 +54,8 @@ impl LuaRoom {
 }
 
 /// The daemon as a chunk sees it.
-struct DaemonView<'a> {
-    daemon: &'a Daemon,
+pub(super) struct DaemonView<'a> {
+    pub(super) daemon: &'a Daemon,
 }
 
 /// `memory some avg10` and the rest, read by the job language's own rules.
@@ -77,7 +80,7 @@ impl Api for DaemonView<'_> {
             .processes
             .iter()
             .find(|process| process.kind == "main")
-            .map(|process| process.pid);
+            .and_then(|process| process.pid);
         Some((status.goal, status.state, main))
     }
 
@@ -101,6 +104,23 @@ impl Daemon {
         self.lua.memory = memory;
     }
 
+    /// The sandbox, made on first use; why not when it cannot be made (said once).
+    pub(super) fn sandbox(&mut self) -> Result<&Sandbox, String> {
+        if self.lua.sandbox.is_none() && !self.lua.failed {
+            match Sandbox::new(self.lua.budget, self.lua.memory) {
+                Ok(sandbox) => self.lua.sandbox = Some(sandbox),
+                Err(why) => {
+                    error!("cannot make the Lua sandbox: {why}; Lua hooks, gates and processes do not run");
+                    self.lua.failed = true;
+                }
+            }
+        }
+        self.lua
+            .sandbox
+            .as_ref()
+            .ok_or_else(|| "the Lua sandbox could not be made".to_string())
+    }
+
     /// Runs a chunk of an instance's job: `what` names it in messages (`hook started`,
     /// `gate`). Returns what it returned, or why it failed (logged when `log_errors`: a gate
     /// weighed every second says its error once, where it changes).
@@ -112,19 +132,7 @@ impl Daemon {
         env: &[String],
         log_errors: bool,
     ) -> Result<Option<bool>, String> {
-        if self.lua.sandbox.is_none() {
-            if self.lua.failed {
-                return Err("the Lua sandbox could not be made".into());
-            }
-            match Sandbox::new(self.lua.budget, self.lua.memory) {
-                Ok(sandbox) => self.lua.sandbox = Some(sandbox),
-                Err(why) => {
-                    error!("cannot make the Lua sandbox: {why}; Lua hooks and gates do not run");
-                    self.lua.failed = true;
-                    return Err("the Lua sandbox could not be made".into());
-                }
-            }
-        }
+        self.sandbox()?;
         let job = self.class(key.0).job.clone();
         let outcome: Outcome = {
             let Some(sandbox) = self.lua.sandbox.as_ref() else {

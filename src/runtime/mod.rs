@@ -19,6 +19,7 @@ mod hooks;
 pub mod host;
 pub mod jobs;
 pub mod logger;
+mod lua_processes;
 pub mod output;
 pub mod readiness;
 mod reaper;

@@ -223,7 +223,7 @@ impl Daemon {
             self.instance(&key).and_then(|instance| instance.awaiting.as_ref()),
             Some(Awaiting::Stop)
         ) {
-            let _ = self.host.signal(pid, libc::SIGCONT, false);
+            self.signal_process(pid, libc::SIGCONT, false);
             self.ready(&key);
         }
     }

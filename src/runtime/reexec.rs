@@ -606,8 +606,12 @@ impl Daemon {
             .stop_on
             .as_ref()
             .map(|expr| Matcher::with_holds(expr, &snapshot.stop_on_holds));
+        let mut lua_processes = Vec::new();
         for (role, pid) in &snapshot.pids {
             if let Some(role) = Role::from_name(role) {
+                if super::lua_processes::is_lua_id(*pid) {
+                    lua_processes.push((role.clone(), *pid));
+                }
                 instance.pids.insert(role.clone(), *pid);
                 let tracked = Tracked {
                     class: class_id,
@@ -666,6 +670,10 @@ impl Daemon {
             class.instances.insert(snapshot.name.clone(), Box::new(instance));
         }
         self.restore_admission(&key, &mut admission);
+        // A coroutine cannot cross: each `script lua` process starts again.
+        for (role, id) in lua_processes {
+            self.restart_lua_process(&key, &role, id);
+        }
         if let Some(log) = log {
             self.restore_log(&key, &job, log);
         }

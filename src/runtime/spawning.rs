@@ -25,7 +25,7 @@ use super::role::{self, Role};
 pub(super) enum Spawned {
     /// A process runs (its pid is in the tables).
     Running,
-    /// The job defines no process for the role (or it runs in the daemon: `script lua`).
+    /// The job defines no process for the role.
     Nothing,
     /// It could not be started (logged, and noted in `status -v`).
     Failed,
@@ -96,8 +96,17 @@ impl Daemon {
             return Started::Now(Spawned::Nothing);
         };
         if command.is_lua() {
-            warn!("{} {role} process: script lua is not yet enforced; skipped", job.name);
-            return Started::Now(Spawned::Nothing);
+            let mut env = self.process_env(key, job, role);
+            if !extra.is_empty() {
+                environ::merge(&mut env, extra);
+            }
+            let started = self
+                .start_lua_process(key, job, role, env)
+                .map_err(|why| spawn::SpawnError {
+                    step: "start the Lua chunk",
+                    error: std::io::Error::other(why),
+                });
+            return Started::Now(self.spawn_started(key, job, role, started));
         }
         while self.in_flight() >= SPAWN_WINDOW {
             self.wait_oldest_spawn();
@@ -266,7 +275,7 @@ impl Daemon {
             // follows it up first); should one go, its process must not run unsupervised.
             if let Ok(pid) = result {
                 warn!("process ({pid}) of a job instance that is gone; killing it");
-                let _ = self.host.signal(pid, libc::SIGKILL, true);
+                self.signal_process(pid, libc::SIGKILL, true);
             }
             return;
         };
@@ -287,7 +296,8 @@ impl Daemon {
         let pid = self
             .instance(key)
             .and_then(|instance| instance.pids.get(&Role::MAIN).copied());
-        pid.is_some_and(|pid| self.begin_readiness(key, job, pid))
+        // A `script lua` process is ready when it starts: there is nothing to watch.
+        pid.is_some_and(|pid| !super::lua_processes::is_lua_id(pid) && self.begin_readiness(key, job, pid))
     }
 
     /// The environment of one process of an instance.

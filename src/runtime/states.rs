@@ -240,7 +240,11 @@ impl Daemon {
                 // the same.
                 if !self.stop_with_command(key) {
                     let signal = crate::sys::process::signal_name(job.kill_signal);
-                    debug!("Sending {signal} signal to {} main process ({pid})", self.display(key));
+                    let shown_pid = super::lua_processes::shown(pid);
+                    debug!(
+                        "Sending {signal} signal to {} main process ({shown_pid})",
+                        self.display(key)
+                    );
                     self.pending_kills.push(PendingKill {
                         pid,
                         signal: job.kill_signal,

@@ -41,7 +41,7 @@ impl Daemon {
                     .chain(others)
                     .map(|(role, pid)| ProcessStatus {
                         kind: role.to_string(),
-                        pid: *pid,
+                        pid: (!super::lua_processes::is_lua_id(*pid)).then_some(*pid),
                     })
                     .collect();
                 let mut detail = Vec::new();

@@ -218,8 +218,19 @@ pub enum Command {
     /// `exec …`: the rest of the logical line, verbatim.
     Exec { command: String },
     /// `script [INTERPRETER ARGS…]` … `end script`, common indentation removed.
-    /// No interpreter means `/bin/sh -e`; `["lua"]` means the embedded Lua.
-    Script { interpreter: Vec<String>, body: String },
+    /// No interpreter means `/bin/sh -e`; `["lua"]` means the embedded Lua. `line` is the
+    /// 1-based line of the body's first line in its file (0 when not known), so that Lua
+    /// errors name the file's line.
+    Script {
+        interpreter: Vec<String>,
+        body: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        line: u32,
+    },
+}
+
+fn is_zero(line: &u32) -> bool {
+    *line == 0
 }
 
 impl Command {

@@ -928,8 +928,12 @@ impl Parser<'_> {
     fn script_body(&mut self, open: Span) -> PResult<Command> {
         let interpreter = self.interpreter()?;
         self.lex.finish_line()?;
-        let (body, _) = self.lex.block("script", open)?;
-        Ok(Command::Script { interpreter, body })
+        let (body, line) = self.lex.block("script", open)?;
+        Ok(Command::Script {
+            interpreter,
+            body,
+            line,
+        })
     }
 
     fn stage(&self, keyword: &str) -> ProcessKind {

@@ -167,6 +167,7 @@ mod tests {
         let command = Command::Script {
             interpreter: Vec::new(),
             body: body.into(),
+            line: 0,
         };
         let env = ["PATH=/usr/bin:/bin".to_string()];
         let limits = BTreeMap::new();

@@ -1,6 +1,8 @@
 //! Lua hooks and Lua gates on a real daemon: what a hook emits starts other jobs; a runaway,
 //! a forbidden call or an endless allocation is cut off and logged while the job runs on;
-//! jobs do not see each other's globals; a Lua gate holds a start until it says yes.
+//! jobs do not see each other's globals; a Lua gate holds a start until it says yes;
+//! `script lua` processes run as coroutines on the loop, fail on an error, stop, answer
+//! as actions and start again after a re-exec.
 
 use std::time::Duration;
 
@@ -114,4 +116,71 @@ fn a_lua_gate_holds_the_start_until_it_says_yes() {
     assert!(!h.path("work/ran").exists());
     assert_eq!(h.ctl(&["set-env", "GO=1"]).code, Some(0));
     h.wait_until("the run", || h.path("work/ran").exists());
+}
+
+#[test]
+fn a_lua_task_sleeps_runs_and_ends() {
+    let h = Harness::start(&[
+        RECORDER,
+        (
+            "nap",
+            "task\nscript lua\n  log('begins')\n  sleep('1s')\n  emit('seen', {WHO = job.env('UPSTART_JOB'), VALUE = 'woke'})\nend script\n",
+        ),
+        ("oops", "task\nscript lua\n  local x = 1\n  error('x')\nend script\n"),
+    ]);
+    assert_eq!(h.ctl(&["start", "-n", "nap"]).code, Some(0));
+    assert_eq!(h.status("nap"), "nap start/running, lua process");
+    let json = h.ctl(&["status", "--json", "nap"]).stdout;
+    assert!(json.contains("\"pid\": null"), "{json}");
+    h.wait_until("the task's end", || h.status("nap") == "nap stop/waiting");
+    assert_eq!(seen(&h), ["nap woke"]);
+    let detail = h.ctl(&["status", "-v", "nap"]).stdout;
+    assert!(detail.contains("RESULT=ok"), "{detail}");
+    assert!(h.daemon_log().contains("nap main process: begins"));
+    // An error "exits" 1: the start fails, and the log names the job file's line.
+    let out = h.ctl(&["start", "oops"]);
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    let detail = h.ctl(&["status", "-v", "oops"]).stdout;
+    assert!(detail.contains("RESULT=failed PROCESS=main EXIT_STATUS=1"), "{detail}");
+    let log = h.daemon_log();
+    assert!(log.contains("oops main process:4: x"), "{log}");
+}
+
+#[test]
+fn lua_services_stop_answer_actions_and_start_again_after_a_reexec() {
+    let h = Harness::start(&[
+        RECORDER,
+        (
+            "beat",
+            "script lua\n  emit('seen', {WHO = 'beat', VALUE = 'start'})\n  while true do sleep(60) end\nend script\n\
+             action count script lua\n  emit('seen', {WHO = 'count', VALUE = job.env('N')})\nend script\n\
+             action fail script lua\n  error('no')\nend script\n",
+        ),
+    ]);
+    assert_eq!(h.ctl(&["start", "beat"]).code, Some(0));
+    assert_eq!(h.status("beat"), "beat start/running, lua process");
+    h.wait_until("the first record", || seen(&h) == ["beat start"]);
+    let out = h.ctl(&["action", "beat", "count", "N=7"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("beat action count process (lua)"), "{}", out.stdout);
+    let out = h.ctl(&["action", "beat", "fail"]);
+    assert_ne!(out.code, Some(0));
+    assert!(
+        out.stderr
+            .contains("beat action fail process (lua) terminated with status 1"),
+        "{}",
+        out.stderr
+    );
+    // A coroutine cannot cross a re-exec: it starts again from the beginning.
+    assert_eq!(h.ctl(&["reexec"]).code, Some(0));
+    h.wait_until("the second start", || seen(&h).len() == 3);
+    assert_eq!(seen(&h), ["beat start", "beat start", "count 7"]);
+    assert_eq!(h.status("beat"), "beat start/running, lua process");
+    assert!(
+        h.daemon_log()
+            .contains("starts again from the beginning after the re-exec")
+    );
+    // The stop ends it at once, as a signal ends a process.
+    assert_eq!(h.ctl(&["stop", "beat"]).code, Some(0));
+    assert_eq!(h.status("beat"), "beat stop/waiting");
 }

@@ -23,6 +23,7 @@ pub(super) fn script(interpreter: &[&str], body: &str) -> Command {
     Command::Script {
         interpreter: interpreter.iter().map(|s| s.to_string()).collect(),
         body: body.into(),
+        line: 0,
     }
 }
 
