@@ -9,7 +9,7 @@ use uprise::runtime::{self, Options, logger};
 
 const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--statedir DIR]
               [--procfs DIR] [--lua-budget N] [--lua-memory SIZE] [--socket PATH] [--startup-event NAME | --no-startup-event]
-              [--verbose | --debug | --quiet]
+              [--metrics-listen ADDR] [--verbose | --debug | --quiet]
 
   --user                run as a session supervisor (not PID 1)
   --system              run in system mode without being PID 1 (testing)
@@ -24,6 +24,8 @@ const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--log
   --socket PATH         the control socket
   --startup-event NAME  the first event (default: startup)
   --no-startup-event    emit no first event
+  --metrics-listen ADDR serve `uprisectl metrics` over HTTP at ADDR (such as 127.0.0.1:9310);
+                        off by default
   --verbose             log at info priority (the default is message)
   --debug               log at debug priority
   --quiet               log at error priority only";
@@ -140,6 +142,7 @@ fn main() -> ExitCode {
     let mut log_level = logger::DEFAULT_PRIORITY;
     let mut restore_fd = None;
     let mut listener_fd = None;
+    let mut metrics_listen = None;
     // The command line to re-exec with: everything but the re-exec options.
     let mut kept = Vec::new();
     let mut args = all.into_iter();
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
                     | "--lua-memory"
                     | "--socket"
                     | "--startup-event"
+                    | "--metrics-listen"
             );
         let mut value = |name: &str| match inline.clone().or_else(|| args.next()) {
             Some(value) => {
@@ -219,6 +223,17 @@ fn main() -> ExitCode {
             "--no-startup-event" => {
                 startup_event = None;
                 Ok(())
+            }
+            "--metrics-listen" => {
+                value("--metrics-listen").and_then(|text| match text.parse::<std::net::SocketAddr>() {
+                    Ok(addr) => {
+                        metrics_listen = Some(addr);
+                        Ok(())
+                    }
+                    Err(_) => Err(format!(
+                        "--metrics-listen takes an address and port such as 127.0.0.1:9310, not `{text}`"
+                    )),
+                })
             }
             "-v" | "--verbose" => {
                 log_level = LevelFilter::Debug;
@@ -315,6 +330,7 @@ fn main() -> ExitCode {
         log_level,
         restore_fd,
         listener_fd,
+        metrics_listen,
         args: kept,
         exe,
     };

@@ -181,6 +181,14 @@ pub enum Request {
     },
     /// Every resource pool (`Reply::Pools`), by name.
     Pools,
+    /// The state changes the daemon remembers (`Reply::History`), oldest first; with
+    /// `since_ms`, those at or after that many milliseconds after the daemon first started.
+    History {
+        #[serde(default)]
+        since_ms: Option<u64>,
+    },
+    /// The daemon's figures in Prometheus's text format (`Reply::Text`, one per line).
+    Metrics,
     /// Run a job's `action NAME`; answered with its exit status when it ends.
     Action {
         job: String,
@@ -386,6 +394,30 @@ pub enum Reply {
     Timers { timers: Vec<TimerStatus> },
     /// Resource pools (of `pools`), by name; several replies may follow each other.
     Pools { pools: Vec<PoolStatus> },
+    /// State changes (of `history`), oldest first; several replies may follow each other,
+    /// each with the same clock: `now_ms` after the daemon first started, which was at
+    /// `boot_wall_ms` (milliseconds since the epoch).
+    History {
+        boot_wall_ms: i64,
+        now_ms: u64,
+        changes: Vec<TransitionRecord>,
+    },
+}
+
+/// One change of an instance's goal or state, as `history` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionRecord {
+    /// Milliseconds after the daemon first started (across re-execs).
+    pub at_ms: u64,
+    pub job: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    pub goal: String,
+    pub state: String,
+    /// For `starting`: what started the instance (`startup`, `started db`, `timer every
+    /// 15m`, `asked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// Formats one status line exactly as Upstart's `initctl` does:

@@ -50,7 +50,8 @@ impl Client {
                 | Reply::Event { .. }
                 | Reply::Change { .. }
                 | Reply::Timers { .. }
-                | Reply::Pools { .. } => {}
+                | Reply::Pools { .. }
+                | Reply::History { .. } => {}
             }
         }
     }

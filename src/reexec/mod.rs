@@ -96,6 +96,9 @@ pub struct Snapshot {
     /// The armed timers of calendar, cron and interval operands (version 3).
     #[serde(default)]
     pub timers: Vec<TimerSnapshot>,
+    /// The history of state changes `uprisectl plot` draws (absent: it starts empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistorySnapshot>,
     /// Firings still to go out: `after` timers armed by their events, and firings held back
     /// by `jitter` (version 3).
     #[serde(default)]
@@ -452,6 +455,29 @@ pub fn expand_job(value: &serde_json::Value) -> Result<Job, String> {
         }
     }
     serde_json::from_value(merged).map_err(|error| error.to_string())
+}
+
+/// The history of state changes (`runtime/history.rs`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistorySnapshot {
+    /// Milliseconds since the daemon first started, when the snapshot was taken.
+    pub now_ms: u64,
+    /// When the daemon first started, in milliseconds since the epoch.
+    pub boot_wall_ms: i64,
+    pub changes: Vec<ChangeSnapshot>,
+}
+
+/// One change of goal or state, at `at_ms` after the daemon first started.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeSnapshot {
+    pub at_ms: u64,
+    pub job: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
+    pub goal: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 fn is_zero<T: Default + PartialEq>(value: &T) -> bool {

@@ -35,7 +35,7 @@ impl Daemon {
         }
         let spawned = match self.spawn_process_with(key, &job, role, extra) {
             Started::Now(spawned) => spawned,
-            Started::Later(pending) => self.spawn_started(key, &job, role, pending.wait()),
+            Started::Later(pending, _) => self.spawn_started(key, &job, role, pending.wait()),
         };
         match spawned {
             Spawned::Running => self

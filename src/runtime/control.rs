@@ -72,6 +72,17 @@ pub struct Clients {
     trimmed: Option<Instant>,
 }
 
+impl Clients {
+    /// How many connections are open.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+}
+
 impl Default for Clients {
     fn default() -> Clients {
         let nofile =
@@ -129,6 +140,9 @@ pub const MAX_CLIENTS_PER_USER: usize = 64;
 
 /// Statuses per reply line, so no line grows past what clients accept.
 pub const STATUSES_PER_LINE: usize = 500;
+
+/// State changes per `history` reply line.
+const HISTORY_PER_LINE: usize = 500;
 
 /// How often refused connections are logged at most.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -199,6 +213,8 @@ fn privileged(request: &Request) -> bool {
             | Request::LogPath { .. }
             | Request::Timers { .. }
             | Request::Pools
+            | Request::History { .. }
+            | Request::Metrics
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -683,6 +699,33 @@ impl Daemon {
                     .map(|chunk| Reply::Timers { timers: chunk.to_vec() })
                     .collect();
                 done(self, replies);
+                Ok(())
+            }
+            Request::History { since_ms } => {
+                let now_ms = self.history.age_ms(self.host.now());
+                let boot_wall_ms = self.history.boot_wall_ms();
+                let changes: Vec<_> = self.history.since(since_ms.unwrap_or(0)).collect();
+                let mut replies: Vec<Reply> = changes
+                    .chunks(HISTORY_PER_LINE)
+                    .map(|chunk| Reply::History {
+                        boot_wall_ms,
+                        now_ms,
+                        changes: chunk.to_vec(),
+                    })
+                    .collect();
+                if replies.is_empty() {
+                    replies.push(Reply::History {
+                        boot_wall_ms,
+                        now_ms,
+                        changes: Vec::new(),
+                    });
+                }
+                done(self, replies);
+                Ok(())
+            }
+            Request::Metrics => {
+                let text = self.metrics_text();
+                done(self, vec![Reply::Text { text }]);
                 Ok(())
             }
             Request::Pools => {

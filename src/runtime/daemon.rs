@@ -149,6 +149,10 @@ pub struct Daemon {
     /// Counts instances reaching `running`, for the reverse-order shutdown.
     pub(crate) next_seq: u64,
     pub(super) started_at: Instant,
+    /// The last state changes, for `uprisectl plot` (`history.rs`).
+    pub history: super::history::History,
+    /// Counters for `uprisectl metrics` and the metrics endpoint (`metrics.rs`).
+    pub metrics: super::metrics::Metrics,
 }
 
 impl Daemon {
@@ -176,6 +180,7 @@ impl Daemon {
         host: Box<dyn Host>,
     ) -> Daemon {
         let started_at = host.now();
+        let history = super::history::History::new(started_at, host.wall_now().as_millisecond());
         Daemon {
             settings,
             handle,
@@ -224,6 +229,8 @@ impl Daemon {
             runlevel: "N".to_string(),
             next_seq: 0,
             started_at,
+            history,
+            metrics: Default::default(),
         }
     }
 

@@ -76,6 +76,7 @@ impl Daemon {
     pub(super) fn emit_to(&mut self, name: &str, env: Vec<String>, target: Option<TimerTarget>) -> EventId {
         let id = self.next_event;
         self.next_event += 1;
+        self.metrics.event_emitted();
         debug!("event {name} {}", env.join(" "));
         if !self.monitors.is_empty() {
             self.broadcast(Reply::Event {

@@ -121,6 +121,8 @@ impl Daemon {
             self.fail(key, "respawn", None);
             return;
         }
+        self.metrics.respawned(&job.name);
+        let instance = self.instance_mut(key).expect("checked");
         instance.goal = Goal::Respawn;
         // The back-off grows with respawns in a row; a run that stayed up starts it over.
         let up_for = instance.running_since.map(|since| now.saturating_duration_since(since));

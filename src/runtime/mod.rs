@@ -15,11 +15,13 @@ pub mod deadlines;
 mod environment;
 mod events;
 mod exits;
+mod history;
 mod hooks;
 pub mod host;
 pub mod jobs;
 pub mod logger;
 mod lua_processes;
+mod metrics;
 pub mod output;
 pub mod readiness;
 mod reaper;
@@ -74,6 +76,8 @@ pub struct Options {
     pub restore_fd: Option<i32>,
     /// Re-exec: the control listener handed over, used even when the state cannot be read.
     pub listener_fd: Option<i32>,
+    /// `--metrics-listen`: where to serve the figures over HTTP (off when `None`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// The command line to re-exec with (without the program and the re-exec options).
     pub args: Vec<String>,
     /// The daemon's binary.
@@ -227,6 +231,13 @@ pub fn run(options: Options) -> io::Result<()> {
     daemon.load_timer_state(&options.statedir);
     daemon.admission.set_procfs(options.procfs.clone());
     daemon.set_lua_budgets(options.lua_budget, options.lua_memory);
+    // An endpoint that cannot be had is said, and the daemon runs on without it: as init,
+    // a taken port must not take the machine down.
+    if let Some(addr) = options.metrics_listen
+        && let Err(error) = daemon.listen_metrics(addr)
+    {
+        error!("cannot serve metrics on {addr}: {error}");
+    }
 
     event_loop
         .handle()

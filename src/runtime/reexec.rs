@@ -187,6 +187,7 @@ impl Daemon {
         snapshot.next_event = self.next_event;
         snapshot.next_seq = self.next_seq;
         snapshot.next_client = self.next_client();
+        snapshot.history = (!self.history.is_empty()).then(|| self.history.snapshot(self.host.now()));
         snapshot.events = self
             .events
             .iter()
@@ -376,6 +377,9 @@ impl Daemon {
     /// Rebuilds the daemon from a snapshot; the job dirs have been loaded already.
     pub fn restore(&mut self, mut snapshot: Snapshot) {
         self.restore_pools(&snapshot);
+        if let Some(history) = snapshot.history.take() {
+            self.history.restore(history, self.host.now());
+        }
         if let Some(fd) = snapshot.notify_fd {
             // SAFETY: the previous image handed this fd over for this process to own.
             let socket = unsafe { UnixDatagram::from_raw_fd(fd) };

@@ -35,7 +35,8 @@ pub(super) enum Spawned {
 /// still be on its way to exec.
 pub(super) enum Started {
     Now(Spawned),
-    Later(spawn::Pending),
+    /// The child, and when its spawn began (for the spawn-time figure).
+    Later(spawn::Pending, Instant),
 }
 
 /// A process started in a state that the machine follows up once its spawn is known to have
@@ -48,6 +49,8 @@ pub(super) struct Spawning {
     pub(super) after: AfterSpawn,
     pub(super) failure_fails: bool,
     pub(super) child: SpawnChild,
+    /// When its spawn began.
+    pub(super) begun: Instant,
 }
 
 impl Spawning {
@@ -147,9 +150,15 @@ impl Daemon {
             setgid: job.context.setgid.as_deref(),
             extra_fds: Vec::new(),
         };
+        let begun = self.host.now();
         match self.host.spawn(spec) {
-            Ok(Begun::Done(result)) => Started::Now(self.spawn_started(key, job, role, result)),
-            Ok(Begun::InFlight(pending)) => Started::Later(pending),
+            Ok(Begun::Done(result)) => {
+                if result.is_ok() {
+                    self.metrics.spawned(self.host.now().saturating_duration_since(begun));
+                }
+                Started::Now(self.spawn_started(key, job, role, result))
+            }
+            Ok(Begun::InFlight(pending)) => Started::Later(pending, begun),
             Err(error) => Started::Now(self.spawn_started(key, job, role, Err(error))),
         }
     }
@@ -265,11 +274,15 @@ impl Daemon {
             after,
             failure_fails,
             child,
+            begun,
         } = spawned;
         let result = match child {
             SpawnChild::InFlight(pending) => pending.wait(),
             SpawnChild::Done(result) => result,
         };
+        if result.is_ok() {
+            self.metrics.spawned(self.host.now().saturating_duration_since(begun));
+        }
         let Some(instance) = self.instance_mut(&key) else {
             // Nothing removes an instance with a start not followed up (`change_state`
             // follows it up first); should one go, its process must not run unsupervised.

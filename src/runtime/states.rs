@@ -109,7 +109,7 @@ impl Daemon {
                     Started::Now(spawned) => {
                         self.after_spawn(key, &job, &Role::Stage(stage), after, failure_fails, spawned)
                     }
-                    Started::Later(pending) => {
+                    Started::Later(pending, begun) => {
                         if let Some(instance) = self.instance_mut(key) {
                             instance.spawning = true;
                         }
@@ -120,6 +120,7 @@ impl Daemon {
                             after,
                             failure_fails,
                             child: SpawnChild::InFlight(pending),
+                            begun,
                         });
                         false
                     }
@@ -133,13 +134,21 @@ impl Daemon {
         }
     }
 
-    /// Sets the instance's state and tells the monitors.
+    /// Sets the instance's state, records the change (`history.rs`) and tells the monitors.
     pub(super) fn enter_state(&mut self, key: &Key, job: &Job, state: State) {
+        let now = self.host.now();
         let Some(instance) = self.instance_mut(key) else { return };
         let from = instance.state;
         instance.state = state;
         let goal = instance.shown_goal();
         debug!("{} ({}) state {from} -> {state}", job.name, key.1);
+        let cause = (state == State::Starting).then(|| {
+            let env = instance.start_env.as_ref().unwrap_or(&instance.env);
+            super::history::cause_of(|key| env.get(key))
+        });
+        let shown = Goal::from_name(goal).unwrap_or(Goal::Stop);
+        self.history
+            .record(now, &job.name, &key.1, shown, state, cause.as_deref());
         // Built only for someone to send it to: a state change is frequent.
         if !self.monitors.is_empty() {
             let goal = goal.to_string();
@@ -316,6 +325,13 @@ impl Daemon {
 
     /// Marks an instance failed (the first failure wins) and sets its goal to stop.
     pub(super) fn fail(&mut self, key: &Key, process: &str, status: Option<ExitStatus>) {
+        if self
+            .instance(key)
+            .is_some_and(|instance| instance.rare().failed.is_none())
+        {
+            let job = self.class(key.0).job.name.clone();
+            self.metrics.failed(&job);
+        }
         let Some(instance) = self.instance_mut(key) else { return };
         if instance.rare().failed.is_none() {
             instance.rare_mut().failed = Some(Failure {

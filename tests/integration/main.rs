@@ -7,6 +7,7 @@ mod e2e_actions;
 mod e2e_admission;
 mod e2e_control;
 mod e2e_lua;
+mod e2e_observe;
 mod e2e_readiness;
 mod e2e_reexec;
 mod e2e_security;

@@ -71,6 +71,8 @@ enum Opt {
     Follow,
     Lines(String),
     Binary(String),
+    Since(String),
+    Output(String),
 }
 
 impl Opt {
@@ -92,6 +94,8 @@ impl Opt {
             Opt::Enumerate => command == Some("show-config"),
             Opt::IgnoreEvents(_) | Opt::Warn => command == Some("check-config"),
             Opt::Follow | Opt::Lines(_) => command == Some("log"),
+            Opt::Since(_) => matches!(command, Some("plot" | "blame")),
+            Opt::Output(_) => command == Some("plot"),
         }
     }
 }
@@ -117,6 +121,8 @@ pub(super) struct Parsed {
     pub(super) follow: bool,
     pub(super) lines: Option<String>,
     pub(super) binary: Option<String>,
+    pub(super) since: Option<String>,
+    pub(super) output: Option<String>,
     pub(super) words: Vec<String>,
     /// The first error met; `--help` anywhere still wins over it.
     pub(super) error: Option<Failure>,
@@ -174,6 +180,8 @@ pub(super) fn parse(args: &[String]) -> Parsed {
             Opt::Follow => parsed.follow = true,
             Opt::Lines(count) => parsed.lines = Some(count),
             Opt::Binary(path) => parsed.binary = Some(path),
+            Opt::Since(since) => parsed.since = Some(since),
+            Opt::Output(path) => parsed.output = Some(path),
         }
     }
     parsed.error = error;
@@ -200,6 +208,8 @@ fn long_option<'a>(long: &str, rest: &mut impl Iterator<Item = &'a String>) -> R
         "ignore-events" => return value("a LIST").map(Opt::IgnoreEvents),
         "lines" => return value("a number").map(Opt::Lines),
         "binary" => return value("a PATH").map(Opt::Binary),
+        "since" => return value("boot, all or a DURATION").map(Opt::Since),
+        "output" => return value("a FILE").map(Opt::Output),
         "quiet" => Opt::Quiet,
         "verbose" => Opt::Verbose,
         "help" => Opt::Help,
@@ -257,6 +267,7 @@ fn short_options<'a>(
             'r' => (Opt::Retain, false),
             'w' => (Opt::Warn, false),
             'f' => (Opt::Follow, false),
+            'o' if command == Some("plot") => (Opt::Output(value("a FILE")?), true),
             other => return Err(usage(format!("unknown option: -{other}"))),
         };
         found.push((opt, format!("-{letter}")));

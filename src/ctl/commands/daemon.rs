@@ -32,6 +32,12 @@ pub(super) fn version(args: &[String]) -> Result<(Request, Show), Failure> {
     Ok((Request::Version, Show::Text))
 }
 
+/// `metrics`: the daemon's figures, in Prometheus's text format.
+pub(super) fn metrics(args: &[String]) -> Result<(Request, Show), Failure> {
+    no_more(args)?;
+    Ok((Request::Metrics, Show::Text))
+}
+
 /// `log-priority [LEVEL]`: prints the priority, or sets it.
 pub(super) fn log_priority(args: &[String]) -> Result<(Request, Show), Failure> {
     let priority = match args {

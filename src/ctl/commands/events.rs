@@ -62,7 +62,8 @@ fn monitor_line(reply: &Reply) -> Option<String> {
         | Reply::Done
         | Reply::Error { .. }
         | Reply::Timers { .. }
-        | Reply::Pools { .. } => None,
+        | Reply::Pools { .. }
+        | Reply::History { .. } => None,
     }
 }
 

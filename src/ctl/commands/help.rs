@@ -197,6 +197,29 @@ const COMMANDS: &[CommandHelp] = &[
         options: &[("--json", "print the pools as JSON")],
     },
     CommandHelp {
+        name: "plot",
+        args: "[--since boot|all|DURATION] [-o FILE]",
+        summary: "draw the state changes as an SVG timeline (default: the boot)",
+        group: Group::Job,
+        options: &[
+            (
+                "--since WHEN",
+                "boot (the default), all, or a DURATION such as 10m: the last 10 minutes",
+            ),
+            ("-o, --output FILE", "write the SVG to FILE instead of stdout"),
+        ],
+    },
+    CommandHelp {
+        name: "blame",
+        args: "[--since boot|all|DURATION]",
+        summary: "list instances by the time they took from starting to running",
+        group: Group::Job,
+        options: &[(
+            "--since WHEN",
+            "boot (the default), all, or a DURATION such as 10m: the last 10 minutes",
+        )],
+    },
+    CommandHelp {
         name: "emit",
         args: "EVENT [KEY=VALUE...]",
         summary: "emit an event, wait until it has been handled",
@@ -256,6 +279,13 @@ const COMMANDS: &[CommandHelp] = &[
         name: "reload-configuration",
         args: "",
         summary: "reread the job files",
+        group: Group::Daemon,
+        options: &[],
+    },
+    CommandHelp {
+        name: "metrics",
+        args: "",
+        summary: "print the daemon's figures in Prometheus's text format",
         group: Group::Daemon,
         options: &[],
     },

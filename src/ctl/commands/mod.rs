@@ -22,6 +22,7 @@ mod events;
 mod help;
 mod jobs;
 mod log;
+mod plot;
 mod pools;
 #[cfg(test)]
 mod tests;
@@ -183,6 +184,9 @@ fn execute(
         "log" => return log::run_log(args, parsed, env, out),
         "timers" => return timers::run_timers(args, parsed, env, out),
         "pools" => return pools::run_pools(args, parsed, env, out),
+        "plot" => return plot::run_plot(args, parsed, env, out),
+        "blame" => return plot::run_blame(args, parsed, env, out),
+        "metrics" => daemon::metrics(args)?,
         "help" => {
             let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
             return Ok(());
@@ -232,7 +236,8 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
             | Reply::Event { .. }
             | Reply::Change { .. }
             | Reply::Timers { .. }
-            | Reply::Pools { .. } => {}
+            | Reply::Pools { .. }
+            | Reply::History { .. } => {}
         })
         .map_err(failure)?;
     if show == Show::Json {

@@ -1,0 +1,142 @@
+//! Looking at a running daemon: `plot` and `blame` from its history of state changes (and
+//! that history across a re-exec), `metrics` and the HTTP endpoint of `--metrics-listen`.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::harness::Harness;
+
+/// A boot chain: `db` on startup, `web` on `started db` (with a slow pre-start), `cache` on
+/// `started web`; `cron` is started by hand later and is not part of the boot.
+const CHAIN: [(&str, &str); 4] = [
+    ("db", "start on startup\nexec sleep 600\n"),
+    ("web", "start on started db\npre-start exec sleep 0.3\nexec sleep 600\n"),
+    ("cache", "start on started web\nexec sleep 600\n"),
+    ("cron", "exec sleep 600\n"),
+];
+
+#[test]
+fn plot_and_blame_show_the_boot_chain_and_survive_a_reexec() {
+    let h = Harness::start(&CHAIN);
+    h.wait_status("cache", "cache start/running");
+    assert_eq!(h.ctl(&["start", "cron"]).code, Some(0));
+    let svg_path = h.path("work/boot.svg");
+    let out = h.ctl(&["plot", "--output", svg_path.to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(svg.starts_with("<svg "), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"));
+    // One row per instance of the boot, labelled with what started it; `cron` came after.
+    assert_eq!(svg.matches("class=\"row\"").count(), 3, "{svg}");
+    for label in ["db ← startup", "web ← started db", "cache ← started web"] {
+        assert!(svg.contains(&format!(">{label}</text>")), "{label} in {svg}");
+    }
+    assert!(!svg.contains("cron"));
+    // A bar per state each went through (a job without a pre-start passes through the
+    // state all the same).
+    for state in ["starting", "pre-start", "spawned", "post-start", "running"] {
+        let bars = svg.matches(&format!("data-state=\"{state}\"")).count();
+        assert_eq!(bars, 3, "{state} in {svg}");
+    }
+    assert_eq!(svg.matches("class=\"bar\"").count(), 15);
+    // All of it, to stdout.
+    let all = h.ctl(&["plot", "--since", "all"]).stdout;
+    assert!(all.contains("cron ← asked"), "{all}");
+    let blame = h.ctl(&["blame"]).stdout;
+    let order: Vec<&str> = blame
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(order.first(), Some(&"web"), "{blame}");
+    assert_eq!(order.len(), 3, "{blame}");
+    assert_eq!(h.ctl(&["plot", "--since", "soon"]).code, Some(2));
+    // The history crosses a re-exec: the same boot afterwards.
+    assert_eq!(h.ctl(&["reexec"]).code, Some(0));
+    let again = h.ctl(&["plot"]).stdout;
+    assert_eq!(again.matches("class=\"row\"").count(), 3, "{again}");
+    assert_eq!(h.ctl(&["blame"]).stdout, blame);
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_count_states_failures_and_spawns_and_are_served_over_http() {
+    let mut h = Harness::new(&[
+        ("up", "exec sleep 600\n"),
+        ("bad", "task\nexec false\n"),
+        ("flaky", "respawn\nrespawn limit 3 60\nexec false\n"),
+    ]);
+    h.spawn(&["--metrics-listen", "127.0.0.1:0"]);
+    assert_eq!(h.ctl(&["start", "up"]).code, Some(0));
+    assert_ne!(h.ctl(&["start", "bad"]).code, Some(0));
+    let _ = h.ctl(&["start", "flaky"]);
+    h.wait_until("flaky to give up", || h.status("flaky") == "flaky stop/waiting");
+    let text = h.ctl(&["metrics"]).stdout;
+    assert_eq!(metric(&text, "uprise_jobs"), Some(3.0), "{text}");
+    assert_eq!(
+        metric(&text, "uprise_instances{state=\"running\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "uprise_job_failures_total{job=\"bad\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "uprise_job_respawns_total{job=\"flaky\"}"),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "uprise_spawn_duration_seconds_count").unwrap() >= 6.0,
+        "{text}"
+    );
+    assert!(metric(&text, "uprise_events_emitted_total").unwrap() > 0.0, "{text}");
+    assert!(text.contains("# TYPE uprise_spawn_duration_seconds histogram"));
+    // Over HTTP: the address the daemon says it took.
+    let log = h.daemon_log();
+    let addr = log
+        .split("serving metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no endpoint in {log}"))
+        .to_string();
+    let get = |request: &str| {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    let answer = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("uprise_job_failures_total{job=\"bad\"} 1"), "{answer}");
+    assert!(get("GET /other HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 404"));
+    // A client that sends half a request and waits holds nothing up.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(b"GET /met").unwrap();
+    assert!(get("GET / HTTP/1.0\r\n\r\n").starts_with("HTTP/1.1 200"));
+    assert_eq!(h.ctl(&["status", "up"]).code, Some(0));
+    drop(idle);
+}
+
+#[test]
+fn other_users_may_read_history_and_metrics() {
+    if !crate::harness::root_or_skip("other_users_may_read_history_and_metrics") {
+        return;
+    }
+    let mut h = Harness::new(&[("up", "exec sleep 600\n")]);
+    h.share_with_others();
+    h.spawn_system();
+    assert_eq!(h.ctl(&["start", "up"]).code, Some(0));
+    let out = h.ctl_as(crate::harness::NOBODY, &["blame", "--since", "all"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("up"), "{}", out.stdout);
+    let out = h.ctl_as(crate::harness::NOBODY, &["metrics"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
