@@ -181,6 +181,9 @@ pub enum Request {
     },
     /// Every resource pool (`Reply::Pools`), by name.
     Pools,
+    /// Each job's links for `uprisectl graph`: one `Reply::Text` per job, sorted by name,
+    /// holding a JSON object (`model::links::Links`: `start on`, `stop on`, `emits`, admission).
+    Graph,
     /// Run a job's `action NAME`; answered with its exit status when it ends.
     Action {
         job: String,

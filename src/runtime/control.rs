@@ -199,6 +199,7 @@ fn privileged(request: &Request) -> bool {
             | Request::LogPath { .. }
             | Request::Timers { .. }
             | Request::Pools
+            | Request::Graph
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -683,6 +684,11 @@ impl Daemon {
                     .map(|chunk| Reply::Timers { timers: chunk.to_vec() })
                     .collect();
                 done(self, replies);
+                Ok(())
+            }
+            Request::Graph => {
+                let texts = self.request_graph();
+                done(self, texts.into_iter().map(|text| Reply::Text { text }).collect());
                 Ok(())
             }
             Request::Pools => {

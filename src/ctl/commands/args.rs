@@ -71,6 +71,9 @@ enum Opt {
     Follow,
     Lines(String),
     Binary(String),
+    Format(String),
+    Output(String),
+    Offline(String),
 }
 
 impl Opt {
@@ -92,6 +95,7 @@ impl Opt {
             Opt::Enumerate => command == Some("show-config"),
             Opt::IgnoreEvents(_) | Opt::Warn => command == Some("check-config"),
             Opt::Follow | Opt::Lines(_) => command == Some("log"),
+            Opt::Format(_) | Opt::Output(_) | Opt::Offline(_) => command == Some("graph"),
         }
     }
 }
@@ -117,6 +121,9 @@ pub(super) struct Parsed {
     pub(super) follow: bool,
     pub(super) lines: Option<String>,
     pub(super) binary: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) output: Option<String>,
+    pub(super) offline: Vec<String>,
     pub(super) words: Vec<String>,
     /// The first error met; `--help` anywhere still wins over it.
     pub(super) error: Option<Failure>,
@@ -174,6 +181,9 @@ pub(super) fn parse(args: &[String]) -> Parsed {
             Opt::Follow => parsed.follow = true,
             Opt::Lines(count) => parsed.lines = Some(count),
             Opt::Binary(path) => parsed.binary = Some(path),
+            Opt::Format(format) => parsed.format = Some(format),
+            Opt::Output(path) => parsed.output = Some(path),
+            Opt::Offline(path) => parsed.offline.push(path),
         }
     }
     parsed.error = error;
@@ -200,6 +210,9 @@ fn long_option<'a>(long: &str, rest: &mut impl Iterator<Item = &'a String>) -> R
         "ignore-events" => return value("a LIST").map(Opt::IgnoreEvents),
         "lines" => return value("a number").map(Opt::Lines),
         "binary" => return value("a PATH").map(Opt::Binary),
+        "format" => return value("dot or svg").map(Opt::Format),
+        "output" => return value("a FILE").map(Opt::Output),
+        "offline" => return value("a DIR").map(Opt::Offline),
         "quiet" => Opt::Quiet,
         "verbose" => Opt::Verbose,
         "help" => Opt::Help,

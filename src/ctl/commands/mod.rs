@@ -19,6 +19,7 @@ mod args;
 mod daemon;
 mod env;
 mod events;
+mod graph;
 mod help;
 mod jobs;
 mod log;
@@ -183,6 +184,7 @@ fn execute(
         "log" => return log::run_log(args, parsed, env, out),
         "timers" => return timers::run_timers(args, parsed, env, out),
         "pools" => return pools::run_pools(args, parsed, env, out),
+        "graph" => return graph::run_graph(args, parsed, env, out),
         "help" => {
             let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
             return Ok(());
