@@ -186,10 +186,22 @@ impl Graph {
         }
     }
 
-    /// The node of an event as written.
+    /// The node of an event as written: its name and values on the first line of its label,
+    /// each `KEY=VALUE` or `KEY!=VALUE` on a line of its own.
     fn event(&mut self, event: &EventMatch, events: &mut Vec<(usize, EventMatch)>) -> usize {
         let text = render_expr(&EventExpr::Event(event.clone()));
-        let node = self.node(format!("event:{text}"), NodeKind::Event, vec![text]);
+        let mut label = vec![event.name.clone()];
+        for arg in &event.args {
+            match arg {
+                EventArg::Positional { value } => {
+                    label[0].push(' ');
+                    label[0].push_str(value);
+                }
+                EventArg::Equal { key, value } => label.push(format!("{key}={value}")),
+                EventArg::NotEqual { key, value } => label.push(format!("{key}!={value}")),
+            }
+        }
+        let node = self.node(format!("event:{text}"), NodeKind::Event, label);
         if !events.iter().any(|(known, _)| *known == node) {
             events.push((node, event.clone()));
         }

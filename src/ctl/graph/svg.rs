@@ -50,11 +50,17 @@ pub fn node_size(kind: NodeKind, label: &[String]) -> Size {
             width: text + 24.0,
             height: lines + 14.0,
         },
-        // The label fits inside the diamond at its own height.
-        NodeKind::Event => Size {
-            width: text * 1.5 + 28.0,
-            height: lines + 22.0,
-        },
+        // Tall enough that the label's block fits inside the diamond without it growing
+        // too wide: at the block's top and bottom the diamond is still as wide as the text.
+        NodeKind::Event => {
+            let half_block = lines / 2.0;
+            let half_height = 2.0 * half_block + 8.0;
+            let half_width = (text / 2.0 + 6.0) / (1.0 - half_block / half_height);
+            Size {
+                width: 2.0 * half_width,
+                height: 2.0 * half_height,
+            }
+        }
         NodeKind::Timer => Size {
             width: text + 30.0,
             height: lines + 14.0,
