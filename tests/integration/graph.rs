@@ -23,12 +23,15 @@ fn text(bytes: &[u8]) -> String {
 
 // ------------------------------------------------------------------ a small DOT parser
 
+/// `key=value` pairs of a statement.
+type Attributes = Vec<(String, String)>;
+
 /// A parsed DOT graph: node statements and edge statements, with their attributes.
 #[derive(Debug, Default)]
 struct Dot {
     name: String,
-    nodes: Vec<(String, Vec<(String, String)>)>,
-    edges: Vec<(String, String, Vec<(String, String)>)>,
+    nodes: Vec<(String, Attributes)>,
+    edges: Vec<(String, String, Attributes)>,
 }
 
 impl Dot {
@@ -235,7 +238,10 @@ fn check_dot(source: &str) -> Dot {
         }
     }
     for (from, to, _) in &dot.edges {
-        assert!(seen.contains(from) && seen.contains(to), "edge {from} -> {to} joins declared nodes");
+        assert!(
+            seen.contains(from) && seen.contains(to),
+            "edge {from} -> {to} joins declared nodes"
+        );
     }
     dot
 }
@@ -244,7 +250,11 @@ fn check_dot(source: &str) -> Dot {
 fn check_svg(svg: &str, nodes: usize, edges: usize) {
     assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{svg}");
     assert!(svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<g").count(), svg.matches("</g>").count(), "balanced groups");
+    assert_eq!(
+        svg.matches("<g").count(),
+        svg.matches("</g>").count(),
+        "balanced groups"
+    );
     assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
     assert_eq!(svg.matches("<g class=\"node ").count(), nodes);
     assert_eq!(svg.matches("<g class=\"edge\">").count(), edges);
@@ -265,7 +275,11 @@ fn check_svg(svg: &str, nodes: usize, edges: usize) {
 /// The nodes and edges of the DOT output, the legend's left out.
 fn counts(dot: &Dot) -> (usize, usize) {
     let nodes = dot.nodes.iter().filter(|(id, _)| !id.starts_with("legend:")).count();
-    let edges = dot.edges.iter().filter(|(from, _, _)| !from.starts_with("legend:")).count();
+    let edges = dot
+        .edges
+        .iter()
+        .filter(|(from, _, _)| !from.starts_with("legend:"))
+        .count();
     (nodes, edges)
 }
 
@@ -287,7 +301,9 @@ fn graph_of_the_fixed_jobs_matches_its_golden_dot() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let actual = text(&out.stdout);
     let dot = check_dot(&actual);
-    let odd = dot.node("event:deploy NAME=a \"quoted\" <b> & c").expect("the quoted event");
+    let odd = dot
+        .node("event:deploy NAME=a \"quoted\" <b> & c")
+        .expect("the quoted event");
     assert!(odd.contains(&("label".into(), "deploy\nNAME=a \"quoted\" <b> & c".into())));
     let golden = Path::new("tests/graph/jobs.dot");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
@@ -315,7 +331,13 @@ fn graph_of_the_fixed_jobs_matches_its_golden_dot() {
     // SVG, to a file named by --output.
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("jobs.svg");
-    let out = uprisectl(&["graph", "--offline", "tests/graph/jobs", "--output", file.to_str().unwrap()]);
+    let out = uprisectl(&[
+        "graph",
+        "--offline",
+        "tests/graph/jobs",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let (nodes, edges) = counts(&dot);
     let svg = std::fs::read_to_string(&file).unwrap();
@@ -351,12 +373,19 @@ fn the_upstart_corpus_renders_offline_as_dot_and_svg() {
 fn graph_asks_the_running_daemon() {
     let h = Harness::start(&[
         ("db", "start on startup\nemits db-ready\nexec sleep 1000\n"),
-        ("web", "start on started db\nstop on stopping db\nuses cpu 1\nexec sleep 1000\n"),
+        (
+            "web",
+            "start on started db\nstop on stopping db\nuses cpu 1\nexec sleep 1000\n",
+        ),
     ]);
     let out = h.ctl(&["graph"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let dot = check_dot(&out.stdout);
-    assert!(dot.edges.iter().any(|(from, to, _)| from == "job:db" && to == "event:started db"));
+    assert!(
+        dot.edges
+            .iter()
+            .any(|(from, to, _)| from == "job:db" && to == "event:started db")
+    );
     assert!(dot.node("admit:web").is_some());
     let out = h.ctl(&["graph", "--format", "svg"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);

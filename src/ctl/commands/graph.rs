@@ -18,7 +18,9 @@ pub(super) fn run_graph(
 ) -> Result<(), Failure> {
     let output = parsed.output.as_deref().map(Path::new);
     let format = match parsed.format.as_deref() {
-        Some(name) => Format::parse(name).ok_or_else(|| usage(format!("graph: unknown format: {name} (dot or svg)")))?,
+        Some(name) => {
+            Format::parse(name).ok_or_else(|| usage(format!("graph: unknown format: {name} (dot or svg)")))?
+        }
         None if output.is_some_and(|path| path.extension().is_some_and(|ext| ext == "svg")) => Format::Svg,
         None => Format::Dot,
     };
@@ -54,6 +56,9 @@ mod tests {
         let outcome = run(&["graph", "--format", "png", "--offline", path], &[]);
         assert_eq!(outcome.code, 2);
         let outcome = run(&["graph", "--offline", path, "nope"], &[]);
-        assert_eq!((outcome.code, outcome.err.as_str()), (1, "uprisectl: Unknown job: nope\n"));
+        assert_eq!(
+            (outcome.code, outcome.err.as_str()),
+            (1, "uprisectl: Unknown job: nope\n")
+        );
     }
 }

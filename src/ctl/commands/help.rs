@@ -202,9 +202,15 @@ const COMMANDS: &[CommandHelp] = &[
         summary: "draw the jobs and the events between them (with JOBs, what leads to and follows them)",
         group: Group::Job,
         options: &[
-            ("--format dot|svg", "Graphviz's DOT, or SVG drawn here (default: by --output's name, else dot)"),
+            (
+                "--format dot|svg",
+                "Graphviz's DOT, or SVG drawn here (default: by --output's name, else dot)",
+            ),
             ("--output FILE", "write to FILE instead of standard output"),
-            ("--offline DIR", "read the job files in DIR (or a file) instead of asking the daemon"),
+            (
+                "--offline DIR",
+                "read the job files in DIR (or a file) instead of asking the daemon",
+            ),
         ],
     },
     CommandHelp {

@@ -97,7 +97,10 @@ impl Graph {
             if job.task {
                 label.push("(task)".to_string());
             }
-            job_nodes.insert(job.name.as_str(), graph.node(format!("job:{}", job.name), NodeKind::Job, label));
+            job_nodes.insert(
+                job.name.as_str(),
+                graph.node(format!("job:{}", job.name), NodeKind::Job, label),
+            );
         }
         // Events by name, with the event each node stands for.
         let mut events: Vec<(usize, EventMatch)> = Vec::new();
@@ -167,10 +170,13 @@ impl Graph {
             } => {
                 let label = format!("{} after", render_duration(*delay));
                 let timer = self.node(
-                    format!("timer:{job}:{}", render_temporal(&Temporal::After {
-                        delay: *delay,
-                        event: event.clone()
-                    })),
+                    format!(
+                        "timer:{job}:{}",
+                        render_temporal(&Temporal::After {
+                            delay: *delay,
+                            event: event.clone()
+                        })
+                    ),
                     NodeKind::Timer,
                     vec![label],
                 );
@@ -231,7 +237,11 @@ impl Graph {
         }
         for edge in &self.edges {
             if let (Some(&from), Some(&to)) = (renumber.get(&edge.from), renumber.get(&edge.to)) {
-                graph.edges.push(Edge { from, to, kind: edge.kind });
+                graph.edges.push(Edge {
+                    from,
+                    to,
+                    kind: edge.kind,
+                });
             }
         }
         Ok(graph)
@@ -424,7 +434,11 @@ mod tests {
         let admit = graph.nodes.iter().find(|node| node.id == "admit:web").unwrap();
         assert_eq!(
             admit.label,
-            ["gate load1 < 2 and net eth0 tx < 10MB/s", "uses cpu 0.5", "requires file /etc/web"]
+            [
+                "gate load1 < 2 and net eth0 tx < 10MB/s",
+                "uses cpu 0.5",
+                "requires file /etc/web"
+            ]
         );
     }
 
@@ -432,7 +446,10 @@ mod tests {
     fn emits_globs_reach_every_event_of_that_name_and_unused_names_get_a_node() {
         let jobs = links(&[
             ("net", "emits net-device-*\nemits lonely\nexec net\n"),
-            ("a", "start on net-device-up IFACE=lo\nstop on net-device-down IFACE=lo\nexec a\n"),
+            (
+                "a",
+                "start on net-device-up IFACE=lo\nstop on net-device-down IFACE=lo\nexec a\n",
+            ),
         ]);
         assert_eq!(
             edges(&Graph::of_jobs(&jobs)),
@@ -459,10 +476,20 @@ mod tests {
         let ids: Vec<&str> = part.nodes.iter().map(|node| node.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["job:a", "job:b", "job:c", "event:startup", "event:started a", "event:started b"]
+            [
+                "job:a",
+                "job:b",
+                "job:c",
+                "event:startup",
+                "event:started a",
+                "event:started b"
+            ]
         );
         assert_eq!(part.edges.len(), 5);
-        assert_eq!(graph.around(&["nope".to_string()]), Err("Unknown job: nope".to_string()));
+        assert_eq!(
+            graph.around(&["nope".to_string()]),
+            Err("Unknown job: nope".to_string())
+        );
     }
 
     #[test]

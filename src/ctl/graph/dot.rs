@@ -27,7 +27,11 @@ fn node_attributes(kind: NodeKind) -> String {
         NodeKind::Timer => "note",
         NodeKind::Admission => "octagon",
     };
-    let style = if kind == NodeKind::Job { "rounded,filled" } else { "filled" };
+    let style = if kind == NodeKind::Job {
+        "rounded,filled"
+    } else {
+        "filled"
+    };
     format!(
         "shape={shape}, style={}, fillcolor={}, color={}",
         quote(style),

@@ -475,12 +475,16 @@ pub fn spaced_fit(wanted: &[f64], gaps: &[f64]) -> Vec<f64> {
     out
 }
 
+/// One end of a route at a node's side: the y of the route's neighbouring point, the route,
+/// and whether it is the route's start.
+type RouteEnd = (f64, usize, bool);
+
 /// Moves each route's ends from the nodes' centers to their sides (the right side when the
 /// route leaves rightwards), spreading the ends that share a side in the order of the next
 /// point along each route.
 fn attach_ends(routes: &mut [Vec<Point>], edges: &[(usize, usize)], centers: &[Point], sizes: &[Size]) {
     // (node, right side) → (the neighbouring point's y, route, which end)
-    let mut sides: std::collections::BTreeMap<(usize, bool), Vec<(f64, usize, bool)>> = Default::default();
+    let mut sides: std::collections::BTreeMap<(usize, bool), Vec<RouteEnd>> = Default::default();
     for (index, route) in routes.iter().enumerate() {
         if route.len() < 2 {
             continue;
@@ -564,7 +568,10 @@ mod tests {
             };
             assert!(route.len() >= 2);
             assert!(on_box(route[0], from), "route of {from}->{to} starts at its source");
-            assert!(on_box(route[route.len() - 1], to), "route of {from}->{to} ends at its target");
+            assert!(
+                on_box(route[route.len() - 1], to),
+                "route of {from}->{to} ends at its target"
+            );
         }
         for center in &layout.centers {
             assert!(center.x > 0.0 && center.x < layout.width);

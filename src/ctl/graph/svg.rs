@@ -33,12 +33,7 @@ pub fn escape(text: &str) -> String {
 }
 
 fn text_width(lines: &[String]) -> f64 {
-    lines
-        .iter()
-        .map(|line| line.chars().count())
-        .max()
-        .unwrap_or(0) as f64
-        * CHAR_WIDTH
+    lines.iter().map(|line| line.chars().count()).max().unwrap_or(0) as f64 * CHAR_WIDTH
 }
 
 /// A node's box, from its kind and label.
@@ -130,7 +125,13 @@ fn shape(kind: NodeKind, center: Point, size: Size) -> String {
             let fold = 8.0;
             format!(
                 "<polygon points=\"{}\" {paint}/><polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.2\"/>",
-                points(&[(left, top), (right - fold, top), (right, top + fold), (right, bottom), (left, bottom)]),
+                points(&[
+                    (left, top),
+                    (right - fold, top),
+                    (right, top + fold),
+                    (right, bottom),
+                    (left, bottom)
+                ]),
                 points(&[(right - fold, top), (right - fold, top + fold), (right, top + fold)]),
                 style::stroke(kind)
             )
@@ -264,7 +265,11 @@ fn legend() -> (String, f64) {
 
 /// The whole SVG document.
 pub fn svg(graph: &Graph) -> String {
-    let sizes: Vec<Size> = graph.nodes.iter().map(|node| node_size(node.kind, &node.label)).collect();
+    let sizes: Vec<Size> = graph
+        .nodes
+        .iter()
+        .map(|node| node_size(node.kind, &node.label))
+        .collect();
     let pairs: Vec<(usize, usize)> = graph.edges.iter().map(|edge| (edge.from, edge.to)).collect();
     let drawn = layout::layout(&sizes, &pairs, Spacing::default());
     let (legend, legend_width) = legend();
@@ -338,7 +343,10 @@ mod tests {
     fn one_group_and_one_text_per_node_and_a_path_per_edge() {
         let jobs: Vec<Links> = [
             ("db", "start on startup\nexec db\n"),
-            ("web", "start on started db and every 1h\nstop on stopping db\nuses cpu 1\nexec web\n"),
+            (
+                "web",
+                "start on started db and every 1h\nstop on stopping db\nuses cpu 1\nexec web\n",
+            ),
         ]
         .iter()
         .map(|(name, text)| Links::of(&Config::from_text(name, &format!("{name}.conf"), text).jobs[0]))
