@@ -63,7 +63,7 @@ mod tests {
     #[test]
     fn links_keep_the_events_and_admission_and_travel_as_json() {
         let text = "start on started db and every 1h\nstop on stopping db\nemits ready\n\
-                    gate load1 < 2\ngate lua\n  return true\nend gate\nuses cpu 2\n\
+                    gate load1 < 2\ngate script lua\n  return true\nend script\nuses cpu 0.5\n\
                     requires file /etc/x\nenv SECRET=1\nexec /bin/true\n";
         let config = Config::from_text("web", "web.conf", text);
         assert!(config.diagnostics.is_empty(), "{:?}", config.diagnostics);

@@ -507,7 +507,7 @@ fn attach_ends(routes: &mut [Vec<Point>], edges: &[(usize, usize)], centers: &[P
         ends.sort_by(|a, b| a.0.total_cmp(&b.0));
         let center = centers[node];
         let size = sizes[node];
-        let span = size.height * 0.5;
+        let span = size.height * 0.6;
         let count = ends.len();
         for (at, (_, index, start)) in ends.into_iter().enumerate() {
             let y = if count == 1 {
