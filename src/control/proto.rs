@@ -189,6 +189,9 @@ pub enum Request {
     },
     /// The daemon's figures in Prometheus's text format (`Reply::Text`, one per line).
     Metrics,
+    /// Each job's links for `uprisectl graph`: one `Reply::Text` per job, sorted by name,
+    /// holding a JSON object (`model::links::Links`: `start on`, `stop on`, `emits`, admission).
+    Graph,
     /// Run a job's `action NAME`; answered with its exit status when it ends.
     Action {
         job: String,

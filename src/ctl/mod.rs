@@ -4,5 +4,6 @@
 
 pub mod client;
 pub mod commands;
+pub mod graph;
 pub mod notify;
 pub mod offline;

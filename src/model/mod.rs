@@ -6,6 +6,7 @@ pub mod analyze;
 pub mod diagnostic;
 pub mod enforcement;
 pub mod job;
+pub mod links;
 pub mod load;
 pub mod small_map;
 pub mod sparse;

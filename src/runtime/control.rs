@@ -215,6 +215,7 @@ fn privileged(request: &Request) -> bool {
             | Request::Pools
             | Request::History { .. }
             | Request::Metrics
+            | Request::Graph
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -726,6 +727,11 @@ impl Daemon {
             Request::Metrics => {
                 let text = self.metrics_text();
                 done(self, vec![Reply::Text { text }]);
+                Ok(())
+            }
+            Request::Graph => {
+                let texts = self.request_graph();
+                done(self, texts.into_iter().map(|text| Reply::Text { text }).collect());
                 Ok(())
             }
             Request::Pools => {

@@ -15,6 +15,7 @@ pub mod deadlines;
 mod environment;
 mod events;
 mod exits;
+mod graph;
 mod history;
 mod hooks;
 pub mod host;

@@ -30,7 +30,7 @@ const JOB_EVENTS: [&str; 4] = ["starting", "started", "stopping", "stopped"];
 impl Daemon {
     /// The jobs as configured now, sorted by name: a class waiting to be replaced shows its
     /// new definition; a deleted one is left out.
-    fn configured_jobs(&self) -> Vec<&Job> {
+    pub(super) fn configured_jobs(&self) -> Vec<&Job> {
         let mut jobs: Vec<&Job> = self
             .classes
             .iter()

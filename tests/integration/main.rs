@@ -14,6 +14,7 @@ mod e2e_security;
 mod e2e_system;
 mod e2e_timers;
 mod golden;
+mod graph;
 mod harness;
 mod linking;
 mod props;

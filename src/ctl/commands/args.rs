@@ -73,6 +73,8 @@ enum Opt {
     Binary(String),
     Since(String),
     Output(String),
+    Format(String),
+    Offline(String),
 }
 
 impl Opt {
@@ -95,7 +97,8 @@ impl Opt {
             Opt::IgnoreEvents(_) | Opt::Warn => command == Some("check-config"),
             Opt::Follow | Opt::Lines(_) => command == Some("log"),
             Opt::Since(_) => matches!(command, Some("plot" | "blame")),
-            Opt::Output(_) => command == Some("plot"),
+            Opt::Output(_) => matches!(command, Some("plot" | "graph")),
+            Opt::Format(_) | Opt::Offline(_) => command == Some("graph"),
         }
     }
 }
@@ -123,6 +126,8 @@ pub(super) struct Parsed {
     pub(super) binary: Option<String>,
     pub(super) since: Option<String>,
     pub(super) output: Option<String>,
+    pub(super) format: Option<String>,
+    pub(super) offline: Vec<String>,
     pub(super) words: Vec<String>,
     /// The first error met; `--help` anywhere still wins over it.
     pub(super) error: Option<Failure>,
@@ -182,6 +187,8 @@ pub(super) fn parse(args: &[String]) -> Parsed {
             Opt::Binary(path) => parsed.binary = Some(path),
             Opt::Since(since) => parsed.since = Some(since),
             Opt::Output(path) => parsed.output = Some(path),
+            Opt::Format(format) => parsed.format = Some(format),
+            Opt::Offline(path) => parsed.offline.push(path),
         }
     }
     parsed.error = error;
@@ -210,6 +217,8 @@ fn long_option<'a>(long: &str, rest: &mut impl Iterator<Item = &'a String>) -> R
         "binary" => return value("a PATH").map(Opt::Binary),
         "since" => return value("boot, all or a DURATION").map(Opt::Since),
         "output" => return value("a FILE").map(Opt::Output),
+        "format" => return value("dot or svg").map(Opt::Format),
+        "offline" => return value("a DIR").map(Opt::Offline),
         "quiet" => Opt::Quiet,
         "verbose" => Opt::Verbose,
         "help" => Opt::Help,

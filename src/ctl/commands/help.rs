@@ -220,6 +220,23 @@ const COMMANDS: &[CommandHelp] = &[
         )],
     },
     CommandHelp {
+        name: "graph",
+        args: "[--format dot|svg] [--output FILE] [--offline DIR] [JOB...]",
+        summary: "draw the jobs and the events between them (with JOBs, what leads to and follows them)",
+        group: Group::Job,
+        options: &[
+            (
+                "--format dot|svg",
+                "Graphviz's DOT, or SVG drawn here (default: by --output's name, else dot)",
+            ),
+            ("--output FILE", "write to FILE instead of standard output"),
+            (
+                "--offline DIR",
+                "read the job files in DIR (or a file) instead of asking the daemon",
+            ),
+        ],
+    },
+    CommandHelp {
         name: "emit",
         args: "EVENT [KEY=VALUE...]",
         summary: "emit an event, wait until it has been handled",
@@ -394,6 +411,7 @@ mod tests {
             "log",
             "timers",
             "pools",
+            "graph",
             "action",
             "--socket",
         ] {

@@ -19,6 +19,7 @@ mod args;
 mod daemon;
 mod env;
 mod events;
+mod graph;
 mod help;
 mod jobs;
 mod log;
@@ -187,6 +188,7 @@ fn execute(
         "plot" => return plot::run_plot(args, parsed, env, out),
         "blame" => return plot::run_blame(args, parsed, env, out),
         "metrics" => daemon::metrics(args)?,
+        "graph" => return graph::run_graph(args, parsed, env, out),
         "help" => {
             let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
             return Ok(());
