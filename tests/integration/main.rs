@@ -16,4 +16,5 @@ mod golden;
 mod harness;
 mod linking;
 mod props;
+mod shell;
 mod tidy;

@@ -3,10 +3,16 @@
 //! each command sends, and the output printed from the replies.
 //!
 //! Global options may appear anywhere: `--socket PATH` (or `--socket=PATH`), `-q/--quiet`,
-//! `-v/--verbose`, `--help`, `--version`; `--` ends the options. Exit status: 0 on success,
-//! 1 when the daemon answers with an error or cannot be reached (`PROGRAM: MESSAGE` on
-//! stderr), 2 on a usage error (followed by `Try 'PROGRAM --help' for more information.`).
-//! `check-config` also exits 1, silently, when it reports anything.
+//! `-v/--verbose`, `-h/--help`, `--version`; `--` ends the options. Each command takes the
+//! options its entry in `help`'s table lists, and no other: the parser asks the table.
+//!
+//! Exit status, the same for every command, the offline ones too: 0 on success; 1 when the
+//! daemon answers with an error or cannot be reached (`PROGRAM: MESSAGE` on stderr), and
+//! when `check` finds an invalid file (`check-config`, silently, when it reports anything);
+//! 2 on a usage error (an unknown command or option, a missing or extra argument, a bad
+//! option or argument value), followed by `Try 'PROGRAM --help' for more information.`.
+//! Upstart's initctl exits 1 for a missing argument; uprise says 2 for every usage error
+//! (docs/upstart-differences.md).
 //!
 //! Here: the entry points, the failures and exit statuses, the dispatch of each command to
 //! its subject, and the request-and-print round trip most commands share. `help` holds the
@@ -35,8 +41,11 @@ use crate::ctl::client::{self, Client};
 
 use args::{Parsed, parse, run_offline};
 pub use daemon::LOG_PRIORITIES;
-use help::help_text;
+#[cfg(test)]
+pub(crate) use help::command_help;
 pub use help::usage_text;
+pub(crate) use help::{COMMANDS, CommandHelp, GLOBAL_OPTIONS, OFFLINE, command_options, help_text};
+pub(crate) use help::{GROUPS, NOTES, option_forms, option_value};
 
 /// The command a program name implies when the binary is invoked through a link: `start`,
 /// `stop`, `restart`, `reload`, `status` and `telinit`. `None` for `uprisectl`, `initctl` and
@@ -70,22 +79,35 @@ pub fn run_with(
         return code;
     }
     let parsed = parse(args);
-    if parsed.help {
-        let _ = out.write_all(help_text(program, parsed.words.first().map(String::as_str)).as_bytes());
-        return 0;
-    }
-    if parsed.version {
+    let result = if parsed.help {
+        write_help(program, parsed.words.first().map(String::as_str), out)
+    } else if parsed.version {
         let _ = writeln!(out, "{program} (uprise {})", env!("CARGO_PKG_VERSION"));
         return 0;
-    }
-    let result = match parsed.error.clone() {
-        Some(failure) => Err(failure),
-        None => {
-            let mut sink = io::sink();
-            let out: &mut dyn Write = if parsed.quiet { &mut sink } else { out };
-            execute(program, &parsed, out, env)
+    } else {
+        match parsed.error.clone() {
+            Some(failure) => Err(failure),
+            None => {
+                let mut sink = io::sink();
+                let out: &mut dyn Write = if parsed.quiet { &mut sink } else { out };
+                execute(program, &parsed, out, env)
+            }
         }
     };
+    report(program, result, err)
+}
+
+/// Prints the help for `command` (the full usage without one); an unknown command is a
+/// usage error.
+fn write_help(program: &str, command: Option<&str>, out: &mut dyn Write) -> Result<(), Failure> {
+    let text =
+        help_text(program, command).ok_or_else(|| usage(format!("unknown command: {}", command.unwrap_or(""))))?;
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+/// The exit status of `result`, with its message on `err`.
+fn report(program: &str, result: Result<(), Failure>, err: &mut dyn Write) -> i32 {
     match result {
         Ok(()) => 0,
         Err(failure) => {
@@ -108,20 +130,15 @@ struct Failure {
     hint: bool,
 }
 
-/// A usage error: exit 2 with the `--help` hint.
+/// The exit status of every usage error, the offline commands' too.
+pub(crate) const USAGE_ERROR: i32 = 2;
+
+/// A usage error (an unknown command or option, a missing or extra argument, a bad value):
+/// exit 2 with the `--help` hint.
 fn usage(message: impl Into<String>) -> Failure {
     Failure {
         message: message.into(),
-        code: 2,
-        hint: true,
-    }
-}
-
-/// A missing argument: exit 1 (as initctl) with the `--help` hint.
-fn missing(message: impl Into<String>) -> Failure {
-    Failure {
-        message: message.into(),
-        code: 1,
+        code: USAGE_ERROR,
         hint: true,
     }
 }
@@ -184,8 +201,10 @@ fn execute(
         "timers" => return timers::run_timers(args, parsed, env, out),
         "pools" => return pools::run_pools(args, parsed, env, out),
         "help" => {
-            let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
-            return Ok(());
+            if let [_, extra, ..] = args {
+                return Err(usage(format!("unexpected argument: {extra}")));
+            }
+            return write_help(program, args.first().map(String::as_str), out);
         }
         other => return Err(usage(format!("unknown command: {other}"))),
     };
