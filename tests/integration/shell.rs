@@ -147,3 +147,53 @@ fn the_zsh_and_fish_scripts_pass_their_syntax_checks() {
         );
     }
 }
+
+/// Runs `uprisectl ARGS` on a pseudo-terminal (through `script`), `NO_COLOR` as given, and
+/// returns what it printed; `None` without `script`.
+fn on_a_terminal(h: &Harness, args: &str, no_color: Option<&str>) -> Option<String> {
+    if Command::new("script").arg("--version").output().is_err() {
+        return None;
+    }
+    let line = format!(
+        "'{}' --socket '{}' {args}",
+        env!("CARGO_BIN_EXE_uprisectl"),
+        h.socket().display()
+    );
+    let mut command = Command::new("script");
+    command.args(["-qec", &line, "/dev/null"]).env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let out = command.output().expect("script runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn list_and_status_are_coloured_on_a_terminal_only() {
+    let h = Harness::start(&[
+        ("web", "start on startup\nexec sleep 300\n"),
+        ("idle", "exec sleep 300\n"),
+    ]);
+    h.wait_until("web running", || h.status("web").starts_with("web start/running"));
+    let Some(list) = on_a_terminal(&h, "list", None) else {
+        println!("skipped: `script` is not installed, so no pseudo-terminal to run the client on");
+        return;
+    };
+    assert!(list.contains("web \x1b[32mstart/running\x1b[0m, process "), "{list:?}");
+    assert!(list.contains("idle stop/waiting"), "{list:?}");
+    let status = on_a_terminal(&h, "status web", None).unwrap();
+    assert!(status.contains("\x1b[32mstart/running\x1b[0m"), "{status:?}");
+    for args in ["list", "status web"] {
+        let plain = on_a_terminal(&h, args, Some("1")).unwrap();
+        assert!(!plain.contains('\x1b'), "NO_COLOR: {plain:?}");
+    }
+    // An empty NO_COLOR is as good as none.
+    assert!(on_a_terminal(&h, "list", Some("")).unwrap().contains('\x1b'));
+    // Through a pipe, the lines are initctl's.
+    let piped = h.ctl(&["list"]).stdout;
+    assert!(
+        !piped.contains('\x1b') && piped.contains("web start/running, process "),
+        "{piped:?}"
+    );
+}

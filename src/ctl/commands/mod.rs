@@ -14,6 +14,10 @@
 //! Upstart's initctl exits 1 for a missing argument; uprise says 2 for every usage error
 //! (docs/upstart-differences.md).
 //!
+//! On a terminal, `list` and `status` colour each line's `goal/state` (`COLOUR`): never
+//! through a pipe, where the lines stay initctl's byte for byte, and never when `NO_COLOR` is
+//! set and not empty.
+//!
 //! Here: the entry points, the failures and exit statuses, the dispatch of each command to
 //! its subject, and the request-and-print round trip most commands share. `help` holds the
 //! help texts; `args` the option parsing; `jobs`, `events`, `env` and `daemon` the commands
@@ -33,8 +37,9 @@ mod pools;
 mod tests;
 mod timers;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::control::proto::{self, InstanceStatus, Reply, Request};
 use crate::ctl::client::{self, Client};
@@ -60,6 +65,8 @@ pub fn implied_command(program: &str) -> Option<&'static str> {
 /// exit status. Prints to stdout and stderr; messages are prefixed with `program`.
 pub fn run(program: &str, args: &[String]) -> i32 {
     let stdout = io::stdout();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    COLOUR.store(stdout.is_terminal() && !no_color, Ordering::Relaxed);
     let stderr = io::stderr();
     run_with(program, args, &mut stdout.lock(), &mut stderr.lock(), &|name| {
         std::env::var(name).ok()
@@ -119,6 +126,36 @@ fn report(program: &str, result: Result<(), Failure>, err: &mut dyn Write) -> i3
             }
             failure.code
         }
+    }
+}
+
+/// Whether status lines are coloured: `run` sets it when stdout is a terminal and `NO_COLOR`
+/// is unset or empty (no-color.org). `run_with` alone never colours, so what goes to a pipe
+/// or a test's buffer is Upstart's text byte for byte.
+static COLOUR: AtomicBool = AtomicBool::new(false);
+
+/// `line`, the status line of `instance`, with its `goal/state` coloured when the state says
+/// something at a glance: green for `start/running`, yellow for a start `queued` behind its
+/// gate or pools, red for an instance whose details report a failure. Anything else, and
+/// every other part of the line, is left as it is.
+fn colour_status_line(line: &str, instance: &InstanceStatus) -> String {
+    let colour = if instance.detail.iter().any(|detail| detail.starts_with("failed")) {
+        "31"
+    } else if instance.state == "queued" {
+        "33"
+    } else if instance.goal == "start" && instance.state == "running" {
+        "32"
+    } else {
+        return line.to_string();
+    };
+    let word = format!("{}/{}", instance.goal, instance.state);
+    match line.get(instance.job.len()..).and_then(|rest| rest.find(&word)) {
+        Some(at) => {
+            let at = instance.job.len() + at;
+            let end = at + word.len();
+            format!("{}\x1b[{colour}m{word}\x1b[0m{}", &line[..at], &line[end..])
+        }
+        None => line.to_string(),
     }
 }
 
@@ -227,8 +264,15 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
         .request(request, |reply| match reply {
             Reply::Status { instances } => match show {
                 Show::Status(verbose) => {
+                    let colour = COLOUR.load(Ordering::Relaxed);
                     for instance in instances {
-                        let _ = writeln!(out, "{}", proto::status_line(instance));
+                        let line = proto::status_line(instance);
+                        let line = if colour {
+                            colour_status_line(&line, instance)
+                        } else {
+                            line
+                        };
+                        let _ = writeln!(out, "{line}");
                         if verbose {
                             for detail in &instance.detail {
                                 let _ = writeln!(out, "  {detail}");
