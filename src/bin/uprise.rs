@@ -5,30 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use log::LevelFilter;
+use uprise::ctl::shell::daemon_options::{daemon_usage_text, takes_value};
 use uprise::runtime::{self, Options, logger};
-
-const USAGE: &str = "Usage: uprise [--user | --system] [--confdir DIR]... [--logdir DIR] [--statedir DIR]
-              [--procfs DIR] [--lua-budget N] [--lua-memory SIZE] [--socket PATH] [--startup-event NAME | --no-startup-event]
-              [--metrics-listen ADDR] [--verbose | --debug | --quiet]
-
-  --user                run as a session supervisor (not PID 1)
-  --system              run in system mode without being PID 1 (testing)
-  --confdir DIR         read job files from DIR (repeatable)
-  --logdir DIR          write job output to DIR/JOB.log
-  --statedir DIR        keep what must outlive the daemon (when `catch up` jobs last ran) in DIR
-  --procfs DIR          read the figures gates weigh (loadavg, pressure/, net/dev) under DIR
-                        (default: /proc)
-  --lua-budget N        VM instructions one run of a Lua hook or gate may execute
-                        (default: 1000000)
-  --lua-memory SIZE     bytes one run may allocate, with a K or M suffix (default: 1M)
-  --socket PATH         the control socket
-  --startup-event NAME  the first event (default: startup)
-  --no-startup-event    emit no first event
-  --metrics-listen ADDR serve `uprisectl metrics` over HTTP at ADDR (such as 127.0.0.1:9310);
-                        off by default
-  --verbose             log at info priority (the default is message)
-  --debug               log at debug priority
-  --quiet               log at error priority only";
 
 /// C's `pow` for the embedded Lua, so that the tuned daemon does not map libm at start: see
 /// `uprise::lua::math`.
@@ -167,19 +145,7 @@ fn main() -> ExitCode {
             continue;
         }
         kept.push(arg.clone());
-        let takes_value = inline.is_none()
-            && matches!(
-                flag.as_str(),
-                "--confdir"
-                    | "--logdir"
-                    | "--statedir"
-                    | "--procfs"
-                    | "--lua-budget"
-                    | "--lua-memory"
-                    | "--socket"
-                    | "--startup-event"
-                    | "--metrics-listen"
-            );
+        let takes_value = inline.is_none() && takes_value(&flag);
         let mut value = |name: &str| match inline.clone().or_else(|| args.next()) {
             Some(value) => {
                 if takes_value {
@@ -252,13 +218,13 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                print!("{}", daemon_usage_text());
                 return ExitCode::SUCCESS;
             }
             other => Err(format!("unknown option: {other}")),
         };
         if let Err(message) = result {
-            eprintln!("uprise: {message}\n{USAGE}");
+            eprint!("uprise: {message}\n{}", daemon_usage_text());
             return ExitCode::from(2);
         }
     }

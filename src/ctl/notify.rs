@@ -10,16 +10,6 @@
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 
-const USAGE: &str = "Usage: uprisectl notify [--ready] [--status TEXT] [--pid PID] [VAR=VALUE...]
-Sends a readiness message to the daemon that runs this job ($NOTIFY_SOCKET: jobs with
-`expect notify`).
-
-Options:
-  --ready          READY=1: the job is ready
-  --status TEXT    STATUS=TEXT, shown by `status -v`
-  --pid PID        MAINPID=PID: PID is the job's main process from now on
-  --help           print this help";
-
 /// Runs `notify ARGS`; returns the exit status.
 pub fn notify(program: &str, args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let socket = std::env::var("NOTIFY_SOCKET").unwrap_or_default();
@@ -34,14 +24,17 @@ fn notify_to(program: &str, socket: &str, args: &[String], out: &mut dyn Write, 
             err,
             "{program}: {message}\nTry '{program} notify --help' for more information."
         );
-        2
+        super::commands::USAGE_ERROR
     };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--help" | "-h" => {
-                let _ = writeln!(out, "{USAGE}");
+                let help = super::commands::help_text(program, Some("notify")).unwrap_or_default();
+                let _ = out.write_all(help.as_bytes());
                 return 0;
             }
+            // It prints nothing but errors anyway.
+            "-q" | "--quiet" => {}
             "--ready" => lines.push("READY=1".to_string()),
             "--status" | "--pid" => {
                 let Some(value) = args.next() else {

@@ -13,6 +13,8 @@ use crate::model::{Config, ConfigSource, Diagnostic, Job, Pool, Severity};
 use crate::syntax::{self, Temporal};
 use crate::temporal;
 
+use super::commands::{USAGE_ERROR, help_text};
+
 /// The JSON document printed by `uprisectl check --json` (schema: docs/check.md).
 #[derive(Serialize)]
 struct CheckReport<'a> {
@@ -37,10 +39,17 @@ struct JsonDiagnostic<'a> {
 fn usage_error(program: &str, message: &str) -> i32 {
     eprintln!("{program}: {message}");
     eprintln!("Try '{program} --help' for more information.");
-    2
+    USAGE_ERROR
 }
 
-/// `uprisectl check [--json] [--quiet] FILE|DIR...`. Exit 0 when valid, 1 when not, 2 on usage.
+/// Prints `command`'s help, from the table `--help` is made from.
+fn print_help(program: &str, command: &str) -> i32 {
+    print!("{}", help_text(program, Some(command)).unwrap_or_default());
+    0
+}
+
+/// `uprisectl check [--json] [--quiet] FILE|DIR...`. Exit 0 when valid, 1 when not, 2 on a
+/// usage error.
 pub fn check(program: &str, args: &[String]) -> i32 {
     let mut json = false;
     let mut quiet = false;
@@ -49,11 +58,7 @@ pub fn check(program: &str, args: &[String]) -> i32 {
         match arg.as_str() {
             "--json" => json = true,
             "-q" | "--quiet" => quiet = true,
-            "-h" | "--help" => {
-                println!("Usage: {program} check [--json] [--quiet] FILE|DIR...");
-                println!("Checks job files and job dirs offline; exits 0 when all are valid, 1 otherwise.");
-                return 0;
-            }
+            "-h" | "--help" => return print_help(program, "check"),
             flag if flag.starts_with('-') && flag.len() > 1 => {
                 return usage_error(program, &format!("check: unknown option: {flag}"));
             }
@@ -90,7 +95,7 @@ pub fn check(program: &str, args: &[String]) -> i32 {
             Ok(text) => println!("{text}"),
             Err(error) => {
                 eprintln!("{program}: check: cannot encode JSON: {error}");
-                return 2;
+                return 1;
             }
         }
     } else if !quiet {
@@ -176,9 +181,15 @@ pub fn next_elapse(program: &str, args: &[String]) -> i32 {
     let mut zone_name: Option<String> = None;
     let mut from_text: Option<String> = None;
     let mut words = Vec::new();
+    let mut ended = false;
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
+        if ended {
+            words.push(arg.clone());
+            continue;
+        }
         match arg.as_str() {
+            "--" => ended = true,
             "-n" | "--count" => match iter.next().and_then(|value| value.parse().ok()) {
                 Some(value) => count = value,
                 None => return usage_error(program, "next-elapse: -n takes a number"),
@@ -191,10 +202,9 @@ pub fn next_elapse(program: &str, args: &[String]) -> i32 {
                 Some(value) => from_text = Some(value.clone()),
                 None => return usage_error(program, "next-elapse: --from takes a time"),
             },
-            "-h" | "--help" => {
-                println!("Usage: {program} next-elapse [-n N] [--zone ZONE] [--from TIME] EXPRESSION...");
-                println!("Prints the next N times a temporal expression fires, e.g. 'every day at 03:00'.");
-                return 0;
+            "-h" | "--help" => return print_help(program, "next-elapse"),
+            flag if flag.starts_with('-') && flag.len() > 1 => {
+                return usage_error(program, &format!("next-elapse: unknown option: {flag}"));
             }
             _ => words.push(arg.clone()),
         }
@@ -205,18 +215,12 @@ pub fn next_elapse(program: &str, args: &[String]) -> i32 {
     let text = join_words(&words);
     let zone = match temporal::resolve_zone(Some(zone_name.as_deref().unwrap_or("local")), &TimeZone::UTC) {
         Ok(zone) => zone,
-        Err(message) => {
-            eprintln!("{program}: next-elapse: {message}");
-            return 1;
-        }
+        Err(message) => return usage_error(program, &format!("next-elapse: {message}")),
     };
     let from = match &from_text {
         Some(text) => match parse_instant(text, &zone) {
             Ok(instant) => instant,
-            Err(message) => {
-                eprintln!("{program}: next-elapse: {message}");
-                return 1;
-            }
+            Err(message) => return usage_error(program, &format!("next-elapse: {message}")),
         },
         None => Timestamp::now(),
     };

@@ -179,3 +179,47 @@ fn a_symbolic_link_loop_in_a_job_dir_is_walked_once() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["jobs"].as_array().unwrap().len(), 1, "{report}");
 }
+
+/// Every usage error exits 2, whatever the command, the offline ones too; an unreachable
+/// daemon is an error, 1.
+#[test]
+fn every_usage_error_exits_two() {
+    let socket = "--socket=/nonexistent/control";
+    for args in [
+        &["bogus"][..],
+        &["help", "bogus"],
+        &["bogus", "--help"],
+        &["start"],
+        &["start", "--bogus", "web"],
+        &["start", "web", "PORT"],
+        &["list", "extra"],
+        &["emit"],
+        &["set-env"],
+        &["telinit", "9"],
+        &["log-priority", "loud"],
+        &["log", "web", "-n", "x"],
+        &["check"],
+        &["check", "-v", "jobs"],
+        &["next-elapse"],
+        &["next-elapse", "--zone", "No/Where", "every", "1h"],
+        &["next-elapse", "-x", "every", "1h"],
+        &["notify"],
+        &["notify", "--pid", "x"],
+        &["completions"],
+        &["completions", "tcsh"],
+        &["man", "nope"],
+        &["man", "uprise", "extra"],
+    ] {
+        let mut with_socket = vec![socket];
+        with_socket.extend_from_slice(args);
+        let out = uprisectl(&with_socket);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("for more information"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = uprisectl(&[socket, "status", "web"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}

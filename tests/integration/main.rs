@@ -18,4 +18,5 @@ mod graph;
 mod harness;
 mod linking;
 mod props;
+mod shell;
 mod tidy;

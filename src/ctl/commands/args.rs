@@ -5,25 +5,27 @@
 use crate::control::proto::ShutdownAction;
 use crate::ctl::offline;
 
-use super::{Failure, failure, missing, usage};
+use super::{Failure, help, usage};
 
-/// The offline commands, when one is the command: they get the raw arguments that follow it
-/// (`-q`/`--quiet` given before the command is passed on).
+/// The offline commands, when one is the command: they get the raw arguments that follow it,
+/// after any options given before it, which their own parsers judge as they judge the rest;
+/// but `--socket PATH` before the command is left out (an alias may well add it to every
+/// command line), though none of them takes it after.
 pub(super) fn run_offline(program: &str, args: &[String]) -> Option<i32> {
-    let mut quiet = Vec::new();
+    let mut before = Vec::new();
     let mut iter = args.iter().enumerate();
     while let Some((index, arg)) = iter.next() {
         match arg.as_str() {
             "--socket" => {
                 iter.next();
             }
-            "-q" | "--quiet" => quiet.push(arg.clone()),
+            socket if socket.starts_with("--socket=") => {}
             "--" => {
                 let (index, command) = iter.next()?;
-                return offline_command(program, command, quiet, &args[index + 1..]);
+                return offline_command(program, command, before, &args[index + 1..]);
             }
-            option if option.starts_with('-') && option.len() > 1 => {}
-            command => return offline_command(program, command, quiet, &args[index + 1..]),
+            option if option.starts_with('-') && option.len() > 1 => before.push(arg.clone()),
+            command => return offline_command(program, command, before, &args[index + 1..]),
         }
     }
     None
@@ -31,22 +33,16 @@ pub(super) fn run_offline(program: &str, args: &[String]) -> Option<i32> {
 
 fn offline_command(program: &str, command: &str, mut prefix: Vec<String>, rest: &[String]) -> Option<i32> {
     prefix.extend_from_slice(rest);
+    let mut out = std::io::stdout();
+    let mut err = std::io::stderr();
     match command {
         "check" => Some(offline::check(program, &prefix)),
         "next-elapse" => Some(offline::next_elapse(program, &prefix)),
-        "notify" => {
-            // `-q` given before it means nothing to `notify`, which prints only errors.
-            let rest: Vec<String> = prefix
-                .into_iter()
-                .filter(|arg| arg != "-q" && arg != "--quiet")
-                .collect();
-            Some(crate::ctl::notify::notify(
-                program,
-                &rest,
-                &mut std::io::stdout(),
-                &mut std::io::stderr(),
-            ))
-        }
+        "notify" => Some(crate::ctl::notify::notify(program, &prefix, &mut out, &mut err)),
+        "completions" => Some(crate::ctl::shell::completions_command(
+            program, &prefix, &mut out, &mut err,
+        )),
+        "man" => Some(crate::ctl::shell::man_command(program, &prefix, &mut out, &mut err)),
         _ => None,
     }
 }
@@ -78,28 +74,40 @@ enum Opt {
 }
 
 impl Opt {
-    /// Whether `command` takes this option (the global ones go with every command).
-    fn accepted_by(&self, command: Option<&str>) -> bool {
+    /// The option's long form, by which the help's table names it.
+    fn long(&self) -> &'static str {
         match self {
-            Opt::Socket(_) | Opt::Quiet | Opt::Verbose | Opt::Help | Opt::Version => true,
-            Opt::NoWait => matches!(command, Some("start" | "stop" | "restart" | "emit")),
-            Opt::Now => command == Some("start"),
-            Opt::Json => matches!(command, Some("status" | "list" | "monitor" | "timers" | "pools")),
-            Opt::Binary(_) => matches!(command, Some("reexec")),
-            Opt::Shutdown(_) => command == Some("shutdown"),
-            Opt::Env(_) => command == Some("telinit"),
-            Opt::Global => matches!(
-                command,
-                Some("set-env" | "get-env" | "list-env" | "unset-env" | "reset-env")
-            ),
-            Opt::Retain => command == Some("set-env"),
-            Opt::Enumerate => command == Some("show-config"),
-            Opt::IgnoreEvents(_) | Opt::Warn => command == Some("check-config"),
-            Opt::Follow | Opt::Lines(_) => command == Some("log"),
-            Opt::Since(_) => matches!(command, Some("plot" | "blame")),
-            Opt::Output(_) => matches!(command, Some("plot" | "graph")),
-            Opt::Format(_) | Opt::Offline(_) => command == Some("graph"),
+            Opt::Socket(_) => "--socket",
+            Opt::Quiet => "--quiet",
+            Opt::Verbose => "--verbose",
+            Opt::Help => "--help",
+            Opt::Version => "--version",
+            Opt::NoWait => "--no-wait",
+            Opt::Now => "--now",
+            Opt::Json => "--json",
+            Opt::Shutdown(ShutdownAction::Halt) => "--halt",
+            Opt::Shutdown(ShutdownAction::Poweroff) => "--poweroff",
+            Opt::Shutdown(ShutdownAction::Reboot) => "--reboot",
+            Opt::Env(_) => "--env",
+            Opt::Global => "--global",
+            Opt::Retain => "--retain",
+            Opt::Enumerate => "--enumerate",
+            Opt::IgnoreEvents(_) => "--ignore-events",
+            Opt::Warn => "--warn",
+            Opt::Follow => "--follow",
+            Opt::Lines(_) => "--lines",
+            Opt::Binary(_) => "--binary",
+            Opt::Since(_) => "--since",
+            Opt::Output(_) => "--output",
+            Opt::Format(_) => "--format",
+            Opt::Offline(_) => "--offline",
         }
+    }
+
+    /// Whether `command` takes this option, written `form` (`-n`, `--lines`): the help's table
+    /// is the one list of what each command takes (the global options go with every one).
+    fn accepted_by(&self, command: Option<&str>, form: &str) -> bool {
+        help::accepts(command, self.long()) && help::accepts(command, form)
     }
 }
 
@@ -161,8 +169,8 @@ pub(super) fn parse(args: &[String]) -> Parsed {
     }
     let command = parsed.words.first().map(String::as_str);
     for (opt, written) in options {
-        if !opt.accepted_by(command) {
-            let name = written.split('=').next().unwrap_or(&written).to_string();
+        let name = written.split('=').next().unwrap_or(&written).to_string();
+        if !opt.accepted_by(command, &name) {
             error.get_or_insert(usage(format!("unknown option: {name}")));
             continue;
         }
@@ -295,7 +303,7 @@ pub(super) fn env_pairs(args: &[String]) -> Result<Vec<String>, Failure> {
     {
         Ok(args.to_vec())
     } else {
-        Err(failure("Env must be KEY=VALUE pairs"))
+        Err(usage("Env must be KEY=VALUE pairs"))
     }
 }
 
@@ -325,7 +333,7 @@ pub(super) fn target(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> R
             instance: Some(env("UPSTART_INSTANCE").unwrap_or_default()),
             own: true,
         }),
-        None => Err(missing("missing job name")),
+        None => Err(usage("missing job name")),
     }
 }
 
@@ -347,19 +355,131 @@ pub(super) fn optional_job(args: &[String]) -> Result<Option<String>, Failure> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::ctl::commands::help::{COMMANDS, OFFLINE, command_options, option_forms, option_value};
     use crate::ctl::commands::tests::run;
 
+    /// A value for an option's value word.
+    fn sample(value: &str) -> &'static str {
+        match value {
+            "N" => "3",
+            "Z" => "UTC",
+            "T" => "2026-01-01T00:00:00Z",
+            "KEY=VALUE" => "A=1",
+            "PID" => "1",
+            _ => "x",
+        }
+    }
+
+    /// Every option the help lists for a daemon command parses, each of its forms to the same
+    /// option; every option the parser knows is refused by the commands that do not list it.
     #[test]
-    fn bad_env_argument_is_an_error_before_connecting() {
+    fn the_parser_takes_exactly_the_options_the_help_lists() {
+        let every_long: Vec<&str> = COMMANDS
+            .iter()
+            .flat_map(|help| command_options(help))
+            .flat_map(|(spec, _)| {
+                option_forms(spec)
+                    .filter(|form| form.starts_with("--"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for help in COMMANDS.iter().filter(|help| !OFFLINE.contains(&help.name)) {
+            let options = command_options(help);
+            for (spec, _) in &options {
+                let value: Vec<String> = option_value(spec)
+                    .map(|value| sample(value).to_string())
+                    .into_iter()
+                    .collect();
+                let mut parsed_forms = Vec::new();
+                for form in option_forms(spec) {
+                    let opt = match form.strip_prefix("--") {
+                        Some(long) => long_option(long, &mut value.iter()).map(|opt| vec![(opt, form.to_string())]),
+                        None => short_options(&form[1..], &mut value.iter(), Some(help.name)),
+                    };
+                    let opt = opt.unwrap_or_else(|_| panic!("{} {form}: not parsed", help.name));
+                    assert!(
+                        opt[0].0.accepted_by(Some(help.name), form),
+                        "{} {form}: refused",
+                        help.name
+                    );
+                    parsed_forms.push(opt[0].0.clone());
+                }
+                parsed_forms.dedup();
+                assert!(parsed_forms.len() <= 1, "{} {spec}: the forms differ", help.name);
+            }
+            for long in &every_long {
+                let listed = options
+                    .iter()
+                    .any(|(spec, _)| option_forms(spec).any(|form| form == *long));
+                let args = vec![help.name.to_string(), long.to_string(), "x".to_string()];
+                let refused = parse(&args)
+                    .error
+                    .is_some_and(|failure| failure.message == format!("unknown option: {long}"));
+                assert_eq!(refused, !listed, "{} {long}", help.name);
+            }
+        }
+    }
+
+    /// The offline commands take the options the help lists and refuse others (exit 2).
+    #[test]
+    fn offline_commands_take_exactly_the_options_the_help_lists() {
+        for help in COMMANDS.iter().filter(|help| OFFLINE.contains(&help.name)) {
+            let positional = match help.name {
+                "check" => "/nonexistent",
+                "next-elapse" => "every 1h",
+                "completions" => "bash",
+                "man" => "uprise",
+                _ => "X=1",
+            };
+            let run_one = |args: &[String]| -> i32 {
+                let mut args = args.to_vec();
+                args.push(positional.to_string());
+                match help.name {
+                    "check" => offline::check("uprisectl", &args),
+                    "next-elapse" => offline::next_elapse("uprisectl", &args),
+                    "notify" => crate::ctl::notify::notify("uprisectl", &args, &mut Vec::new(), &mut Vec::new()),
+                    "completions" => {
+                        crate::ctl::shell::completions_command("uprisectl", &args, &mut Vec::new(), &mut Vec::new())
+                    }
+                    _ => crate::ctl::shell::man_command("uprisectl", &args, &mut Vec::new(), &mut Vec::new()),
+                }
+            };
+            for (spec, _) in help.options {
+                for form in option_forms(spec).filter(|form| *form != "-h" && *form != "--help") {
+                    let mut args = vec![form.to_string()];
+                    args.extend(option_value(spec).map(|value| sample(value).to_string()));
+                    assert_ne!(run_one(&args), 2, "{} {form}", help.name);
+                }
+            }
+            for stranger in ["--socket", "-v", "--bogus"] {
+                assert_eq!(
+                    run_one(&[stranger.to_string(), "x".to_string()]),
+                    2,
+                    "{} {stranger}",
+                    help.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_env_argument_is_a_usage_error_before_connecting() {
         let outcome = run(&["start", "web", "PORT", "--socket", "/nonexistent/socket"], &[]);
         assert_eq!(
             (outcome.code, outcome.err.as_str()),
-            (1, "uprisectl: Env must be KEY=VALUE pairs\n")
+            (
+                2,
+                "uprisectl: Env must be KEY=VALUE pairs\nTry 'uprisectl --help' for more information.\n"
+            )
         );
         let outcome = run(&["emit", "up", "=x", "--socket", "/nonexistent/socket"], &[]);
         assert_eq!(
             (outcome.code, outcome.err.as_str()),
-            (1, "uprisectl: Env must be KEY=VALUE pairs\n")
+            (
+                2,
+                "uprisectl: Env must be KEY=VALUE pairs\nTry 'uprisectl --help' for more information.\n"
+            )
         );
     }
 }

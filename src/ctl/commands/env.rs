@@ -4,7 +4,7 @@
 use crate::control::proto::Request;
 
 use super::args::{Parsed, no_more};
-use super::{Failure, Show, failure, missing};
+use super::{Failure, Show, usage};
 
 /// `set-env [-g] [-r] VAR[=VALUE]...`.
 pub(super) fn set_env(
@@ -13,10 +13,10 @@ pub(super) fn set_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Request, Show), Failure> {
     if args.is_empty() {
-        return Err(missing("missing variable name"));
+        return Err(usage("missing variable name"));
     }
     if let Some(bad) = args.iter().find(|arg| arg.starts_with('=')) {
-        return Err(failure(format!("Env must be VAR or VAR=VALUE: {bad}")));
+        return Err(usage(format!("Env must be VAR or VAR=VALUE: {bad}")));
     }
     let (job, instance) = env_target(parsed.global, env);
     let request = Request::SetEnv {
@@ -35,7 +35,7 @@ pub(super) fn get_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Request, Show), Failure> {
     let Some((name, rest)) = args.split_first() else {
-        return Err(missing("missing variable name"));
+        return Err(usage("missing variable name"));
     };
     no_more(rest)?;
     let (job, instance) = env_target(parsed.global, env);
@@ -65,7 +65,7 @@ pub(super) fn unset_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Request, Show), Failure> {
     if args.is_empty() {
-        return Err(missing("missing variable name"));
+        return Err(usage("missing variable name"));
     }
     let (job, instance) = env_target(parsed.global, env);
     let request = Request::UnsetEnv {
@@ -159,13 +159,16 @@ mod tests {
         let outcome = run(&["set-env", "=x", "--socket", "/nonexistent"], &[]);
         assert_eq!(
             (outcome.code, outcome.err.as_str()),
-            (1, "uprisectl: Env must be VAR or VAR=VALUE: =x\n")
+            (
+                2,
+                "uprisectl: Env must be VAR or VAR=VALUE: =x\nTry 'uprisectl --help' for more information.\n"
+            )
         );
         let outcome = run(&["set-env", "--socket", "/nonexistent"], &[]);
         assert_eq!(
             (outcome.code, outcome.err.as_str()),
             (
-                1,
+                2,
                 "uprisectl: missing variable name\nTry 'uprisectl --help' for more information.\n"
             )
         );

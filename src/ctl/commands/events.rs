@@ -7,12 +7,12 @@ use crate::control::proto::{Reply, Request};
 use crate::ctl::client::Client;
 
 use super::args::{Parsed, env_pairs, no_more};
-use super::{Failure, Show, failure, missing, socket_path};
+use super::{Failure, Show, failure, socket_path, usage};
 
 /// `emit EVENT [KEY=VALUE...]`: waits unless `wait` is false; prints the text replies.
 pub(super) fn emit(args: &[String], wait: bool) -> Result<(Request, Show), Failure> {
     let Some((event, pairs)) = args.split_first() else {
-        return Err(missing("missing event name"));
+        return Err(usage("missing event name"));
     };
     let request = Request::Emit {
         event: event.clone(),

@@ -7,13 +7,7 @@ use super::implied_command;
 pub fn usage_text(program: &str) -> String {
     let mut text = format!("Usage: {program} [OPTION...] COMMAND [OPTION...] [ARG...]\n");
     text.push_str("Controls the uprise daemon; compatible with Upstart's initctl.\n");
-    for (heading, group) in [
-        ("Job commands", Group::Job),
-        ("Event commands", Group::Event),
-        ("Job environment commands", Group::Env),
-        ("Daemon commands", Group::Daemon),
-        ("Offline commands (no daemon needed)", Group::Offline),
-    ] {
+    for (heading, group) in GROUPS {
         text.push_str(&format!("\n{heading}:\n"));
         for command in COMMANDS.iter().filter(|command| command.group == group) {
             let synopsis = format!("{} {}", command.name, command.args);
@@ -24,21 +18,34 @@ pub fn usage_text(program: &str) -> String {
     for (option, meaning) in GLOBAL_OPTIONS {
         text.push_str(&format!("  {option:<34} {meaning}\n"));
     }
-    text.push_str(
-        "\nInvoked as start, stop, restart, reload, status or telinit, the command is implied.\n\
-         Without JOB inside a job, start, stop, restart, reload and status act on the job's own\n\
-         instance ($UPSTART_JOB, $UPSTART_INSTANCE) and never wait.\n\
-         \n\
-         The environment commands edit the global job environment, which every job starts from;\n\
-         run inside a job without -g, they edit that instance's own table instead (its later\n\
-         processes see the change). Unlike Upstart's PID 1, uprise lets root (and the daemon's\n\
-         owner) change the global table in system mode too.\n",
-    );
+    text.push('\n');
+    text.push_str(NOTES);
     text
 }
 
+/// The groups of commands, in the order the usage text and the manual page show them.
+pub(crate) const GROUPS: [(&str, Group); 5] = [
+    ("Job commands", Group::Job),
+    ("Event commands", Group::Event),
+    ("Job environment commands", Group::Env),
+    ("Daemon commands", Group::Daemon),
+    ("Offline commands (no daemon needed)", Group::Offline),
+];
+
+/// What the usage text says after the options (the manual page says it too).
+pub(crate) const NOTES: &str = "\
+Invoked as start, stop, restart, reload, status or telinit, the command is implied.
+Without JOB inside a job, start, stop, restart, reload and status act on the job's own
+instance ($UPSTART_JOB, $UPSTART_INSTANCE) and never wait.
+
+The environment commands edit the global job environment, which every job starts from;
+run inside a job without -g, they edit that instance's own table instead (its later
+processes see the change). Unlike Upstart's PID 1, uprise lets root (and the daemon's
+owner) change the global table in system mode too.
+";
+
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Group {
+pub(crate) enum Group {
     Job,
     Event,
     Env,
@@ -46,12 +53,15 @@ enum Group {
     Offline,
 }
 
-struct CommandHelp {
-    name: &'static str,
-    args: &'static str,
-    summary: &'static str,
-    group: Group,
-    options: &'static [(&'static str, &'static str)],
+/// One command of the help: its synopsis, summary, group and own options. Each option is
+/// `(FORMS, MEANING)`, FORMS as shown (`-n, --lines N`): the parser accepts exactly the forms
+/// listed (`accepts`), and the completions and the manual page are made from the same entries.
+pub(crate) struct CommandHelp {
+    pub(crate) name: &'static str,
+    pub(crate) args: &'static str,
+    pub(crate) summary: &'static str,
+    pub(crate) group: Group,
+    pub(crate) options: &'static [(&'static str, &'static str)],
 }
 
 const NO_WAIT: (&str, &str) = ("-n, --no-wait", "do not wait for the command to finish");
@@ -60,19 +70,25 @@ const GLOBAL_ENV: (&str, &str) = (
     "the global table even inside a job (there, the default is the job's own)",
 );
 
-const GLOBAL_OPTIONS: [(&str, &str); 6] = [
+/// The options every daemon command takes (the offline commands, `OFFLINE`, take only their
+/// own).
+pub(crate) const GLOBAL_OPTIONS: [(&str, &str); 6] = [
     (
         "--socket PATH",
         "the control socket (else $UPRISE_SOCKET, or the default)",
     ),
     ("-q, --quiet", "print nothing but errors"),
     ("-v, --verbose", "more detail (status: the reasons behind each state)"),
-    ("--help", "print this help"),
+    ("-h, --help", "print this help"),
     ("--version", "print the version of this program"),
     ("--", "end of options"),
 ];
 
-const COMMANDS: &[CommandHelp] = &[
+/// The commands that run without the daemon: each parses its own options, and takes none of
+/// `GLOBAL_OPTIONS` unless its entry lists it.
+pub(crate) const OFFLINE: [&str; 5] = ["check", "next-elapse", "notify", "completions", "man"];
+
+pub(crate) const COMMANDS: &[CommandHelp] = &[
     CommandHelp {
         name: "start",
         args: "JOB [KEY=VALUE...]",
@@ -173,6 +189,8 @@ const COMMANDS: &[CommandHelp] = &[
             ("--ready", "READY=1"),
             ("--status TEXT", "STATUS=TEXT, shown by status -v"),
             ("--pid PID", "MAINPID=PID"),
+            ("-q, --quiet", "print nothing but errors (as without it)"),
+            ("-h, --help", "print this help"),
         ],
     },
     CommandHelp {
@@ -350,22 +368,104 @@ const COMMANDS: &[CommandHelp] = &[
         args: "[--json] [-q] FILE|DIR...",
         summary: "check job files; exit 1 if any is invalid",
         group: Group::Offline,
-        options: &[],
+        options: &[
+            ("--json", "print the jobs and diagnostics as JSON (see docs/check.md)"),
+            ("-q, --quiet", "print only errors, no warnings and no summary"),
+            ("-h, --help", "print this help"),
+        ],
     },
     CommandHelp {
         name: "next-elapse",
         args: "[-n N] [--zone Z] [--from T] EXPR...",
         summary: "print when a temporal expression fires next",
         group: Group::Offline,
-        options: &[],
+        options: &[
+            ("-n, --count N", "print the next N times (default 5)"),
+            ("-z, --zone Z", "the time zone (default: the local one)"),
+            (
+                "--from T",
+                "count from T (2026-11-26T10:00, or with Z or an offset), not now",
+            ),
+            ("-h, --help", "print this help"),
+        ],
+    },
+    CommandHelp {
+        name: "completions",
+        args: "bash|zsh|fish",
+        summary: "print a completion script for the shell",
+        group: Group::Offline,
+        options: &[("-h, --help", "print this help")],
+    },
+    CommandHelp {
+        name: "man",
+        args: "uprisectl|uprise|uprise-jobs",
+        summary: "print a manual page as roff (man -l - reads it)",
+        group: Group::Offline,
+        options: &[("-h, --help", "print this help")],
     },
 ];
 
-/// The help for `command` when it is known, else the full usage text.
-pub(super) fn help_text(program: &str, command: Option<&str>) -> String {
-    let Some(help) = command.and_then(|name| COMMANDS.iter().find(|help| help.name == name)) else {
-        return usage_text(program);
+/// The forms of an option entry: `-n, --lines N` has `-n` and `--lines` (`--`, the end of
+/// options, has none; nor has an entry that is not an option).
+pub(crate) fn option_forms(spec: &str) -> impl Iterator<Item = &str> {
+    spec.split(", ")
+        .filter_map(|form| form.split(' ').next())
+        .filter(|form| form.starts_with('-') && *form != "--")
+}
+
+/// What an option entry takes, if anything: `N` for `-n, --lines N`.
+pub(crate) fn option_value(spec: &str) -> Option<&str> {
+    spec.rsplit(", ")
+        .next()
+        .and_then(|form| form.split_once(' '))
+        .map(|(_, value)| value)
+}
+
+/// A command's entry in the table.
+pub(crate) fn command_help(name: &str) -> Option<&'static CommandHelp> {
+    COMMANDS.iter().find(|help| help.name == name)
+}
+
+/// Every option `command` takes: its own, then (unless it runs offline) the global ones it
+/// does not list itself.
+pub(crate) fn command_options(help: &CommandHelp) -> Vec<(&'static str, &'static str)> {
+    let mut options = help.options.to_vec();
+    if !OFFLINE.contains(&help.name) {
+        for global in GLOBAL_OPTIONS {
+            let listed = option_forms(global.0).any(|form| {
+                help.options
+                    .iter()
+                    .any(|own| option_forms(own.0).any(|other| other == form))
+            });
+            if !listed {
+                options.push(global);
+            }
+        }
+    }
+    options
+}
+
+/// Whether `command` takes the option written `form` (`--json`, `-n`), as the table says: with
+/// no command, or one the table does not know, only the global options.
+pub(super) fn accepts(command: Option<&str>, form: &str) -> bool {
+    let global = GLOBAL_OPTIONS
+        .iter()
+        .any(|(spec, _)| option_forms(spec).any(|f| f == form));
+    match command.and_then(command_help) {
+        Some(help) => command_options(help)
+            .iter()
+            .any(|(spec, _)| option_forms(spec).any(|f| f == form)),
+        None => global,
+    }
+}
+
+/// The help for `command`, or the full usage text without one; `None` for a command the
+/// table does not know.
+pub(crate) fn help_text(program: &str, command: Option<&str>) -> Option<String> {
+    let Some(name) = command else {
+        return Some(usage_text(program));
     };
+    let help = command_help(name)?;
     let invocation = if implied_command(program) == Some(help.name) {
         program.to_string()
     } else {
@@ -377,10 +477,10 @@ pub(super) fn help_text(program: &str, command: Option<&str>) -> String {
         first.make_ascii_uppercase();
     }
     text.push_str(&format!("{summary}.\n\nOptions:\n"));
-    for (option, meaning) in help.options.iter().chain(GLOBAL_OPTIONS.iter()) {
+    for (option, meaning) in command_options(help) {
         text.push_str(&format!("  {option:<34} {meaning}\n"));
     }
-    text
+    Some(text)
 }
 
 #[cfg(test)]
@@ -426,10 +526,33 @@ mod tests {
             outcome.out
         );
         assert!(outcome.out.contains("--no-wait"));
+        let outcome = run(&["help", "check"], &[]);
+        assert!(
+            outcome.out.contains("--json") && outcome.out.contains("-q, --quiet"),
+            "{}",
+            outcome.out
+        );
+        assert!(
+            !outcome.out.contains("--socket") && !outcome.out.contains("--verbose"),
+            "{}",
+            outcome.out
+        );
+        let outcome = run(&["help", "status"], &[]);
+        assert_eq!(outcome.out.matches("--verbose").count(), 1, "{}", outcome.out);
         let outcome = run(&["--version"], &[]);
         assert_eq!(
             outcome.out,
             format!("uprisectl (uprise {})\n", env!("CARGO_PKG_VERSION"))
         );
+    }
+
+    #[test]
+    fn help_for_an_unknown_command_is_a_usage_error() {
+        for args in [&["help", "bogus"][..], &["bogus", "--help"], &["help", "start", "stop"]] {
+            let outcome = run(args, &[]);
+            assert_eq!((outcome.code, outcome.out.as_str()), (2, ""), "{args:?}");
+            assert!(outcome.err.starts_with("uprisectl: "), "{}", outcome.err);
+        }
+        assert!(run(&["help", "bogus"], &[]).err.contains("unknown command: bogus"));
     }
 }

@@ -9,7 +9,7 @@ use crate::control::proto::{Reply, Request};
 use crate::ctl::client::Client;
 
 use super::args::{Parsed, Target, no_more, optional_job, target};
-use super::{Failure, Show, failure, missing, socket_path};
+use super::{Failure, Show, failure, socket_path};
 
 /// `start`, `stop` or `restart` (`command`): waits unless `wait` is false or the job is the
 /// caller's own instance; prints the status lines.
@@ -60,7 +60,7 @@ pub(super) fn reload(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> R
 /// `action JOB NAME [KEY=VALUE...]`: runs a job's action; prints how it ended.
 pub(super) fn action(args: &[String]) -> Result<(Request, Show), Failure> {
     let [job, name, pairs @ ..] = args else {
-        return Err(missing("missing job name and action name"));
+        return Err(super::usage("missing job name and action name"));
     };
     let env = super::args::env_pairs(pairs)?;
     let request = Request::Action {
@@ -105,7 +105,7 @@ pub(super) fn list(args: &[String], parsed: &Parsed) -> Result<(Request, Show), 
 /// `usage JOB`: prints the job's usage text.
 pub(super) fn usage(args: &[String]) -> Result<(Request, Show), Failure> {
     let Some((job, rest)) = args.split_first() else {
-        return Err(missing("missing job name"));
+        return Err(super::usage("missing job name"));
     };
     no_more(rest)?;
     Ok((Request::Usage { job: job.clone() }, Show::Text))
@@ -346,12 +346,12 @@ mod tests {
     #[test]
     fn missing_job_outside_a_job_is_an_error() {
         let outcome = run(&["start", "--socket", "/nonexistent/socket"], &[]);
-        assert_eq!(outcome.code, 1);
+        assert_eq!(outcome.code, 2);
         assert_eq!(
             outcome.err,
             "uprisectl: missing job name\nTry 'uprisectl --help' for more information.\n"
         );
-        assert_eq!(run(&["emit", "--socket", "/nonexistent/socket"], &[]).code, 1);
+        assert_eq!(run(&["emit", "--socket", "/nonexistent/socket"], &[]).code, 2);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::control::proto::{Reply, Request};
 use crate::ctl::client::Client;
 
 use super::args::{Parsed, env_pairs};
-use super::{Failure, failure, missing, socket_path, usage};
+use super::{Failure, failure, socket_path, usage};
 
 /// `log`: checks the arguments, then prints the log (see `log`).
 pub(super) fn run_log(
@@ -21,7 +21,7 @@ pub(super) fn run_log(
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let Some((job, pairs)) = args.split_first() else {
-        return Err(missing("missing job name"));
+        return Err(usage("missing job name"));
     };
     let lines = match &parsed.lines {
         None => None,
@@ -249,8 +249,8 @@ mod tests {
 
         assert_eq!(run(&["log", "web", "-n", "x", "--socket", "/nonexistent"], &[]).code, 2);
         assert_eq!(run(&["log", "web", "-n"], &[]).code, 2);
-        assert_eq!(run(&["log", "web", "B", "--socket", "/nonexistent"], &[]).code, 1);
-        assert_eq!(run(&["log", "--socket", "/nonexistent"], &[]).code, 1);
+        assert_eq!(run(&["log", "web", "B", "--socket", "/nonexistent"], &[]).code, 2);
+        assert_eq!(run(&["log", "--socket", "/nonexistent"], &[]).code, 2);
         // -n is still --no-wait for start.
         assert_eq!(run(&["start", "-n", "--socket", "/nonexistent", "web"], &[]).code, 1);
     }

@@ -3,10 +3,20 @@
 //! each command sends, and the output printed from the replies.
 //!
 //! Global options may appear anywhere: `--socket PATH` (or `--socket=PATH`), `-q/--quiet`,
-//! `-v/--verbose`, `--help`, `--version`; `--` ends the options. Exit status: 0 on success,
-//! 1 when the daemon answers with an error or cannot be reached (`PROGRAM: MESSAGE` on
-//! stderr), 2 on a usage error (followed by `Try 'PROGRAM --help' for more information.`).
-//! `check-config` also exits 1, silently, when it reports anything.
+//! `-v/--verbose`, `-h/--help`, `--version`; `--` ends the options. Each command takes the
+//! options its entry in `help`'s table lists, and no other: the parser asks the table.
+//!
+//! Exit status, the same for every command, the offline ones too: 0 on success; 1 when the
+//! daemon answers with an error or cannot be reached (`PROGRAM: MESSAGE` on stderr), and
+//! when `check` finds an invalid file (`check-config`, silently, when it reports anything);
+//! 2 on a usage error (an unknown command or option, a missing or extra argument, a bad
+//! option or argument value), followed by `Try 'PROGRAM --help' for more information.`.
+//! Upstart's initctl exits 1 for a missing argument; uprise says 2 for every usage error
+//! (docs/upstart-differences.md).
+//!
+//! On a terminal, `list` and `status` colour each line's `goal/state` (`COLOUR`): never
+//! through a pipe, where the lines stay initctl's byte for byte, and never when `NO_COLOR` is
+//! set and not empty.
 //!
 //! Here: the entry points, the failures and exit statuses, the dispatch of each command to
 //! its subject, and the request-and-print round trip most commands share. `help` holds the
@@ -29,16 +39,20 @@ mod pools;
 mod tests;
 mod timers;
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::control::proto::{self, InstanceStatus, Reply, Request};
 use crate::ctl::client::{self, Client};
 
 use args::{Parsed, parse, run_offline};
 pub use daemon::LOG_PRIORITIES;
-use help::help_text;
+#[cfg(test)]
+pub(crate) use help::command_help;
 pub use help::usage_text;
+pub(crate) use help::{COMMANDS, CommandHelp, GLOBAL_OPTIONS, OFFLINE, command_options, help_text};
+pub(crate) use help::{GROUPS, NOTES, option_forms, option_value};
 
 /// The command a program name implies when the binary is invoked through a link: `start`,
 /// `stop`, `restart`, `reload`, `status` and `telinit`. `None` for `uprisectl`, `initctl` and
@@ -53,6 +67,8 @@ pub fn implied_command(program: &str) -> Option<&'static str> {
 /// exit status. Prints to stdout and stderr; messages are prefixed with `program`.
 pub fn run(program: &str, args: &[String]) -> i32 {
     let stdout = io::stdout();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    COLOUR.store(stdout.is_terminal() && !no_color, Ordering::Relaxed);
     let stderr = io::stderr();
     run_with(program, args, &mut stdout.lock(), &mut stderr.lock(), &|name| {
         std::env::var(name).ok()
@@ -72,22 +88,35 @@ pub fn run_with(
         return code;
     }
     let parsed = parse(args);
-    if parsed.help {
-        let _ = out.write_all(help_text(program, parsed.words.first().map(String::as_str)).as_bytes());
-        return 0;
-    }
-    if parsed.version {
+    let result = if parsed.help {
+        write_help(program, parsed.words.first().map(String::as_str), out)
+    } else if parsed.version {
         let _ = writeln!(out, "{program} (uprise {})", env!("CARGO_PKG_VERSION"));
         return 0;
-    }
-    let result = match parsed.error.clone() {
-        Some(failure) => Err(failure),
-        None => {
-            let mut sink = io::sink();
-            let out: &mut dyn Write = if parsed.quiet { &mut sink } else { out };
-            execute(program, &parsed, out, env)
+    } else {
+        match parsed.error.clone() {
+            Some(failure) => Err(failure),
+            None => {
+                let mut sink = io::sink();
+                let out: &mut dyn Write = if parsed.quiet { &mut sink } else { out };
+                execute(program, &parsed, out, env)
+            }
         }
     };
+    report(program, result, err)
+}
+
+/// Prints the help for `command` (the full usage without one); an unknown command is a
+/// usage error.
+fn write_help(program: &str, command: Option<&str>, out: &mut dyn Write) -> Result<(), Failure> {
+    let text =
+        help_text(program, command).ok_or_else(|| usage(format!("unknown command: {}", command.unwrap_or(""))))?;
+    let _ = out.write_all(text.as_bytes());
+    Ok(())
+}
+
+/// The exit status of `result`, with its message on `err`.
+fn report(program: &str, result: Result<(), Failure>, err: &mut dyn Write) -> i32 {
     match result {
         Ok(()) => 0,
         Err(failure) => {
@@ -102,6 +131,36 @@ pub fn run_with(
     }
 }
 
+/// Whether status lines are coloured: `run` sets it when stdout is a terminal and `NO_COLOR`
+/// is unset or empty (no-color.org). `run_with` alone never colours, so what goes to a pipe
+/// or a test's buffer is Upstart's text byte for byte.
+static COLOUR: AtomicBool = AtomicBool::new(false);
+
+/// `line`, the status line of `instance`, with its `goal/state` coloured when the state says
+/// something at a glance: green for `start/running`, yellow for a start `queued` behind its
+/// gate or pools, red for an instance whose details report a failure. Anything else, and
+/// every other part of the line, is left as it is.
+fn colour_status_line(line: &str, instance: &InstanceStatus) -> String {
+    let colour = if instance.detail.iter().any(|detail| detail.starts_with("failed")) {
+        "31"
+    } else if instance.state == "queued" {
+        "33"
+    } else if instance.goal == "start" && instance.state == "running" {
+        "32"
+    } else {
+        return line.to_string();
+    };
+    let word = format!("{}/{}", instance.goal, instance.state);
+    match line.get(instance.job.len()..).and_then(|rest| rest.find(&word)) {
+        Some(at) => {
+            let at = instance.job.len() + at;
+            let end = at + word.len();
+            format!("{}\x1b[{colour}m{word}\x1b[0m{}", &line[..at], &line[end..])
+        }
+        None => line.to_string(),
+    }
+}
+
 /// Why a command line failed: the message, the exit status, and whether to suggest `--help`.
 #[derive(Clone, Debug)]
 struct Failure {
@@ -110,20 +169,15 @@ struct Failure {
     hint: bool,
 }
 
-/// A usage error: exit 2 with the `--help` hint.
+/// The exit status of every usage error, the offline commands' too.
+pub(crate) const USAGE_ERROR: i32 = 2;
+
+/// A usage error (an unknown command or option, a missing or extra argument, a bad value):
+/// exit 2 with the `--help` hint.
 fn usage(message: impl Into<String>) -> Failure {
     Failure {
         message: message.into(),
-        code: 2,
-        hint: true,
-    }
-}
-
-/// A missing argument: exit 1 (as initctl) with the `--help` hint.
-fn missing(message: impl Into<String>) -> Failure {
-    Failure {
-        message: message.into(),
-        code: 1,
+        code: USAGE_ERROR,
         hint: true,
     }
 }
@@ -190,8 +244,10 @@ fn execute(
         "metrics" => daemon::metrics(args)?,
         "graph" => return graph::run_graph(args, parsed, env, out),
         "help" => {
-            let _ = out.write_all(help_text(program, args.first().map(String::as_str)).as_bytes());
-            return Ok(());
+            if let [_, extra, ..] = args {
+                return Err(usage(format!("unexpected argument: {extra}")));
+            }
+            return write_help(program, args.first().map(String::as_str), out);
         }
         other => return Err(usage(format!("unknown command: {other}"))),
     };
@@ -214,8 +270,15 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
         .request(request, |reply| match reply {
             Reply::Status { instances } => match show {
                 Show::Status(verbose) => {
+                    let colour = COLOUR.load(Ordering::Relaxed);
                     for instance in instances {
-                        let _ = writeln!(out, "{}", proto::status_line(instance));
+                        let line = proto::status_line(instance);
+                        let line = if colour {
+                            colour_status_line(&line, instance)
+                        } else {
+                            line
+                        };
+                        let _ = writeln!(out, "{line}");
                         if verbose {
                             for detail in &instance.detail {
                                 let _ = writeln!(out, "  {detail}");

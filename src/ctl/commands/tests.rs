@@ -186,3 +186,30 @@ fn usage_errors_exit_2() {
         "uprisectl: unknown command: frobnicate\nTry 'uprisectl --help' for more information.\n"
     );
 }
+
+#[test]
+fn status_lines_are_coloured_by_what_their_state_says() {
+    let running = instance("web", "", "start", "running", &[("main", 42)]);
+    assert_eq!(
+        colour_status_line(&proto::status_line(&running), &running),
+        "web \x1b[32mstart/running\x1b[0m, process 42"
+    );
+    let queued = instance("start", "a", "start", "queued", &[]);
+    assert_eq!(
+        colour_status_line(&proto::status_line(&queued), &queued),
+        "start (a) \x1b[33mstart/queued\x1b[0m"
+    );
+    let mut failed = instance("db", "", "stop", "waiting", &[]);
+    failed.detail.push("failed: process main".into());
+    assert_eq!(
+        colour_status_line(&proto::status_line(&failed), &failed),
+        "db \x1b[31mstop/waiting\x1b[0m"
+    );
+    let waiting = instance("idle", "", "stop", "waiting", &[]);
+    assert_eq!(colour_status_line("idle stop/waiting", &waiting), "idle stop/waiting");
+    // Through run_with (a pipe, a test's buffer) nothing is ever coloured.
+    let daemon = Daemon::start(&[&status_reply(std::slice::from_ref(&running)), DONE]);
+    let outcome = run(&["list", "--socket", &daemon.path], &[]);
+    assert_eq!(outcome.out, "web start/running, process 42\n");
+    daemon.request();
+}
