@@ -393,6 +393,18 @@ pub enum Reply {
         goal: String,
         state: String,
     },
+    /// Monitor stream: a start joined the admission queue (`verdict` `queued`, `on` what
+    /// holds it: `gate`, `pool NAME`, `file PATH`), left it (`admitted`, after `waited_ms`;
+    /// `forced` by `start --now`), or was refused (`refused`, `on` why).
+    Admission {
+        job: String,
+        instance: String,
+        verdict: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        on: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        waited_ms: Option<u64>,
+    },
     /// Armed timers (of `timers`), soonest first; several replies may follow each other.
     Timers { timers: Vec<TimerStatus> },
     /// Resource pools (of `pools`), by name; several replies may follow each other.

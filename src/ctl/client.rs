@@ -51,7 +51,8 @@ impl Client {
                 | Reply::Change { .. }
                 | Reply::Timers { .. }
                 | Reply::Pools { .. }
-                | Reply::History { .. } => {}
+                | Reply::History { .. }
+                | Reply::Admission { .. } => {}
             }
         }
     }

@@ -140,3 +140,58 @@ fn other_users_may_read_history_and_metrics() {
     let out = h.ctl_as(crate::harness::NOBODY, &["metrics"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
+
+#[test]
+fn monitor_json_streams_events_state_changes_timers_and_admission() {
+    let h = Harness::start(&[
+        ("tick", "task\nstart on every 1s\nexec true\n"),
+        ("wanting", "task\nrequires file $WORK/go\nexec true\n"),
+    ]);
+    let out = std::fs::File::create(h.path("work/monitor.json")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_uprisectl"))
+        .arg("--socket")
+        .arg(h.socket())
+        .args(["monitor", "--json"])
+        .stdout(out)
+        .spawn()
+        .unwrap();
+    let lines = || -> Vec<serde_json::Value> {
+        h.work_file("monitor.json")
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{line}: {error}")))
+            .collect()
+    };
+    let has = |want: &dyn Fn(&serde_json::Value) -> bool| lines().iter().any(want);
+    h.wait_until("the monitor", || {
+        let _ = h.ctl(&["emit", "-n", "monitor-check"]);
+        has(&|line| line["reply"] == "event" && line["name"] == "monitor-check")
+    });
+    assert_eq!(h.ctl(&["start", "-n", "wanting"]).code, Some(0));
+    h.wait_until("the queued line", || {
+        has(&|line| line["reply"] == "admission" && line["verdict"] == "queued")
+    });
+    std::fs::write(h.path("work/go"), "").unwrap();
+    h.wait_until("the admission", || {
+        has(&|line| line["reply"] == "admission" && line["job"] == "wanting" && line["verdict"] == "admitted")
+    });
+    h.wait_until("a timer's firing", || {
+        has(&|line| {
+            line["reply"] == "event"
+                && line["name"] == "timer"
+                && line["env"]
+                    .as_array()
+                    .is_some_and(|env| env.iter().any(|entry| entry == "UPRISE_TIMER=every 1s"))
+        })
+    });
+    h.wait_until("a state change", || {
+        has(&|line| line["reply"] == "change" && line["job"] == "tick" && line["state"] == "running")
+    });
+    let queued = lines()
+        .into_iter()
+        .find(|line| line["reply"] == "admission" && line["verdict"] == "queued")
+        .unwrap();
+    let file = format!("file {}", h.path("work/go").display());
+    assert_eq!(queued["on"], serde_json::json!([file]), "{queued}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

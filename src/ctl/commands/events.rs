@@ -57,6 +57,26 @@ fn monitor_line(reply: &Reply) -> Option<String> {
             line.push_str(&format!(" {goal}/{state}"));
             Some(line)
         }
+        Reply::Admission {
+            job,
+            instance,
+            verdict,
+            on,
+            waited_ms,
+        } => {
+            let mut line = format!("admission {job}");
+            if !instance.is_empty() {
+                line.push_str(&format!(" ({instance})"));
+            }
+            line.push_str(&format!(" {verdict}"));
+            if !on.is_empty() {
+                line.push_str(&format!(": {}", on.join(", ")));
+            }
+            if let Some(waited) = waited_ms {
+                line.push_str(&format!(" after {waited} ms"));
+            }
+            Some(line)
+        }
         Reply::Status { .. }
         | Reply::Text { .. }
         | Reply::Done

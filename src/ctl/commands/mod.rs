@@ -302,7 +302,8 @@ fn send(socket: &Path, request: &Request, show: Show, out: &mut dyn Write) -> Re
             | Reply::Change { .. }
             | Reply::Timers { .. }
             | Reply::Pools { .. }
-            | Reply::History { .. } => {}
+            | Reply::History { .. }
+            | Reply::Admission { .. } => {}
         })
         .map_err(failure)?;
     if show == Show::Json {

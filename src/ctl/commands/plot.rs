@@ -140,13 +140,32 @@ struct Row {
     name: String,
     cause: Option<String>,
     bars: Vec<(u64, u64, String)>,
+    /// Whether the last bar is still open (its state not left yet).
+    open: bool,
 }
 
-/// The rows in the window, in the order the instances first appear.
+impl Row {
+    /// The instance entered `state` at `at`: the open bar ends, and a new one opens unless
+    /// the state is `waiting`.
+    fn enter(&mut self, at: u64, state: &str) {
+        if self.open
+            && let Some(last) = self.bars.last_mut()
+        {
+            last.1 = at;
+        }
+        self.open = state != "waiting";
+        if self.open {
+            self.bars.push((at, at, state.to_string()));
+        }
+    }
+}
+
+/// The rows in the window, in the order the instances first appear; bars still open end
+/// at `to`.
 fn rows(changes: &[TransitionRecord], from: u64, to: u64) -> Vec<Row> {
     let mut rows: Vec<Row> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
-    // The state each instance was in when the window opened.
+    // The state each instance was in when the window opened, and what started it.
     let mut before: HashMap<String, (String, Option<String>)> = HashMap::new();
     for change in changes {
         let name = who(change);
@@ -168,30 +187,21 @@ fn rows(changes: &[TransitionRecord], from: u64, to: u64) -> Vec<Row> {
                 name: name.clone(),
                 cause,
                 bars: Vec::new(),
+                open: false,
             };
-            if state != "waiting" {
-                row.bars.push((from, from, state));
-            }
+            row.enter(from, &state);
             rows.push(row);
             rows.len() - 1
         });
         let row = &mut rows[at];
-        if let Some(last) = row.bars.last_mut()
-            && last.1 == last.0
-        {
-            last.1 = change.at_ms;
-        }
         if change.state == "starting" && change.cause.is_some() {
             row.cause = change.cause.clone();
         }
-        if change.state != "waiting" {
-            row.bars.push((change.at_ms, change.at_ms, change.state.clone()));
-        }
+        row.enter(change.at_ms, &change.state);
     }
-    // The open bars run to the end of the window.
     for row in &mut rows {
-        if let Some(last) = row.bars.last_mut()
-            && last.1 == last.0
+        if row.open
+            && let Some(last) = row.bars.last_mut()
         {
             last.1 = to.max(last.0);
         }
@@ -377,8 +387,8 @@ pub(super) fn run_plot(
     } else {
         end
     };
-    for bar in rows.iter_mut().filter_map(|row| row.bars.last_mut()) {
-        if bar.1 == end {
+    for row in rows.iter_mut().filter(|row| row.open) {
+        if let Some(bar) = row.bars.last_mut() {
             bar.1 = to;
         }
     }
@@ -471,6 +481,8 @@ mod tests {
             change(90, "web", "running", None),
             change(95, "cron", "starting", Some("asked")),
             change(120, "cron", "running", None),
+            change(150, "cron", "stopping", None),
+            change(150, "cron", "waiting", None),
             change(5000, "late", "starting", Some("net-up")),
             change(5100, "late", "running", None),
         ]
@@ -513,6 +525,14 @@ mod tests {
 
     fn rows_from(changes: &[TransitionRecord], from: u64) -> Vec<Row> {
         rows(changes, from, 200)
+    }
+
+    #[test]
+    fn a_state_left_in_the_same_millisecond_ends_its_bar() {
+        let rows = rows(&boot(), 0, 4000);
+        let cron = rows.iter().find(|row| row.name == "cron").unwrap();
+        assert!(!cron.open);
+        assert_eq!(cron.bars.last(), Some(&(150, 150, "stopping".to_string())));
     }
 
     #[test]

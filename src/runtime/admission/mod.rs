@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use log::{debug, info, warn};
 
+use crate::control::proto::Reply;
 use crate::machine::environ::{self, Environment};
 use crate::machine::gate::Verdict;
 use crate::machine::pools::{Amounts, PoolId, Pools};
@@ -355,6 +356,41 @@ impl Daemon {
                 self.display(key)
             );
         }
+        // A start that waited is worth a line to the monitors; one that passed straight
+        // through is only its state changes.
+        if queued.ticket != 0 && !self.monitors.is_empty() {
+            let waited = self.host.wall_now().duration_since(queued.since).as_millis().max(0) as u64;
+            let verdict = if queued.now { "forced" } else { "admitted" };
+            self.tell_admission(key, verdict, Vec::new(), Some(waited));
+        }
+    }
+
+    /// Tells the monitors of an admission decision.
+    fn tell_admission(&mut self, key: &Key, verdict: &str, on: Vec<String>, waited_ms: Option<u64>) {
+        let Some(class) = self.classes.get(key.0) else { return };
+        let reply = Reply::Admission {
+            job: class.job.name.clone(),
+            instance: key.1.clone(),
+            verdict: verdict.to_string(),
+            on,
+            waited_ms,
+        };
+        self.broadcast(reply);
+    }
+
+    /// What holds a queued start: `gate`, `pool NAME`, `file PATH`.
+    fn held_by(&self, queued: &Queued) -> Vec<String> {
+        let mut on = Vec::new();
+        if queued.gate.is_some() {
+            on.push("gate".to_string());
+        }
+        for (id, _) in queued.amounts.iter() {
+            on.push(format!("pool {}", self.admission.pools.get(*id).name));
+        }
+        for (_, path) in queued.requires.iter() {
+            on.push(format!("file {path}"));
+        }
+        on
     }
 
     /// `Effect::Queue`: the start joins the queue (or, let go and found wanting as it went,
@@ -409,6 +445,14 @@ impl Daemon {
             self.schedule_gate_tick();
         }
         self.admission.recheck.push(ticket);
+        if !self.monitors.is_empty() {
+            let on = self
+                .instance(key)
+                .and_then(|instance| instance.queued.as_deref())
+                .map(|queued| self.held_by(queued))
+                .unwrap_or_default();
+            self.tell_admission(key, "queued", on, None);
+        }
     }
 
     /// `Effect::Refuse`: the start fails before it began.
@@ -421,6 +465,9 @@ impl Daemon {
             .refusal
             .map_or_else(|| ("gate".into(), "refused".into()), |refusal| *refusal);
         warn!("{}: {why}", self.display(key));
+        if !self.monitors.is_empty() {
+            self.tell_admission(key, "refused", vec![why.clone()], None);
+        }
         if let Some(instance) = self.instance_mut(key) {
             let rare = instance.rare_mut();
             rare.admit_now = false;
