@@ -110,6 +110,8 @@ mod fast {
 
     const SYS_WRITE: usize = 1;
     const SYS_CLOSE: usize = 3;
+    const SYS_IOCTL: usize = 16;
+    const TCGETS: usize = 0x5401;
     const SYS_RT_SIGACTION: usize = 13;
     const SYS_SOCKET: usize = 41;
     const SYS_CONNECT: usize = 42;
@@ -137,6 +139,8 @@ mod fast {
     static mut REQUEST: [u8; 512] = [0; 512];
     static mut REPLY: [u8; 4096] = [0; 4096];
     static mut TEXT: [u8; 4096] = [0; 4096];
+    /// `struct termios` (60 bytes) for the terminal test, only written.
+    static mut TERMIOS: [u8; 64] = [0; 64];
     /// `struct sigaction` for SIG_IGN: handler, flags, restorer, mask.
     static IGNORE: [usize; 4] = [1, 0, 0, 0];
 
@@ -449,6 +453,11 @@ mod fast {
         }
         let implied = same(base, b"status");
         if !implied && !same(base, b"uprisectl") && !same(base, b"initctl") {
+            return;
+        }
+        // On a terminal the status is coloured: that is the full client's.
+        // SAFETY: TCGETS writes at most a `struct termios` into the buffer, which is larger.
+        if unsafe { syscall(SYS_IOCTL, 1, TCGETS, (&raw mut TERMIOS) as usize, 0) } == 0 {
             return;
         }
         // the words, `status JOB` (or `JOB` under the name `status`), and `--socket PATH`
