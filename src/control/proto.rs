@@ -201,6 +201,20 @@ pub enum Request {
         #[serde(default)]
         instance: Option<String>,
     },
+    /// What a blocking `emit`, `start`, `stop` or `restart` waits for, in words: one
+    /// `Reply::Text` per line, few and short (`uprisectl` shows them on a terminal while it
+    /// waits). With `event`, the live events of that name and what holds each; otherwise the
+    /// instance of `job` that `env` and `instance` address, as `status` does.
+    Waiting {
+        #[serde(default)]
+        job: Option<String>,
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        instance: Option<String>,
+        #[serde(default)]
+        event: Option<String>,
+    },
 }
 
 fn yes() -> bool {

@@ -216,6 +216,7 @@ fn privileged(request: &Request) -> bool {
             | Request::History { .. }
             | Request::Metrics
             | Request::Graph
+            | Request::Waiting { .. }
     ) && !matches!(request, Request::LogPriority { priority: None })
 }
 
@@ -848,6 +849,16 @@ impl Daemon {
             Request::LogPath { job, env, instance } => {
                 let text = self.request_log_path(&job, &env, instance.as_deref())?;
                 done(self, vec![Reply::Text { text }]);
+                Ok(())
+            }
+            Request::Waiting {
+                job,
+                env,
+                instance,
+                event,
+            } => {
+                let lines = self.request_waiting(job.as_deref(), &env, instance.as_deref(), event.as_deref())?;
+                done(self, lines.into_iter().map(|text| Reply::Text { text }).collect());
                 Ok(())
             }
         }

@@ -37,6 +37,7 @@ pub mod system;
 mod timer_tests;
 pub mod timers;
 mod views;
+mod waiting;
 pub mod watch;
 
 use std::collections::HashMap;

@@ -67,15 +67,7 @@ impl Daemon {
                     detail.push(format!("respawning in {shown}"));
                 }
                 if let Some(awaiting) = &instance.awaiting {
-                    detail.push(match awaiting {
-                        super::readiness::Awaiting::Stop => {
-                            "waiting for the main process to stop itself (expect stop)".to_string()
-                        }
-                        super::readiness::Awaiting::Notify => "waiting for READY=1 (expect notify)".to_string(),
-                        super::readiness::Awaiting::Fork { .. } => {
-                            "waiting for the daemon to fork (expect fork/daemon, pid file)".to_string()
-                        }
-                    });
+                    detail.push(awaiting_line(awaiting));
                 }
                 if let Some(error) = &instance.rare().log_error {
                     detail.push(format!("output not logged: {error}"));
@@ -166,6 +158,17 @@ impl Daemon {
         ));
         self.outgoing.push(Outgoing::Reply(client, Reply::Done));
         self.outgoing.push(Outgoing::Finish(client));
+    }
+}
+
+/// What a main process in `spawned` is waiting for, in words (`status -v`, `waiting`).
+pub(super) fn awaiting_line(awaiting: &super::readiness::Awaiting) -> String {
+    match awaiting {
+        super::readiness::Awaiting::Stop => "waiting for the main process to stop itself (expect stop)".to_string(),
+        super::readiness::Awaiting::Notify => "waiting for READY=1 (expect notify)".to_string(),
+        super::readiness::Awaiting::Fork { .. } => {
+            "waiting for the daemon to fork (expect fork/daemon, pid file)".to_string()
+        }
     }
 }
 

@@ -20,3 +20,4 @@ mod linking;
 mod props;
 mod shell;
 mod tidy;
+mod waiting;

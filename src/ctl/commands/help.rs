@@ -38,6 +38,10 @@ Invoked as start, stop, restart, reload, status or telinit, the command is impli
 Without JOB inside a job, start, stop, restart, reload and status act on the job's own
 instance ($UPSTART_JOB, $UPSTART_INSTANCE) and never wait.
 
+On a terminal, emit, start, stop and restart that have waited a second say on stderr
+what they wait for (the jobs holding the event, why the instance is where it is), on
+one line kept current and erased when they end; never through a pipe, nor with -q.
+
 The environment commands edit the global job environment, which every job starts from;
 run inside a job without -g, they edit that instance's own table instead (its later
 processes see the change). Unlike Upstart's PID 1, uprise lets root (and the daemon's

@@ -23,7 +23,8 @@
 //! help texts; `args` the option parsing; `jobs`, `events`, `env` and `daemon` the commands
 //! of those groups of the help (what each sends, and how its replies are shown); `log` the
 //! `log` command, which reads the log file itself; `timers` the table of armed timers;
-//! `pools` the resource pools.
+//! `pools` the resource pools; `waiting` the line a blocking command shows on a terminal
+//! while it waits.
 
 mod args;
 mod daemon;
@@ -38,6 +39,7 @@ mod pools;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod waiting;
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -70,6 +72,7 @@ pub fn run(program: &str, args: &[String]) -> i32 {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
     COLOUR.store(stdout.is_terminal() && !no_color, Ordering::Relaxed);
     let stderr = io::stderr();
+    waiting::SHOW.store(stderr.is_terminal(), Ordering::Relaxed);
     run_with(program, args, &mut stdout.lock(), &mut stderr.lock(), &|name| {
         std::env::var(name).ok()
     })
@@ -251,7 +254,10 @@ fn execute(
         }
         other => return Err(usage(format!("unknown command: {other}"))),
     };
-    send(&socket_path(parsed, env), &request, show, out)
+    let socket = socket_path(parsed, env);
+    waiting::while_waiting(&socket, &request, parsed.quiet, out, |out| {
+        send(&socket, &request, show, out)
+    })
 }
 
 /// The control socket: `--socket`, else the usual resolution.
