@@ -168,19 +168,30 @@ impl Daemon {
             first_line,
             env: &env,
         })?;
-        let step = self.arm(Duration::ZERO, Deadline::LuaStep { id });
-        self.lua.processes.running.insert(
-            id,
-            LuaProcess {
-                key: key.clone(),
-                role: role.clone(),
-                env,
-                coroutine: Some(coroutine),
-                next: Next::Resume(Wake::Start),
-                step: Some(step),
-            },
-        );
+        self.schedule_lua(id, key, role, env, Some(coroutine), Next::Resume(Wake::Start));
         Ok(())
+    }
+
+    /// Keeps a `script lua` process under `id`, its next step due on the loop's next turn.
+    fn schedule_lua(
+        &mut self,
+        id: i32,
+        key: &Key,
+        role: &Role,
+        env: Vec<String>,
+        coroutine: Option<Coroutine>,
+        next: Next,
+    ) {
+        let step = self.arm(Duration::ZERO, Deadline::LuaStep { id });
+        let process = LuaProcess {
+            key: key.clone(),
+            role: role.clone(),
+            env,
+            coroutine,
+            next,
+            step: Some(step),
+        };
+        self.lua.processes.running.insert(id, process);
     }
 
     /// After a re-exec: the `script lua` processes the snapshot names start again from the
@@ -197,25 +208,9 @@ impl Daemon {
             Ok(()) => info!("{name} {role} process (lua) starts again from the beginning after the re-exec"),
             Err(why) => {
                 warn!("{name} {role} process (lua) cannot start again after the re-exec: {why}");
-                self.end_lua_process_later(id, key, role, ExitStatus::Code(1));
+                self.schedule_lua(id, key, role, Vec::new(), None, Next::Exit(ExitStatus::Code(1)));
             }
         }
-    }
-
-    /// Reports `id` ended with `status` on a later turn of the loop.
-    fn end_lua_process_later(&mut self, id: i32, key: &Key, role: &Role, status: ExitStatus) {
-        let step = self.arm(Duration::ZERO, Deadline::LuaStep { id });
-        self.lua.processes.running.insert(
-            id,
-            LuaProcess {
-                key: key.clone(),
-                role: role.clone(),
-                env: Vec::new(),
-                coroutine: None,
-                next: Next::Exit(status),
-                step: Some(step),
-            },
-        );
     }
 
     /// A signal sent to a `script lua` process: one that ends a process ends it (reported

@@ -77,6 +77,19 @@ fn fetch(parsed: &Parsed, env: &dyn Fn(&str) -> Option<String>) -> Result<Histor
     Ok(history)
 }
 
+/// The command line's window (`--since`), the history, and the window's bounds.
+fn windowed(
+    args: &[String],
+    parsed: &Parsed,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(History, Since, u64, u64), Failure> {
+    no_more(args)?;
+    let since = since(parsed)?;
+    let history = fetch(parsed, env)?;
+    let (from, to) = window(&history.changes, history.now_ms, since);
+    Ok((history, since, from, to))
+}
+
 /// The window to show, in milliseconds of the daemon's life: `(from, to)`.
 fn window(changes: &[TransitionRecord], now_ms: u64, since: Since) -> (u64, u64) {
     match since {
@@ -376,10 +389,7 @@ pub(super) fn run_plot(
     env: &dyn Fn(&str) -> Option<String>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    no_more(args)?;
-    let since = since(parsed)?;
-    let history = fetch(parsed, env)?;
-    let (from, end) = window(&history.changes, history.now_ms, since);
+    let (history, since, from, end) = windowed(args, parsed, env)?;
     let mut rows = rows(&history.changes, from, end);
     // Drawn a little past the boot's end, so that its last bars show.
     let to = if since == Since::Boot {
@@ -446,10 +456,7 @@ pub(super) fn run_blame(
     env: &dyn Fn(&str) -> Option<String>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    no_more(args)?;
-    let since = since(parsed)?;
-    let history = fetch(parsed, env)?;
-    let (from, to) = window(&history.changes, history.now_ms, since);
+    let (history, _, from, to) = windowed(args, parsed, env)?;
     for (millis, name) in blame(&history.changes, from, to) {
         let _ = writeln!(out, "{:>10} {name}", seconds(millis));
     }
