@@ -227,7 +227,7 @@ mod tests {
         assert_eq!(states, ["spawned", "running", "stopping"]);
         assert_eq!(history.since(9).count(), 2);
         assert_eq!(history.names.len(), 1, "`web` once");
-        assert_eq!(std::mem::size_of::<Change>(), 48);
+        assert_eq!(size_of::<Change>(), 48);
         // A re-exec: the new image's clock is another, the times stay the daemon's.
         let later = boot + Duration::from_secs(60);
         let snapshot = history.snapshot(later);
