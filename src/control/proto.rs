@@ -449,14 +449,20 @@ pub struct TransitionRecord {
     pub cause: Option<String>,
 }
 
+/// `JOB`, or `JOB (INSTANCE)` for a named instance: how every message names an instance.
+pub fn instance_name(job: &str, instance: &str) -> String {
+    if instance.is_empty() {
+        job.to_string()
+    } else {
+        format!("{job} ({instance})")
+    }
+}
+
 /// Formats one status line exactly as Upstart's `initctl` does:
 /// `JOB[ (INSTANCE)] GOAL/STATE[, process PID]`, followed by tab-indented lines for further
 /// processes. A `script lua` process, which has no pid, shows as `lua process`.
 pub fn status_line(status: &InstanceStatus) -> String {
-    let mut out = status.job.clone();
-    if !status.instance.is_empty() {
-        out.push_str(&format!(" ({})", status.instance));
-    }
+    let mut out = instance_name(&status.job, &status.instance);
     out.push_str(&format!(" {}/{}", status.goal, status.state));
     let mut processes = status.processes.iter();
     if let Some(first) = processes.next() {

@@ -13,14 +13,6 @@ use crate::machine::environ;
 use super::daemon::Daemon;
 use super::jobs::ClassId;
 
-fn display(job: &str, instance: &str) -> String {
-    if instance.is_empty() {
-        job.to_string()
-    } else {
-        format!("{job} ({instance})")
-    }
-}
-
 /// `VAR=VALUE`, or `VAR` for `VAR=`: the name and value.
 fn parse_assignment(var: &str) -> Result<(&str, &str), String> {
     let (name, value) = var.split_once('=').unwrap_or((var, ""));
@@ -47,7 +39,10 @@ impl Daemon {
         let class_id = self.lookup(job)?;
         let name = instance.unwrap_or_default().to_string();
         if !self.class(class_id).instances.contains_key(&name) {
-            return Err(format!("Unknown instance: {}", display(job, &name)));
+            return Err(format!(
+                "Unknown instance: {}",
+                crate::control::proto::instance_name(job, &name)
+            ));
         }
         Ok((class_id, name))
     }
@@ -78,7 +73,7 @@ impl Daemon {
             .classes
             .get_mut(class_id)
             .and_then(|class| class.instances.get_mut(&name))
-            .ok_or_else(|| format!("Unknown instance: {}", display(job, &name)))?;
+            .ok_or_else(|| format!("Unknown instance: {}", crate::control::proto::instance_name(job, &name)))?;
         instance.env.edit(&mut edit);
         if let Some(start_env) = instance.start_env.as_mut() {
             start_env.edit(&mut edit);

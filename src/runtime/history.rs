@@ -23,13 +23,12 @@ pub const DEFAULT_CAPACITY: usize = 10_000;
 const GROWTH: usize = 1024;
 
 /// The name an instance is kept under: its job and its instance name, joined by a NUL
-/// (which neither can hold).
-fn who(job: &str, instance: &str) -> String {
-    let mut who = String::with_capacity(job.len() + 1 + instance.len());
-    who.push_str(job);
-    who.push('\0');
-    who.push_str(instance);
-    who
+/// (which neither can hold), written into `into`.
+fn who_into(into: &mut String, job: &str, instance: &str) {
+    into.clear();
+    into.push_str(job);
+    into.push('\0');
+    into.push_str(instance);
 }
 
 /// One change of goal or state.
@@ -55,6 +54,9 @@ pub struct History {
     /// clock (milliseconds since the epoch).
     boot: Instant,
     boot_wall_ms: i64,
+    /// Where an instance's name is written to be looked up, so that recording a change
+    /// allocates only for a name not seen yet.
+    scratch: String,
 }
 
 impl History {
@@ -65,6 +67,7 @@ impl History {
             names: HashSet::new(),
             boot,
             boot_wall_ms,
+            scratch: String::new(),
         }
     }
 
@@ -81,6 +84,15 @@ impl History {
         shared
     }
 
+    /// An instance's shared name (see [`who_into`]).
+    fn intern_who(&mut self, job: &str, instance: &str) -> Rc<str> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        who_into(&mut scratch, job, instance);
+        let shared = self.intern(&scratch);
+        self.scratch = scratch;
+        shared
+    }
+
     /// Records a change at `now`.
     pub fn record(&mut self, now: Instant, job: &str, instance: &str, goal: Goal, state: State, cause: Option<&str>) {
         if self.capacity == 0 {
@@ -89,7 +101,7 @@ impl History {
         self.make_room();
         let change = Change {
             at_ms: now.saturating_duration_since(self.boot).as_millis() as u64,
-            who: self.intern(&who(job, instance)),
+            who: self.intern_who(job, instance),
             goal,
             state,
             cause: cause.map(|cause| self.intern(cause)),
@@ -174,7 +186,7 @@ impl History {
             self.make_room();
             let entry = Change {
                 at_ms: change.at_ms,
-                who: self.intern(&who(&change.job, &change.instance)),
+                who: self.intern_who(&change.job, &change.instance),
                 goal,
                 state,
                 cause: change.cause.as_deref().map(|cause| self.intern(cause)),

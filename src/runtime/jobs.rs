@@ -402,8 +402,13 @@ impl Instance {
     }
 
     /// The goal as `status` shows it; a restart shows `start`.
+    pub fn shown(&self) -> Goal {
+        if self.restarting { Goal::Start } else { self.goal }
+    }
+
+    /// [`Instance::shown`]'s name.
     pub fn shown_goal(&self) -> &'static str {
-        if self.restarting { "start" } else { self.goal.name() }
+        self.shown().name()
     }
 }
 

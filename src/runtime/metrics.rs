@@ -25,8 +25,9 @@ use calloop::{Interest, Mode, PostAction, RegistrationToken};
 use log::{info, warn};
 
 use crate::machine::State;
+use crate::machine::pools::Pool;
 
-use super::daemon::Daemon;
+use super::daemon::{Daemon, Key};
 
 /// The upper bounds of the spawn-time histogram's buckets, in seconds.
 const SPAWN_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
@@ -115,6 +116,21 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// Writes a metric with one label: its header, then `NAME{KEY="VALUE"} FIGURE` for each.
+fn family<F: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    key: &str,
+    items: impl Iterator<Item = (impl AsRef<str>, F)>,
+) {
+    header(out, name, kind, help);
+    for (value, figure) in items {
+        let _ = writeln!(out, "{name}{{{key}=\"{}\"}} {figure}", label(value.as_ref()));
+    }
+}
+
 impl Daemon {
     /// The figures, in Prometheus's text format.
     pub fn metrics_text(&self) -> String {
@@ -132,15 +148,14 @@ impl Daemon {
         }
         header(&mut out, "uprise_jobs", "gauge", "Jobs loaded.");
         let _ = writeln!(out, "uprise_jobs {jobs}");
-        header(
+        family(
             &mut out,
             "uprise_instances",
             "gauge",
             "Instances by state; a job with no instance counts as one waiting.",
+            "state",
+            State::ALL.into_iter().map(|state| (state.name(), by_state[&state])),
         );
-        for state in State::ALL {
-            let _ = writeln!(out, "uprise_instances{{state=\"{state}\"}} {}", by_state[&state]);
-        }
         header(
             &mut out,
             "uprise_events_emitted_total",
@@ -152,34 +167,28 @@ impl Daemon {
         let _ = writeln!(out, "uprise_events_pending {}", self.events.len());
         let mut counted: Vec<(&String, &JobCounts)> = self.metrics.jobs.iter().collect();
         counted.sort_by(|a, b| a.0.cmp(b.0));
-        header(
+        let nonzero = |count: fn(&JobCounts) -> u64| {
+            counted
+                .iter()
+                .map(move |(job, counts)| (job.as_str(), count(counts)))
+                .filter(|(_, count)| *count > 0)
+        };
+        family(
             &mut out,
             "uprise_job_respawns_total",
             "counter",
             "Respawns of a job's main process (jobs that never respawned are left out).",
+            "job",
+            nonzero(|counts| counts.respawns),
         );
-        for (job, counts) in counted.iter().filter(|(_, counts)| counts.respawns > 0) {
-            let _ = writeln!(
-                out,
-                "uprise_job_respawns_total{{job=\"{}\"}} {}",
-                label(job),
-                counts.respawns
-            );
-        }
-        header(
+        family(
             &mut out,
             "uprise_job_failures_total",
             "counter",
             "Runs of a job that failed (jobs that never failed are left out).",
+            "job",
+            nonzero(|counts| counts.failures),
         );
-        for (job, counts) in counted.iter().filter(|(_, counts)| counts.failures > 0) {
-            let _ = writeln!(
-                out,
-                "uprise_job_failures_total{{job=\"{}\"}} {}",
-                label(job),
-                counts.failures
-            );
-        }
         header(
             &mut out,
             "uprise_queued_starts",
@@ -187,34 +196,33 @@ impl Daemon {
             "Starts waiting in the queued state (gates, pools, required files).",
         );
         let _ = writeln!(out, "uprise_queued_starts {}", by_state[&State::Queued]);
-        let pools = self.pool_statuses();
-        header(&mut out, "uprise_pool_max", "gauge", "A resource pool's maximum.");
-        for pool in &pools {
-            let _ = writeln!(out, "uprise_pool_max{{pool=\"{}\"}} {}", label(&pool.pool), pool.max);
-        }
-        header(
+        let mut pools: Vec<_> = self.admission.pools.iter().map(|(_, pool)| pool).collect();
+        pools.sort_by(|a, b| a.name.cmp(&b.name));
+        let each = |figure: fn(&Pool<Key>) -> f64| pools.iter().map(move |pool| (pool.name.as_str(), figure(pool)));
+        family(
+            &mut out,
+            "uprise_pool_max",
+            "gauge",
+            "A resource pool's maximum.",
+            "pool",
+            each(|pool| pool.max),
+        );
+        family(
             &mut out,
             "uprise_pool_used",
             "gauge",
             "How much of a resource pool is held.",
+            "pool",
+            each(|pool| super::admission::views::rounded(pool.used)),
         );
-        for pool in &pools {
-            let _ = writeln!(out, "uprise_pool_used{{pool=\"{}\"}} {}", label(&pool.pool), pool.used);
-        }
-        header(
+        family(
             &mut out,
             "uprise_pool_waiting",
             "gauge",
             "Starts in a resource pool's line.",
+            "pool",
+            each(|pool| pool.line.len() as f64),
         );
-        for pool in &pools {
-            let _ = writeln!(
-                out,
-                "uprise_pool_waiting{{pool=\"{}\"}} {}",
-                label(&pool.pool),
-                pool.queue.len()
-            );
-        }
         header(
             &mut out,
             "uprise_spawn_duration_seconds",

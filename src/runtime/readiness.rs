@@ -657,12 +657,7 @@ impl Daemon {
     }
 
     pub fn display(&self, key: &Key) -> String {
-        let job = &self.class(key.0).job;
-        if key.1.is_empty() {
-            job.name.clone()
-        } else {
-            format!("{} ({})", job.name, key.1)
-        }
+        Daemon::display_name(&self.class(key.0).job, &key.1)
     }
 
     /// A goal change while waiting in `spawned`: stop waiting and stop the job.

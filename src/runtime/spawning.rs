@@ -171,11 +171,7 @@ impl Daemon {
         role: &Role,
         result: Result<i32, spawn::SpawnError>,
     ) -> Spawned {
-        let name = if key.1.is_empty() {
-            job.name.clone()
-        } else {
-            format!("{} ({})", job.name, key.1)
-        };
+        let name = Daemon::display_name(job, &key.1);
         match result {
             Ok(pid) => {
                 debug!("{name} {role} process ({pid})");

@@ -140,18 +140,17 @@ impl Daemon {
         let Some(instance) = self.instance_mut(key) else { return };
         let from = instance.state;
         instance.state = state;
-        let goal = instance.shown_goal();
+        let goal = instance.shown();
         debug!("{} ({}) state {from} -> {state}", job.name, key.1);
         let cause = (state == State::Starting).then(|| {
             let env = instance.start_env.as_ref().unwrap_or(&instance.env);
             super::history::cause_of(|key| env.get(key))
         });
-        let shown = Goal::from_name(goal).unwrap_or(Goal::Stop);
         self.history
-            .record(now, &job.name, &key.1, shown, state, cause.as_deref());
+            .record(now, &job.name, &key.1, goal, state, cause.as_deref());
         // Built only for someone to send it to: a state change is frequent.
         if !self.monitors.is_empty() {
-            let goal = goal.to_string();
+            let goal = goal.name().to_string();
             self.broadcast(Reply::Change {
                 job: job.name.clone(),
                 instance: key.1.clone(),

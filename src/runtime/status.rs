@@ -9,11 +9,7 @@ use super::jobs::{ClassId, ClientId};
 
 impl Daemon {
     pub(super) fn display_name(job: &Job, instance: &str) -> String {
-        if instance.is_empty() {
-            job.name.clone()
-        } else {
-            format!("{} ({instance})", job.name)
-        }
+        crate::control::proto::instance_name(&job.name, instance)
     }
 
     pub fn instance_status(&self, key: &Key) -> InstanceStatus {

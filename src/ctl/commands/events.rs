@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::control::proto::{Reply, Request};
+use crate::control::proto::{self, Reply, Request};
 use crate::ctl::client::Client;
 
 use super::args::{Parsed, env_pairs, no_more};
@@ -49,14 +49,7 @@ fn monitor_line(reply: &Reply) -> Option<String> {
             instance,
             goal,
             state,
-        } => {
-            let mut line = format!("job {job}");
-            if !instance.is_empty() {
-                line.push_str(&format!(" ({instance})"));
-            }
-            line.push_str(&format!(" {goal}/{state}"));
-            Some(line)
-        }
+        } => Some(format!("job {} {goal}/{state}", proto::instance_name(job, instance))),
         Reply::Admission {
             job,
             instance,
@@ -64,11 +57,7 @@ fn monitor_line(reply: &Reply) -> Option<String> {
             on,
             waited_ms,
         } => {
-            let mut line = format!("admission {job}");
-            if !instance.is_empty() {
-                line.push_str(&format!(" ({instance})"));
-            }
-            line.push_str(&format!(" {verdict}"));
+            let mut line = format!("admission {} {verdict}", proto::instance_name(job, instance));
             if !on.is_empty() {
                 line.push_str(&format!(": {}", on.join(", ")));
             }

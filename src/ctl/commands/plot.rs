@@ -103,11 +103,7 @@ fn window(changes: &[TransitionRecord], now_ms: u64, since: Since) -> (u64, u64)
 }
 
 fn who(change: &TransitionRecord) -> String {
-    if change.instance.is_empty() {
-        change.job.clone()
-    } else {
-        format!("{} ({})", change.job, change.instance)
-    }
+    crate::control::proto::instance_name(&change.job, &change.instance)
 }
 
 /// When the startup chain finished coming up (see the module's doc), if anything started

@@ -25,7 +25,7 @@
 mod files;
 mod gates;
 mod handover;
-mod views;
+pub(super) mod views;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

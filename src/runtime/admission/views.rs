@@ -142,6 +142,6 @@ impl Daemon {
 }
 
 /// A sum of fractions as people write it: 0.1 + 0.2 is 0.3.
-fn rounded(value: f64) -> f64 {
+pub(in crate::runtime) fn rounded(value: f64) -> f64 {
     (value * 1e6).round() / 1e6
 }
