@@ -139,6 +139,40 @@ fn other_users_may_read_history_and_metrics() {
     assert!(out.stdout.contains("up"), "{}", out.stdout);
     let out = h.ctl_as(crate::harness::NOBODY, &["metrics"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
+    // `waiting` has no command of its own (the client asks it on a terminal): sent raw, as
+    // the same user, it is answered; `monitor` beside it is refused.
+    let raw = |request: &str| -> Option<String> {
+        use std::os::unix::process::CommandExt;
+        let script = "import socket, sys\n\
+                      s = socket.socket(socket.AF_UNIX)\n\
+                      s.connect(sys.argv[1])\n\
+                      s.sendall(sys.argv[2].encode() + b'\\n')\n\
+                      s.settimeout(10)\n\
+                      data = b''\n\
+                      while b'\"done\"' not in data and b'\"error\"' not in data:\n\
+                      \x20   chunk = s.recv(65536)\n\
+                      \x20   if not chunk: break\n\
+                      \x20   data += chunk\n\
+                      print(data.decode())\n";
+        let output = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(h.socket())
+            .arg(request)
+            .uid(crate::harness::NOBODY)
+            .gid(crate::harness::NOBODY)
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    let Some(answer) = raw(r#"{"method":"waiting","job":"up"}"#) else {
+        println!("skipped the raw `waiting` request: python3 is not installed");
+        return;
+    };
+    assert!(answer.contains(r#""reply":"done""#), "{answer}");
+    assert!(answer.contains("up start/running"), "{answer}");
+    let refused = raw(r#"{"method":"monitor"}"#).unwrap();
+    assert!(refused.contains("Permission denied"), "{refused}");
 }
 
 #[test]
